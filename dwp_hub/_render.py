@@ -1,0 +1,85 @@
+"""Render a :class:`~dwp_hub.card.PriorCard` as a Hugging Face style ``README.md`` (no torch)."""
+
+from __future__ import annotations
+
+import json
+
+from dwp_hub.card import PriorCard
+
+
+def _yaml_list(items: list[str]) -> str:
+    return "\n".join(f"- {json.dumps(i)}" for i in items)
+
+
+def render_readme(card: PriorCard) -> str:
+    """The model card: YAML front matter, prose, tables, the sample picture, citation."""
+    a, s, k, t, m, st = card.arch, card.source, card.kernels, card.training, card.metrics, card.kernel_stats
+    ks = f"{a.kernel_size}x{a.kernel_size}"
+    ref = f"{m.reference_elbo:.1f}" if m.reference_elbo is not None else "n/a"
+    quant = ", ".join(f"{q}: {v:.3g}" for q, v in st.norm_quantiles.items())
+    rebuild = card.recipe.get("rebuild", "")
+    build = ""
+    if t.build_seconds is not None:
+        build = (f"\nRebuilding this prior from scratch (source networks, harvest, fit, evaluation) took "
+                 f"{t.build_seconds / 60:.1f} min with peak memory {t.build_peak_memory_mb:.0f} MiB "
+                 f"on {t.threads} CPU thread(s).\n")
+    return f"""---
+library_name: dwp-hub
+license: {card.license.lower()}
+tags:
+{_yaml_list(["deep-weight-prior", "bayesian-deep-learning", "vae", "convolution-kernels", f"kernel-{ks}"])}
+datasets:
+{_yaml_list([s.domain])}
+metrics:
+{_yaml_list(["elbo", "iw-log-likelihood"])}
+---
+
+# {card.name} v{card.version}
+
+{card.description}
+
+A deep weight prior (Atanov et al., ICLR 2019): a variational auto-encoder over {ks} convolution
+kernels, learned from {s.n_networks} {s.network} networks trained on **{s.domain}** (layer `{s.layer}`).
+Use it to initialise conv layers or as the prior of a Bayesian CNN.
+
+```python
+import torch, dwp_hub
+prior = dwp_hub.load("{card.name}@{card.version}")
+kernels = prior.sample(64, generator=torch.Generator().manual_seed(0))   # [64, 1, {a.kernel_size}, {a.kernel_size}]
+```
+
+![samples](samples.png)
+
+## Quality (held-out source networks, nats per kernel, higher is better)
+
+| metric | value |
+|---|---|
+| held-out ELBO (1 z sample) | {m.heldout_elbo:.2f} |
+| held-out importance-weighted log-likelihood (K={m.iw_k}, {m.n_iw_kernels} kernels) | {m.heldout_iw_log_likelihood:.2f} |
+| train ELBO | {m.train_elbo:.2f} |
+| held-out kernels | {m.n_heldout_kernels} |
+| authors' released VAE, held-out ELBO on their kernels | {ref} |
+
+Held-out kernels come from source networks never seen in training ({', '.join(map(str, s.held_out_networks)) or 'none'}).
+
+## Provenance
+
+| field | value |
+|---|---|
+| source domain | {s.domain} ({s.protocol}) |
+| source data sha256 | `{s.dataset_sha256 or 'n/a'}` |
+| source network | {s.network}, layer `{s.layer}` |
+| source networks | {s.n_networks} (held out: {s.held_out_networks}) |
+| kernels | {k.total} harvested, {k.kept} kept ({k.prune_rule}; threshold {k.prune_threshold:.4g}); {k.n_train} train / {k.n_held_out} held-out |
+| kernel statistics | mean {st.mean:.4g}, std {st.std:.4g}; L2-norm quantiles {quant} |
+| VAE | {a.kind}, z_dim {a.z_dim}, hidden {a.hidden} |
+| training | {t.epochs} epochs, Adam lr {t.lr:g} ({t.schedule}), batch {t.batch_size}, seed {t.seed}; {t.seconds:.0f} s, peak memory {t.peak_memory_mb:.0f} MiB, {t.device} x{t.threads} threads, torch {t.torch_version} |
+| weights sha256 (tensors) | `{card.weights_sha256}` |
+| created | {card.created} with dwp-hub {card.dwp_hub_version} |
+{build}
+Rebuild: `{rebuild or 'see recipe.yaml'}`
+
+## Citation
+
+{card.citation}
+"""

@@ -1,0 +1,59 @@
+"""The fixed splits of the data README (offline protocols) and the paper's own protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dwp_hub.data._datasets import load_idx_dataset
+from dwp_hub.errors import DataNotFoundError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and evaluation arrays plus a description of how they were drawn."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    protocol: str
+
+
+def source_split(dataset: str, seed: int = 0, root: str | Path | None = None) -> Split:
+    """Source-domain split for training source networks.
+
+    * ``notmnist``: the 10k file, permuted by ``seed``, 9,000 train / 1,000 validation.
+    * ``mnist``: images 0-4999 of the MNIST test file (never the 5000-9999 evaluation half),
+      permuted by ``seed``, 4,500 train / 500 validation.
+    """
+    x, y = load_idx_dataset(dataset, root)
+    if dataset == "notmnist":
+        n_val, protocol = 1000, f"notMNIST-10k: 9,000 train / 1,000 val, permutation seed {seed}"
+    elif dataset == "mnist":
+        x, y = x[:5000], y[:5000]
+        n_val, protocol = 500, f"MNIST-10k images 0-4999: 4,500 train / 500 val, permutation seed {seed}"
+    else:
+        raise DataNotFoundError(f"No source split for {dataset!r}; use 'notmnist' or 'mnist'.")
+    perm = np.random.default_rng(seed).permutation(len(x))
+    tr, va = perm[n_val:], perm[:n_val]
+    return Split(x[tr], y[tr], x[va], y[va], protocol)
+
+
+def mnist10k_protocol(n_train: int, seed: int, root: str | Path | None = None) -> Split:
+    """The MNIST-10k protocol: ``n_train`` class-stratified images from 0-4999, test on 5000-9999."""
+    if n_train % 10 or not 10 <= n_train <= 5000:
+        raise ValueError(f"n_train must be a multiple of 10 in [10, 5000], got {n_train}.")
+    x, y = load_idx_dataset("mnist", root)
+    pool_x, pool_y = x[:5000], y[:5000]
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate(
+        [rng.choice(np.flatnonzero(pool_y == c), n_train // 10, replace=False) for c in range(10)]
+    )
+    idx = rng.permutation(idx)
+    return Split(
+        pool_x[idx], pool_y[idx], x[5000:], y[5000:],
+        f"MNIST-10k protocol: {n_train} stratified from 0-4999 (seed {seed}), test 5000-9999",
+    )

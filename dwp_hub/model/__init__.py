@@ -1,0 +1,1 @@
+"""Models: the kernel VAE, the loaded prior, and the paper's networks."""

@@ -1,0 +1,71 @@
+"""Read and write ``model.safetensors``: VAE tensors plus the card in the metadata header."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dwp_hub._fs import atomic_path
+from dwp_hub.card import PriorCard, card_from_weights_file
+from dwp_hub.constants import CARD_METADATA_KEY, CARD_SCHEMA_VERSION, SCHEMA_METADATA_KEY
+from dwp_hub.errors import CardError, IntegrityError
+from dwp_hub.model.vae import KernelVAE
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors in name order (name, dtype, shape, raw bytes): the card's
+    ``weights_sha256``. Independent of the file's header, so it survives re-serialisation."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def vae_tensors(vae: KernelVAE) -> dict[str, torch.Tensor]:
+    """The VAE's state dict as contiguous CPU float32 tensors."""
+    return {k: v.detach().float().contiguous().cpu() for k, v in vae.state_dict().items()}
+
+
+def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], card: PriorCard) -> None:
+    """Write tensors and card atomically. ``card.weights_sha256`` must match ``tensors``."""
+    if card.weights_sha256 != tensors_sha256(tensors):
+        raise CardError("card.weights_sha256 does not match the tensors being written.")
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={CARD_METADATA_KEY: card.to_json(),
+                                               SCHEMA_METADATA_KEY: str(CARD_SCHEMA_VERSION)})
+
+
+def read_weights(path: str | Path) -> tuple[PriorCard, dict[str, torch.Tensor]]:
+    """Read card and tensors, verifying the tensors against ``card.weights_sha256``."""
+    path = Path(path)
+    card = card_from_weights_file(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise IntegrityError(f"{path.name} is corrupt or truncated ({err}).") from err
+    got = tensors_sha256(tensors)
+    if got != card.weights_sha256:
+        raise IntegrityError(
+            f"{path}: tensor sha256 {got} does not match the card's weights_sha256 "
+            f"{card.weights_sha256}. The weights were modified; refusing to load."
+        )
+    return card, tensors
+
+
+def build_vae(card: PriorCard, tensors: dict[str, torch.Tensor]) -> KernelVAE:
+    """Rebuild the VAE from the card's architecture alone and load ``tensors`` into it."""
+    with torch.device("meta"):
+        vae = KernelVAE(card.arch)
+    try:
+        vae.load_state_dict(tensors, strict=True, assign=True)
+    except RuntimeError as err:
+        raise CardError(
+            f"Weights do not fit the architecture in the card ({card.arch}): {str(err).splitlines()[0]}"
+        ) from err
+    return vae

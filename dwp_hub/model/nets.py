@@ -1,0 +1,84 @@
+"""The paper's networks: source/target classifiers (``fconv``) and a 3x3 variant.
+
+Every net is described by a small JSON-able config so checkpoints rebuild their module from
+metadata alone (no pickle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dwp_hub.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Architecture of a classifier.
+
+    ``arch="fconv"``: Conv(1→h0, 7) → LeakyReLU → MaxPool2 → Conv(h0→h1, 5) → LeakyReLU →
+    MaxPool2 → Linear(h1·9 → 10) (paper Table 2; source nets use 256/512, the VI net 32/128).
+
+    ``arch="fconv3"``: three 3x3 blocks Conv(pad 1) → LeakyReLU → MaxPool2 with widths
+    ``widths`` (28→14→7→3), then Linear(w3·9 → 10): the source network of the 3x3 priors.
+    """
+
+    arch: str = "fconv"
+    widths: tuple[int, ...] = (32, 128)
+    in_channels: int = 1
+    num_classes: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NetConfig:
+        try:
+            return cls(d["arch"], tuple(int(w) for w in d["widths"]), int(d.get("in_channels", 1)),
+                       int(d.get("num_classes", 10)))
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"Malformed network config {d!r}: {err}") from err
+
+
+def build_net(config: NetConfig) -> nn.Sequential:
+    """Build the classifier described by ``config`` (28x28 inputs)."""
+    act = nn.LeakyReLU
+    if config.arch == "fconv":
+        if len(config.widths) != 2:
+            raise ValueError("fconv takes two widths (h0, h1).")
+        h0, h1 = config.widths
+        return nn.Sequential(
+            nn.Conv2d(config.in_channels, h0, 7), act(), nn.MaxPool2d(2),
+            nn.Conv2d(h0, h1, 5), act(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(h1 * 9, config.num_classes),
+        )
+    if config.arch == "fconv3":
+        layers: list[nn.Module] = []
+        c = config.in_channels
+        for w in config.widths:
+            layers += [nn.Conv2d(c, w, 3, padding=1), act(), nn.MaxPool2d(2)]
+            c = w
+        side = 28
+        for _ in config.widths:
+            side //= 2
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * side * side, config.num_classes))
+    raise ValueError(f"Unknown arch {config.arch!r}; use 'fconv' or 'fconv3'.")
+
+
+def xavier_init_(net: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """Xavier-uniform weights and zero biases for every conv/linear layer (the paper's init)."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            fan_out = m.weight.shape[0] * m.weight[0][0].numel()
+            bound = (6.0 / (fan_in + fan_out)) ** 0.5
+            with torch.no_grad():
+                m.weight.uniform_(-bound, bound, generator=generator)
+                if m.bias is not None:
+                    m.bias.zero_()
+    return net

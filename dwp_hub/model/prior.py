@@ -1,0 +1,193 @@
+"""The loaded prior: a frozen kernel VAE that behaves like a distribution over kernels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dwp_hub.card import PriorCard
+from dwp_hub.errors import UnsupportedLayerError
+from dwp_hub.model.vae import KernelVAE
+
+_Shape = int | tuple[int, ...] | torch.Size
+
+
+class DeepWeightPrior(nn.Module):
+    """p(w) = ∫ p(w|z) N(z|0, I) dz over ``k x k`` kernels, from a published card and weights.
+
+    The module is frozen (eval mode, ``requires_grad=False``) unless :meth:`unfreeze` is called.
+    Shapes follow ``torch.distributions``: ``sample(sample_shape)`` returns
+    ``[*sample_shape, 1, k, k]`` (an int ``n`` gives ``[n, 1, k, k]``); ``event_shape`` is
+    ``(1, k, k)``. Every random method takes a ``torch.Generator``.
+
+    Attributes:
+        card: the :class:`~dwp_hub.card.PriorCard`.
+        vae: the underlying :class:`~dwp_hub.model.vae.KernelVAE`.
+        source: where it was loaded from (registry folder or ``hf-hub:`` reference).
+        commit: resolved Hub commit sha, when loaded from the Hub.
+    """
+
+    def __init__(self, card: PriorCard, vae: KernelVAE | None = None, source: str = "",
+                 commit: str | None = None) -> None:
+        super().__init__()
+        self.card = card
+        self.vae = vae if vae is not None else KernelVAE(card.arch)
+        self.source = source
+        self.commit = commit
+        self.freeze()
+
+    # -- state ---------------------------------------------------------------------------
+    def freeze(self) -> DeepWeightPrior:
+        """Eval mode and no gradients into the VAE parameters (the default)."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def unfreeze(self) -> DeepWeightPrior:
+        """Let gradients flow into the VAE parameters (for fine-tuning)."""
+        for p in self.parameters():
+            p.requires_grad_(True)
+        return self
+
+    def train(self, mode: bool = True) -> DeepWeightPrior:
+        """The VAE has no dropout or batch norm; kept for ``nn.Module`` compatibility."""
+        return super().train(mode)
+
+    @property
+    def kernel_size(self) -> int:
+        return self.card.arch.kernel_size
+
+    @property
+    def z_dim(self) -> int:
+        return self.card.arch.z_dim
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return torch.Size((1, self.kernel_size, self.kernel_size))
+
+    @property
+    def _param(self) -> Tensor:
+        return next(self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return self._param.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._param.dtype
+
+    def __repr__(self) -> str:
+        return (f"DeepWeightPrior({self.card.spec}, kernel {self.kernel_size}x{self.kernel_size}, "
+                f"z_dim {self.z_dim}, source={self.card.source.domain!r})")
+
+    # -- sampling ------------------------------------------------------------------------
+    def _n(self, sample_shape: _Shape) -> tuple[int, tuple[int, ...]]:
+        shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
+        n = 1
+        for s in shape:
+            n *= int(s)
+        return n, shape
+
+    def _draw(self, sample_shape: _Shape, generator: torch.Generator | None, noise: bool) -> Tensor:
+        n, shape = self._n(sample_shape)
+        z = torch.randn((n, self.z_dim), generator=generator, device=self.device, dtype=self.dtype)
+        mean, var = self.vae.decoder(z)
+        if noise:
+            eps = torch.randn(mean.shape, generator=generator, device=self.device, dtype=self.dtype)
+            mean = mean + var.sqrt() * eps
+        return mean.reshape(*shape, *self.event_shape)
+
+    def sample(self, sample_shape: _Shape = (), generator: torch.Generator | None = None,
+               noise: bool = True) -> Tensor:
+        """Draw kernels ``[*sample_shape, 1, k, k]`` without gradients.
+
+        Args:
+            sample_shape: an int ``n`` or a shape.
+            generator: source of randomness; the same seed gives the same kernels.
+            noise: add the decoder's Gaussian noise (a true sample of p(w)); ``False`` returns
+                decoder means of z ~ N(0, I), the paper's choice for initialisation.
+        """
+        with torch.no_grad():
+            return self._draw(sample_shape, generator, noise)
+
+    def rsample(self, sample_shape: _Shape = (), generator: torch.Generator | None = None,
+                noise: bool = True) -> Tensor:
+        """Like :meth:`sample` but differentiable with respect to the VAE parameters."""
+        return self._draw(sample_shape, generator, noise)
+
+    def sample_like(self, weight: Tensor, generator: torch.Generator | None = None,
+                    noise: bool = False) -> Tensor:
+        """Kernels shaped like a conv weight ``[out, in, k, k]``, each slice drawn independently,
+        on ``weight``'s device and dtype. Decoder means by default (``noise=False``)."""
+        if weight.ndim != 4 or tuple(weight.shape[-2:]) != (self.kernel_size, self.kernel_size):
+            raise UnsupportedLayerError(
+                f"sample_like needs a conv weight [out, in, {self.kernel_size}, {self.kernel_size}], "
+                f"got {tuple(weight.shape)}. Use a prior whose kernel size matches."
+            )
+        out = self.sample(tuple(weight.shape[:2]), generator=generator, noise=noise)
+        return out.reshape(weight.shape).to(device=weight.device, dtype=weight.dtype)
+
+    def expand(self, batch_shape: _Shape) -> _Expanded:
+        """A view whose ``sample()`` returns ``[*batch_shape, k, k]`` (e.g. a conv weight shape
+        ``(out, in)``), like ``torch.distributions.Distribution.expand``."""
+        return _Expanded(self, self._n(batch_shape)[1])
+
+    # -- densities -----------------------------------------------------------------------
+    def _check(self, kernels: Tensor) -> Tensor:
+        k = self.kernel_size
+        if kernels.shape[-2:] != (k, k):
+            raise UnsupportedLayerError(
+                f"This prior is over {k}x{k} kernels; got trailing shape {tuple(kernels.shape[-2:])}."
+            )
+        return kernels.reshape(-1, 1, k, k).to(device=self.device, dtype=self.dtype)
+
+    def elbo(self, kernels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Per-kernel ELBO (nats), one z sample; shape ``kernels.shape[:-2]`` (without the
+        channel dim when it is 1)."""
+        batch = kernels.shape[:-3] if kernels.ndim >= 3 and kernels.shape[-3] == 1 else kernels.shape[:-2]
+        return self.vae.elbo(self._check(kernels), generator=generator).reshape(batch)
+
+    def log_prob(self, kernels: Tensor, k: int = 1000, generator: torch.Generator | None = None) -> Tensor:
+        """Importance-weighted estimate of log p(w) with ``k`` samples (nats per kernel)."""
+        batch = kernels.shape[:-3] if kernels.ndim >= 3 and kernels.shape[-3] == 1 else kernels.shape[:-2]
+        return self.vae.iw_log_prob(self._check(kernels), k=k, generator=generator).reshape(batch)
+
+    def encode(self, kernels: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance of r(z|w), each ``[N, z_dim]``."""
+        return self.vae.encoder(self._check(kernels))
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance of p(w|z), each ``[N, 1, k, k]``."""
+        return self.vae.decoder(z.to(device=self.device, dtype=self.dtype))
+
+    def extra_repr(self) -> str:
+        return self.card.spec
+
+    def state_summary(self) -> dict[str, Any]:
+        """Card fields a user most often wants, as a flat dict."""
+        c = self.card
+        return {
+            "name": c.name, "version": c.version, "kernel_size": c.arch.kernel_size, "z_dim": c.arch.z_dim,
+            "source": c.source.domain, "heldout_elbo": c.metrics.heldout_elbo,
+            "heldout_iw_log_likelihood": c.metrics.heldout_iw_log_likelihood,
+        }
+
+
+class _Expanded:
+    """A prior expanded to a batch shape (see :meth:`DeepWeightPrior.expand`)."""
+
+    def __init__(self, prior: DeepWeightPrior, batch_shape: tuple[int, ...]) -> None:
+        self.prior = prior
+        self.batch_shape = torch.Size(batch_shape)
+
+    def sample(self, generator: torch.Generator | None = None, noise: bool = True) -> Tensor:
+        k = self.prior.kernel_size
+        return self.prior.sample(self.batch_shape, generator, noise).reshape(*self.batch_shape, k, k)
+
+    def rsample(self, generator: torch.Generator | None = None, noise: bool = True) -> Tensor:
+        k = self.prior.kernel_size
+        return self.prior.rsample(self.batch_shape, generator, noise).reshape(*self.batch_shape, k, k)

@@ -1,0 +1,157 @@
+"""The kernel VAE: encoder r(z|w) and decoder p(w|z), both diagonal Gaussians.
+
+Variances are ``softplus`` of a linear output, with no clamp and no floor (the paper's recipe).
+Architectures (paper Table 1, ELU everywhere):
+
+* ``conv7`` (7x7, z 2, hidden 32): encoder Conv(1→h,3) → Conv(h→2h,3) → Conv(2h→2h,3) → two 1x1
+  heads; decoder ConvT(z→2h,3) → ConvT(2h→2h,3) → ConvT(2h→h,3) → two 1x1 heads.
+  56,004 / 56,674 parameters.
+* ``conv5`` (5x5, z 4, hidden 64): encoder Conv(1→h,3,p1) → Conv(h→h,3,p1) → Conv(h→2h,3) →
+  Conv(2h→2h,3) → heads; decoder Conv1x1(z→2h) → ConvT(2h→2h,3) → ConvT(2h→2h,3) →
+  Conv1x1(2h→h) → heads. 260,040 / 304,194 parameters.
+* ``mlp`` (dwp-hub's design for 3x3, any k): encoder Linear(k²→h) → Linear(h→h) → heads;
+  decoder Linear(z→h) → Linear(h→h) → heads (Linear(h→k²) for mean and variance).
+  Why an MLP: a 3x3 kernel is 9 numbers; a 3x3 convolution over a 3x3 grid shares almost no
+  weights, so spatial convolutions buy nothing over dense layers, while dense layers are several
+  times cheaper per kernel; that matters because modern nets hold millions of 3x3 kernels and the
+  VI bound runs the VAE on every one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from dwp_hub.card import ArchConfig
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class _Heads(nn.Module):
+    """Two parallel output layers: mean and softplus-variance."""
+
+    def __init__(self, mean: nn.Module, var: nn.Module) -> None:
+        super().__init__()
+        self.mean = mean
+        self.var = var
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return self.mean(h), F.softplus(self.var(h))
+
+
+def _encoder(cfg: ArchConfig) -> tuple[nn.Module, _Heads]:
+    h, z = cfg.hidden, cfg.z_dim
+    if cfg.kind == "conv7":
+        body = nn.Sequential(nn.Conv2d(1, h, 3), nn.ELU(), nn.Conv2d(h, 2 * h, 3), nn.ELU(),
+                             nn.Conv2d(2 * h, 2 * h, 3), nn.ELU())
+        return body, _Heads(nn.Conv2d(2 * h, z, 1), nn.Conv2d(2 * h, z, 1))
+    if cfg.kind == "conv5":
+        body = nn.Sequential(nn.Conv2d(1, h, 3, padding=1), nn.ELU(), nn.Conv2d(h, h, 3, padding=1), nn.ELU(),
+                             nn.Conv2d(h, 2 * h, 3), nn.ELU(), nn.Conv2d(2 * h, 2 * h, 3), nn.ELU())
+        return body, _Heads(nn.Conv2d(2 * h, z, 1), nn.Conv2d(2 * h, z, 1))
+    k2 = cfg.kernel_size**2
+    body = nn.Sequential(nn.Flatten(), nn.Linear(k2, h), nn.ELU(), nn.Linear(h, h), nn.ELU())
+    return body, _Heads(nn.Linear(h, z), nn.Linear(h, z))
+
+
+def _decoder(cfg: ArchConfig) -> tuple[nn.Module, _Heads]:
+    h, z = cfg.hidden, cfg.z_dim
+    if cfg.kind == "conv7":
+        body = nn.Sequential(nn.ConvTranspose2d(z, 2 * h, 3), nn.ELU(), nn.ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(),
+                             nn.ConvTranspose2d(2 * h, h, 3), nn.ELU())
+        return body, _Heads(nn.ConvTranspose2d(h, 1, 1), nn.ConvTranspose2d(h, 1, 1))
+    if cfg.kind == "conv5":
+        body = nn.Sequential(nn.Conv2d(z, 2 * h, 1), nn.ELU(), nn.ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(),
+                             nn.ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(), nn.Conv2d(2 * h, h, 1), nn.ELU())
+        return body, _Heads(nn.Conv2d(h, 1, 1), nn.Conv2d(h, 1, 1))
+    k2 = cfg.kernel_size**2
+    body = nn.Sequential(nn.Linear(z, h), nn.ELU(), nn.Linear(h, h), nn.ELU())
+    return body, _Heads(nn.Linear(h, k2), nn.Linear(h, k2))
+
+
+def gaussian_log_prob(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+    """Elementwise log N(x | mean, var)."""
+    return -0.5 * (_LOG_2PI + var.log() + (x - mean) ** 2 / var)
+
+
+def kl_to_standard_normal(mean: Tensor, var: Tensor) -> Tensor:
+    """Elementwise KL(N(mean, var) || N(0, 1))."""
+    return 0.5 * (var + mean**2 - 1.0 - var.log())
+
+
+class KernelEncoder(nn.Module):
+    """r(z | w): kernels ``[N, 1, k, k]`` → mean and variance ``[N, z]``."""
+
+    def __init__(self, cfg: ArchConfig) -> None:
+        super().__init__()
+        self.body, self.heads = _encoder(cfg)
+
+    def forward(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        mean, var = self.heads(self.body(w))
+        return mean.flatten(1), var.flatten(1)
+
+
+class KernelDecoder(nn.Module):
+    """p(w | z): latents ``[N, z]`` → mean and variance ``[N, 1, k, k]``."""
+
+    def __init__(self, cfg: ArchConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.body, self.heads = _decoder(cfg)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        k = self.cfg.kernel_size
+        if self.cfg.kind == "mlp":
+            mean, var = self.heads(self.body(z))
+        else:
+            mean, var = self.heads(self.body(z[:, :, None, None]))
+        return mean.reshape(-1, 1, k, k), var.reshape(-1, 1, k, k)
+
+
+class KernelVAE(nn.Module):
+    """A VAE over square kernels, built from an :class:`~dwp_hub.card.ArchConfig`."""
+
+    def __init__(self, cfg: ArchConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = KernelEncoder(cfg)
+        self.decoder = KernelDecoder(cfg)
+
+    def elbo(self, w: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Per-kernel ELBO ``E_r log p(w|z) − KL(r(z|w) ‖ N(0, I))`` with one z sample, ``[N]``."""
+        mu, var = self.encoder(w)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + var.sqrt() * eps
+        w_mu, w_var = self.decoder(z)
+        rec = gaussian_log_prob(w, w_mu, w_var).flatten(1).sum(1)
+        return rec - kl_to_standard_normal(mu, var).sum(1)
+
+    def iw_log_prob(self, w: Tensor, k: int = 1000, generator: torch.Generator | None = None,
+                    chunk: int = 200_000) -> Tensor:
+        """Importance-weighted estimate of log p(w) with ``k`` samples from r(z|w), ``[N]``.
+
+        Work is split so that at most ``chunk`` decoder evaluations run at once.
+        """
+        mu, var = self.encoder(w)
+        std = var.sqrt()
+        out = []
+        per = max(1, chunk // max(1, k))
+        for i in range(0, len(w), per):
+            m, s, x = mu[i : i + per], std[i : i + per], w[i : i + per]
+            n, d = m.shape
+            eps = torch.randn((k, n, d), generator=generator, device=m.device, dtype=m.dtype)
+            z = m + s * eps
+            w_mu, w_var = self.decoder(z.reshape(k * n, d))
+            log_pw = gaussian_log_prob(x.repeat(k, 1, 1, 1), w_mu, w_var).flatten(1).sum(1).view(k, n)
+            log_pz = (-0.5 * (_LOG_2PI + z**2)).sum(-1)
+            log_rz = (-0.5 * (_LOG_2PI + eps**2) - s.log()).sum(-1)
+            out.append(torch.logsumexp(log_pw + log_pz - log_rz, 0) - math.log(k))
+        return torch.cat(out)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,210 @@
+"""Harvest per-layer kernel datasets from source checkpoints.
+
+Reads the project's own safetensors checkpoints and third-party torch state dicts (only ever
+through ``torch.load(..., weights_only=True)``), selects conv layers by name pattern and kernel
+size, prunes near-zero kernels by a recorded rule, and splits train / held-out **by source
+network**.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from dwp_hub._fs import atomic_path, sha256_file
+from dwp_hub.errors import CheckpointError, DataIntegrityError, UnsupportedLayerError
+from dwp_hub.training._ckpt import SOURCE_META_KEY
+
+#: Header key of a kernel dataset's metadata.
+KERNELS_META_KEY = "dwp_hub.kernels"
+#: Kernel sizes the kernel VAE supports.
+SUPPORTED_KERNEL_SIZES = (3, 5, 7)
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint's tensors and metadata without ever unpickling arbitrary objects.
+
+    ``.safetensors`` files are read directly; anything else goes through
+    ``torch.load(map_location="cpu", weights_only=True)``. A ``{"state_dict": ...}`` wrapper
+    and a ``module.`` prefix (DataParallel) are unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist.")
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(str(path))
+            with safe_open(str(path), "pt") as fh:
+                header = fh.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path} is not a readable safetensors file ({err}).") from err
+        meta = json.loads(header.get(SOURCE_META_KEY, "{}"))
+        return state, meta
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+        raise CheckpointError(
+            f"{path} could not be read as a weights-only torch checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). It may be truncated, corrupt, or hold "
+            "pickled code; dwp-hub never loads pickles beyond plain tensors."
+        ) from err
+    meta: dict[str, Any] = {}
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        meta = {k: v for k, v in obj.items() if k != "state_dict" and isinstance(v, (int, float, str))}
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors.")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    return state, meta
+
+
+@dataclass(frozen=True)
+class PruneRule:
+    """Which kernels are kept.
+
+    ``rule="min_norm"``: keep kernels whose L2 norm is at least ``value``.
+    ``rule="top_fraction"``: keep the ``value`` fraction of largest-norm kernels (per layer, pooled
+    over networks).
+    ``rule="none"``: keep everything.
+    """
+
+    rule: str = "min_norm"
+    value: float = 0.0
+
+    def describe(self) -> str:
+        if self.rule == "min_norm":
+            return f"keep kernels with L2 norm >= {self.value:g}"
+        if self.rule == "top_fraction":
+            return f"keep the top {self.value:.1%} of kernels by L2 norm"
+        return "keep all kernels"
+
+
+@dataclass(frozen=True)
+class HarvestSpec:
+    """What to harvest: a layer-name pattern (fnmatch on ``<name>.weight``), a kernel size,
+    the prune rule, and which source networks are held out."""
+
+    layer: str
+    kernel_size: int
+    prune: PruneRule = field(default_factory=PruneRule)
+    held_out: tuple[int, ...] = ()
+    max_kernels_per_net: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class KernelDataset:
+    """Kernels ``[N, 1, k, k]`` split by source network, plus provenance."""
+
+    train: torch.Tensor
+    held_out: torch.Tensor
+    meta: dict[str, Any]
+
+    def save(self, path: str | Path) -> None:
+        """Write as safetensors (atomic) with the metadata as JSON in the header."""
+        with atomic_path(path) as tmp:
+            save_file({"train": self.train.contiguous(), "held_out": self.held_out.contiguous()},
+                      str(tmp), metadata={KERNELS_META_KEY: json.dumps(self.meta, sort_keys=True)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> KernelDataset:
+        path = Path(path)
+        try:
+            tensors = load_file(str(path))
+            with safe_open(str(path), "pt") as fh:
+                meta = json.loads((fh.metadata() or {})[KERNELS_META_KEY])
+        except (SafetensorError, OSError, KeyError, ValueError) as err:
+            raise DataIntegrityError(f"{path} is not a dwp-hub kernel dataset ({err}).") from err
+        return cls(tensors["train"], tensors["held_out"], meta)
+
+
+def _select(state: dict[str, torch.Tensor], spec: HarvestSpec, source: Path) -> tuple[list[str], torch.Tensor]:
+    names = [n for n, t in state.items()
+             if t.ndim == 4 and fnmatch.fnmatchcase(n, spec.layer)]
+    if not names:
+        convs = [n for n, t in state.items() if t.ndim == 4]
+        raise CheckpointError(
+            f"No conv weight in {source.name} matches {spec.layer!r}. Conv weights there: "
+            f"{', '.join(convs[:12]) or 'none'}{' ...' if len(convs) > 12 else ''}."
+        )
+    kept = [n for n in names if tuple(state[n].shape[-2:]) == (spec.kernel_size, spec.kernel_size)]
+    if not kept:
+        shapes = {n: tuple(state[n].shape) for n in names[:6]}
+        raise CheckpointError(
+            f"Layers matching {spec.layer!r} in {source.name} have no {spec.kernel_size}x"
+            f"{spec.kernel_size} kernels: {shapes}."
+        )
+    kernels = torch.cat([state[n].reshape(-1, 1, spec.kernel_size, spec.kernel_size) for n in kept])
+    return kept, kernels.float()
+
+
+def harvest(checkpoints: list[str | Path], spec: HarvestSpec) -> KernelDataset:
+    """Build a kernel dataset from ``checkpoints`` according to ``spec``."""
+    if spec.kernel_size not in SUPPORTED_KERNEL_SIZES:
+        raise UnsupportedLayerError(
+            f"Kernel size {spec.kernel_size} is not supported; the kernel VAE has architectures "
+            f"for {', '.join(map(str, SUPPORTED_KERNEL_SIZES))}."
+        )
+    if not checkpoints:
+        raise CheckpointError("No checkpoints given to harvest from.")
+    paths = [Path(p) for p in checkpoints]
+    bad_held = [i for i in spec.held_out if not 0 <= i < len(paths)]
+    if bad_held:
+        raise CheckpointError(f"held_out indices {bad_held} out of range for {len(paths)} checkpoints.")
+    per_net, sources, layers = [], [], None
+    for path in paths:
+        state, meta = read_checkpoint(path)
+        names, kernels = _select(state, spec, path)
+        layers = layers or names
+        per_net.append(kernels)
+        sources.append({"file": path.name, "sha256": sha256_file(path),
+                        **({"val_accuracy": meta["val_accuracy"]} if "val_accuracy" in meta else {}),
+                        **({"best_prec1": meta["best_prec1"]} if "best_prec1" in meta else {})})
+    if not all(torch.isfinite(k).all() for k in per_net):
+        raise CheckpointError("A checkpoint holds NaN or inf kernels; retrain or drop it.")
+    norms_all = torch.cat([k.flatten(1).norm(dim=1) for k in per_net])
+    if spec.prune.rule == "min_norm":
+        threshold = spec.prune.value
+    elif spec.prune.rule == "top_fraction":
+        if not 0 < spec.prune.value <= 1:
+            raise CheckpointError("top_fraction must be in (0, 1].")
+        threshold = float(torch.quantile(norms_all, 1 - spec.prune.value)) if len(norms_all) else 0.0
+    elif spec.prune.rule == "none":
+        threshold = float("-inf")
+    else:
+        raise CheckpointError(f"Unknown prune rule {spec.prune.rule!r}; use min_norm, top_fraction or none.")
+    gen = torch.Generator().manual_seed(spec.seed)
+    train, held = [], []
+    for i, k in enumerate(per_net):
+        k = k[k.flatten(1).norm(dim=1) >= threshold]
+        if spec.max_kernels_per_net is not None and len(k) > spec.max_kernels_per_net:
+            k = k[torch.randperm(len(k), generator=gen)[: spec.max_kernels_per_net]]
+        (held if i in spec.held_out else train).append(k)
+    train_t = torch.cat(train) if train else torch.empty(0, 1, spec.kernel_size, spec.kernel_size)
+    held_t = torch.cat(held) if held else torch.empty(0, 1, spec.kernel_size, spec.kernel_size)
+    if len(train_t) == 0:
+        raise CheckpointError(
+            f"No kernels left after pruning ({spec.prune.describe()}; max norm seen "
+            f"{float(norms_all.max()):.4g}). Lower the threshold."
+        )
+    meta = {
+        "layer_pattern": spec.layer,
+        "layers": layers,
+        "kernel_size": spec.kernel_size,
+        "prune": {**asdict(spec.prune), "threshold": threshold, "description": spec.prune.describe()},
+        "kernels_total": int(len(norms_all)),
+        "kernels_kept": int(len(train_t) + len(held_t)),
+        "n_train": int(len(train_t)),
+        "n_held_out": int(len(held_t)),
+        "held_out_nets": list(spec.held_out),
+        "max_kernels_per_net": spec.max_kernels_per_net,
+        "sources": sources,
+    }
+    return KernelDataset(train_t, held_t, meta)

@@ -1,0 +1,181 @@
+"""Train source networks on a source dataset (the first step of building a prior).
+
+Recipe (paper / recipe file): Adam lr 1e-3 with linear decay to 0, batch 256, Xavier init,
+loss = mean cross-entropy + ``l2`` · Σ(squared conv-layer parameters), inputs in [0, 1].
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dwp_hub.data import dataset_sha256, source_split
+from dwp_hub.errors import TrainingError
+from dwp_hub.model.nets import NetConfig, build_net, xavier_init_
+from dwp_hub.training._ckpt import save_checkpoint
+
+
+@dataclass(frozen=True)
+class SourceRecipe:
+    """How to train one family of source networks."""
+
+    dataset: str = "notmnist"
+    net: NetConfig = field(default_factory=lambda: NetConfig("fconv", (256, 512)))
+    n_nets: int = 10
+    seed: int = 0
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 256
+    l2: float = 1e-3
+    split_seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["net"] = self.net.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SourceRecipe:
+        d = dict(d)
+        net = NetConfig.from_dict(d.pop("net")) if "net" in d else NetConfig("fconv", (256, 512))
+        return cls(net=net, **d)
+
+
+def _linear_decay(opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
+
+
+def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += (net(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum().item()
+    net.train()
+    return correct / len(x)
+
+
+def train_one(
+    recipe: SourceRecipe,
+    index: int,
+    out_dir: str | Path,
+    threads: int = 0,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train source net number ``index`` (seed ``recipe.seed + index``); return its checkpoint."""
+    if threads:
+        torch.set_num_threads(threads)
+    seed = recipe.seed + index
+    split = source_split(recipe.dataset, recipe.split_seed)
+    x_tr, y_tr = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
+    x_va, y_va = torch.from_numpy(split.x_eval), torch.from_numpy(split.y_eval)
+    gen = torch.Generator().manual_seed(seed)
+    net = xavier_init_(build_net(recipe.net), gen)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+    steps_per_epoch = -(-len(x_tr) // recipe.batch_size)
+    sched = _linear_decay(opt, recipe.epochs * steps_per_epoch)
+    start = time.perf_counter()
+    val_acc = 0.0
+    for epoch in range(recipe.epochs):
+        perm = torch.randperm(len(x_tr), generator=gen)
+        for i in range(0, len(x_tr), recipe.batch_size):
+            idx = perm[i : i + recipe.batch_size]
+            loss = nn.functional.cross_entropy(net(x_tr[idx]), y_tr[idx])
+            loss = loss + recipe.l2 * sum((p**2).sum() for m in convs for p in m.parameters())
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"Source net {index} (seed {seed}): loss became {loss.item()} in epoch {epoch}. "
+                    "Lower the learning rate or the L2 weight."
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        val_acc = _accuracy(net, x_va, y_va)
+        if on_epoch is not None:
+            on_epoch(epoch, val_acc)
+    meta = {
+        "recipe": recipe.to_dict(),
+        "index": index,
+        "seed": seed,
+        "val_accuracy": val_acc,
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "split": split.protocol,
+        "dataset_sha256": dataset_sha256(recipe.dataset),
+        "torch": torch.__version__,
+    }
+    path = Path(out_dir) / f"{recipe.dataset}-{recipe.net.arch}-{index:03d}.safetensors"
+    save_checkpoint(path, net.state_dict(), meta)
+    return path
+
+
+def _worker(args: tuple[SourceRecipe, int, str, int]) -> tuple[str, float]:
+    recipe, index, out_dir, threads = args
+    accs: list[float] = []
+    path = train_one(recipe, index, out_dir, threads, on_epoch=lambda e, a: accs.append(a))
+    return str(path), accs[-1]
+
+
+def train_sources(
+    recipe: SourceRecipe,
+    out_dir: str | Path,
+    workers: int = 1,
+    progress: bool = True,
+) -> list[Path]:
+    """Train ``recipe.n_nets`` source networks, ``workers`` processes at a time.
+
+    Each worker gets ``torch.get_num_threads() // workers`` threads. Already finished
+    checkpoints in ``out_dir`` are kept (the run resumes where it stopped).
+    """
+    from dwp_hub._progress import progress_bar
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [
+        i for i in range(recipe.n_nets)
+        if not (out_dir / f"{recipe.dataset}-{recipe.net.arch}-{i:03d}.safetensors").exists()
+    ]
+    threads = max(1, torch.get_num_threads() // max(1, workers))
+    with progress_bar(progress) as bar:
+        if workers <= 1:
+            task = bar.add_task(f"source nets ({recipe.dataset})", total=len(todo) * recipe.epochs)
+            for i in todo:
+                train_one(recipe, i, out_dir, threads,
+                          on_epoch=lambda e, a: bar.update(task, advance=1, acc=f"val acc {a:.3f}"))
+        else:
+            task = bar.add_task(f"source nets ({recipe.dataset})", total=len(todo))
+            ctx = mp.get_context("spawn")
+            with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                futures = [pool.submit(_worker, (recipe, i, str(out_dir), threads)) for i in todo]
+                for fut in cf.as_completed(futures):
+                    _, acc = fut.result()
+                    bar.update(task, advance=1, acc=f"val acc {acc:.3f}")
+    return sorted(out_dir.glob(f"{recipe.dataset}-{recipe.net.arch}-*.safetensors"))
+
+
+def summarize(paths: list[Path]) -> dict[str, float]:
+    """Mean/min validation accuracy over checkpoints (read from their headers)."""
+    from dwp_hub.training.harvest import read_checkpoint
+
+    accs = [read_checkpoint(p)[1]["val_accuracy"] for p in paths]
+    return {"n": len(accs), "val_acc_mean": float(np.mean(accs)), "val_acc_min": float(np.min(accs))}
+
+
+def source_dir(recipe: SourceRecipe, work_dir: str | Path) -> Path:
+    """Folder for the checkpoints of ``recipe``: keyed by a hash of the recipe, so every prior
+    built from the same source recipe shares (and resumes) the same networks."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps(recipe.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(work_dir) / f"sources-{recipe.dataset}-{recipe.net.arch}-{key}"
