@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from dwp_hub.errors import CardError
 from dwp_hub.model._io import build_vae, read_weights
 from dwp_hub.model.prior import DeepWeightPrior
 from dwp_hub.registry import HubRef, parse_ref, resolve, verify_folder
@@ -17,7 +18,11 @@ def load_folder(folder: str | Path, expected: dict[str, str] | None = None, name
     folder = Path(folder)
     verify_folder(folder, expected, name, version)
     card, tensors = read_weights(folder / "model.safetensors")
-    return DeepWeightPrior(card, build_vae(card, tensors), source=source or str(folder), commit=commit)
+    try:
+        vae = build_vae(card, tensors)
+    except CardError as err:
+        raise CardError(f"{folder / 'model.safetensors'}: {err}") from err
+    return DeepWeightPrior(card, vae, source=source or str(folder), commit=commit)
 
 
 def load(

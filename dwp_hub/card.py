@@ -262,4 +262,7 @@ def card_from_weights_file(path: str | Path) -> PriorCard:
             f"{Path(path).name} was written with card schema {meta.get(SCHEMA_METADATA_KEY)!r}; "
             f"this dwp-hub reads {CARD_SCHEMA_VERSION}."
         )
-    return PriorCard.from_json(meta[CARD_METADATA_KEY])
+    try:
+        return PriorCard.from_json(meta[CARD_METADATA_KEY])
+    except CardError as err:
+        raise CardError(f"{Path(path).name}: {err}") from err

@@ -71,8 +71,16 @@ class RemoteNotFoundError(HubError, LookupError):
     """The Hub repository or revision does not exist."""
 
 
+class RevisionNotFoundError(RemoteNotFoundError):
+    """The Hub repository exists but has no such revision (tag, branch or commit sha)."""
+
+
 class OfflineError(HubError, ConnectionError):
     """A download is needed but dwp-hub is offline or the network is unreachable."""
+
+
+class DownloadInterruptedError(HubError, ConnectionError):
+    """A download from the Hub broke off part-way; nothing partial was kept in the cache."""
 
 
 class AuthenticationError(HubError, PermissionError):

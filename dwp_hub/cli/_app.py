@@ -178,9 +178,15 @@ def sample_cmd(
 @_command("verify")
 def verify_cmd(spec: OptSpecArg = None) -> None:
     """Check the sha256 of every file of one prior (or of every local prior)."""
-    from dwp_hub.errors import IntegrityError
+    from dwp_hub.errors import CardError, IntegrityError
     from dwp_hub.registry import registries, resolve
 
+    if spec is not None and spec.strip().startswith("hf-hub:"):
+        from dwp_hub.registry._hf import verify_hub_prior
+
+        _, commit, card = verify_hub_prior(spec.strip())
+        console.print(f"[green]OK[/green]   {card.spec} ({spec.strip()}, commit {commit[:12]})")
+        return
     targets = []
     if spec is None:
         for reg in registries():
@@ -195,7 +201,7 @@ def verify_cmd(spec: OptSpecArg = None) -> None:
             reg.verify(name, version)
             card, _ = _weights_ok(reg.folder(name, version))
             console.print(f"[green]OK[/green]   {name}@{version} ({reg.label})")
-        except IntegrityError as err:
+        except (IntegrityError, CardError) as err:
             failures += 1
             err_console.print(f"[red]FAIL[/red] {name}@{version} ({reg.label}): {err}")
     if not targets:
@@ -205,15 +211,20 @@ def verify_cmd(spec: OptSpecArg = None) -> None:
 
 
 def _weights_ok(folder: Path) -> Any:
-    from dwp_hub.model._io import read_weights
+    from dwp_hub.model._io import build_vae, read_weights
 
-    return read_weights(folder / "model.safetensors")
+    card, tensors = read_weights(folder / "model.safetensors")
+    try:
+        build_vae(card, tensors)  # the tensors fit the card's architecture
+    except CardError as err:
+        raise CardError(f"{folder / 'model.safetensors'}: {err}") from err
+    return card, tensors
 
 
 @_command("train-source")
 def train_source_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", help="notmnist or mnist.")] = "notmnist",
-    arch: Annotated[str, typer.Option("--arch", help="fconv (7x7, 5x5) or fconv3 (3x3).")] = "fconv",
+    dataset: Annotated[str, typer.Option("--dataset", help="notmnist, mnist, cifar10 or cifar100.")] = "notmnist",
+    arch: Annotated[str, typer.Option("--arch", help="fconv (7x7, 5x5), fconv3 (3x3) or cifar (4 widths).")] = "fconv",
     widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths, e.g. 256,512.")] = "256,512",
     n_nets: Annotated[int, typer.Option("--n-nets", min=1, help="Number of source networks.")] = 10,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
@@ -226,7 +237,9 @@ def train_source_cmd(
     from dwp_hub.model.nets import NetConfig
     from dwp_hub.training.source import SourceRecipe, summarize, train_sources
 
-    recipe = SourceRecipe(dataset, NetConfig(arch, tuple(int(w) for w in widths.split(","))), n_nets, seed, epochs)
+    net = NetConfig(arch, tuple(int(w) for w in widths.split(",")), 3 if arch == "cifar" else 1,
+                    100 if dataset == "cifar100" else 10)
+    recipe = SourceRecipe(dataset, net, n_nets, seed, epochs)
     paths = train_sources(recipe, out, workers=workers, progress=not quiet)
     s = summarize(paths)
     console.print(f"{s['n']} checkpoints in {out}; validation accuracy mean {s['val_acc_mean']:.4f}, min {s['val_acc_min']:.4f}")

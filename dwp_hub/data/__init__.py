@@ -1,7 +1,16 @@
-"""Datasets: MNIST-format IDX files under the data root, with verified downloads and fixed splits."""
+"""Datasets: MNIST-format IDX files and CIFAR binary archives under the data root, with verified
+downloads and fixed splits."""
 
 from __future__ import annotations
 
+from dwp_hub.data._cifar import (
+    CIFAR_DATASETS,
+    CifarSpec,
+    cifar_sha256,
+    ensure_cifar,
+    load_cifar,
+    read_cifar_binary,
+)
 from dwp_hub.data._datasets import (
     DATASETS,
     DatasetSpec,
@@ -17,13 +26,19 @@ from dwp_hub.data._splits import (
 )
 
 __all__ = [
+    "CIFAR_DATASETS",
     "DATASETS",
+    "CifarSpec",
     "DatasetSpec",
     "Split",
+    "cifar_sha256",
     "dataset_sha256",
+    "ensure_cifar",
     "ensure_dataset",
+    "load_cifar",
     "load_idx_dataset",
     "mnist10k_protocol",
+    "read_cifar_binary",
     "read_idx",
     "source_split",
 ]

@@ -152,7 +152,15 @@ def ensure_dataset(name: str, root: str | Path | None = None, download: bool = T
 
 
 def dataset_sha256(name: str, root: str | Path | None = None) -> str:
-    """sha256 over the image file then the label file: the provenance hash recorded in cards."""
+    """sha256 over the image file then the label file: the provenance hash recorded in cards.
+
+    For ``cifar10``/``cifar100``: sha256 over their binary record files (see
+    :func:`dwp_hub.data._cifar.cifar_sha256`).
+    """
+    from dwp_hub.data._cifar import CIFAR_DATASETS, cifar_sha256
+
+    if name in CIFAR_DATASETS:
+        return cifar_sha256(name, root)
     images, labels = ensure_dataset(name, root, download=False)
     h = hashlib.sha256()
     for path in (images, labels):

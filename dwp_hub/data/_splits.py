@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dwp_hub.data._cifar import CIFAR_DATASETS, load_cifar
 from dwp_hub.data._datasets import load_idx_dataset
 from dwp_hub.errors import DataNotFoundError
 
@@ -28,15 +29,24 @@ def source_split(dataset: str, seed: int = 0, root: str | Path | None = None) ->
     * ``notmnist``: the 10k file, permuted by ``seed``, 9,000 train / 1,000 validation.
     * ``mnist``: images 0-4999 of the MNIST test file (never the 5000-9999 evaluation half),
       permuted by ``seed``, 4,500 train / 500 validation.
+    * ``cifar10`` / ``cifar100``: the training set, permuted by ``seed``, the last 90% train and
+      the first 10% validation (45,000 / 5,000); the test set is never touched. CIFAR images are
+      ``[N, 3, 32, 32]``; CIFAR-100 labels are the 100 fine classes.
     """
-    x, y = load_idx_dataset(dataset, root)
-    if dataset == "notmnist":
+    if dataset in CIFAR_DATASETS:
+        x, y = load_cifar(dataset, "train", root)
+        n_val = len(x) // 10
+        title = CIFAR_DATASETS[dataset].title
+        protocol = f"{title} train set: {len(x) - n_val:,} train / {n_val:,} val, permutation seed {seed}"
+    elif dataset == "notmnist":
+        x, y = load_idx_dataset(dataset, root)
         n_val, protocol = 1000, f"notMNIST-10k: 9,000 train / 1,000 val, permutation seed {seed}"
     elif dataset == "mnist":
+        x, y = load_idx_dataset(dataset, root)
         x, y = x[:5000], y[:5000]
         n_val, protocol = 500, f"MNIST-10k images 0-4999: 4,500 train / 500 val, permutation seed {seed}"
     else:
-        raise DataNotFoundError(f"No source split for {dataset!r}; use 'notmnist' or 'mnist'.")
+        raise DataNotFoundError(f"No source split for {dataset!r}; use 'notmnist', 'mnist', 'cifar10' or 'cifar100'.")
     perm = np.random.default_rng(seed).permutation(len(x))
     tr, va = perm[n_val:], perm[:n_val]
     return Split(x[tr], y[tr], x[va], y[va], protocol)

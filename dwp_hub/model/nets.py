@@ -1,4 +1,4 @@
-"""The paper's networks: source/target classifiers (``fconv``) and a 3x3 variant.
+"""The paper's networks: MNIST classifiers (``fconv``), a 3x3 variant, and the CIFAR net.
 
 Every net is described by a small JSON-able config so checkpoints rebuild their module from
 metadata alone (no pickle).
@@ -24,6 +24,17 @@ class NetConfig:
 
     ``arch="fconv3"``: three 3x3 blocks Conv(pad 1) → LeakyReLU → MaxPool2 with widths
     ``widths`` (28→14→7→3), then Linear(w3·9 → 10): the source network of the 3x3 priors.
+
+    ``arch="cifar"``: the paper's Table 2 CIFAR net on 3x32x32 inputs, ``widths=(c1, c2, c3, fc)``
+    (paper: 128, 256, 256, 512): Conv(3→c1, 7) → LeakyReLU → MaxPool2 (32→26→13) →
+    Conv(c1→c2, 5) → LeakyReLU (→9) → Conv(c2→c3, 5) → LeakyReLU (→5) → Linear(c3·25 → fc) →
+    LeakyReLU → Linear(fc → num_classes). No padding, and a single max-pool after the first conv
+    (the paper's text: "after the first convolutional layer a max-pooling layer was applied"),
+    which leaves a 5x5 map and gives exactly Table 2's 5,759,498 parameters for 10 classes
+    (18,944 + 819,456 + 1,638,656 + 3,277,312 + 5,130); a second pool or "same" padding would
+    not. The Linear(c3·25 → fc) equals a 5x5
+    conv on the 5x5 map, which is why the text speaks of four conv layers. Modules 0 and 3 are
+    the 7x7 and first 5x5 conv (``0.weight``, ``3.weight``, as in ``fconv``), module 5 the second 5x5.
     """
 
     arch: str = "fconv"
@@ -39,15 +50,38 @@ class NetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetConfig:
         try:
-            return cls(d["arch"], tuple(int(w) for w in d["widths"]), int(d.get("in_channels", 1)),
+            channels = d.get("in_channels", 3 if d["arch"] == "cifar" else 1)
+            return cls(d["arch"], tuple(int(w) for w in d["widths"]), int(channels),
                        int(d.get("num_classes", 10)))
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"Malformed network config {d!r}: {err}") from err
 
 
+#: Input side (pixels) each architecture expects.
+INPUT_SIDE = {"fconv": 28, "fconv3": 28, "cifar": 32}
+
+
+def input_shape(config: NetConfig) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of one input image for ``config``."""
+    side = INPUT_SIDE.get(config.arch)
+    if side is None:
+        raise ValueError(f"Unknown arch {config.arch!r}; use one of {', '.join(INPUT_SIDE)}.")
+    return config.in_channels, side, side
+
+
 def build_net(config: NetConfig) -> nn.Sequential:
-    """Build the classifier described by ``config`` (28x28 inputs)."""
+    """Build the classifier described by ``config`` (28x28 inputs; 32x32 for ``cifar``)."""
     act = nn.LeakyReLU
+    if config.arch == "cifar":
+        if len(config.widths) != 4:
+            raise ValueError("cifar takes four widths (conv1, conv2, conv3, fc), e.g. 128,256,256,512.")
+        c1, c2, c3, fc = config.widths
+        return nn.Sequential(
+            nn.Conv2d(config.in_channels, c1, 7), act(), nn.MaxPool2d(2),  # 32 -> 26 -> 13
+            nn.Conv2d(c1, c2, 5), act(),  # 13 -> 9
+            nn.Conv2d(c2, c3, 5), act(),  # 9 -> 5
+            nn.Flatten(), nn.Linear(c3 * 25, fc), act(), nn.Linear(fc, config.num_classes),
+        )
     if config.arch == "fconv":
         if len(config.widths) != 2:
             raise ValueError("fconv takes two widths (h0, h1).")
@@ -67,7 +101,7 @@ def build_net(config: NetConfig) -> nn.Sequential:
         for _ in config.widths:
             side //= 2
         return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * side * side, config.num_classes))
-    raise ValueError(f"Unknown arch {config.arch!r}; use 'fconv' or 'fconv3'.")
+    raise ValueError(f"Unknown arch {config.arch!r}; use 'fconv', 'fconv3' or 'cifar'.")
 
 
 def xavier_init_(net: nn.Module, generator: torch.Generator | None = None) -> nn.Module:

@@ -29,7 +29,7 @@ class Version:
     def parse(cls, text: str) -> Version:
         if not isinstance(text, str):
             raise InvalidVersionError(f"A version must be a string, got {type(text).__name__}.")
-        m = _VERSION_RE.match(text)
+        m = _VERSION_RE.fullmatch(text)
         if not m:
             raise InvalidVersionError(
                 f"{text!r} is not a version; use MAJOR.MINOR.PATCH with plain numbers, e.g. '1.0.0'."
@@ -57,7 +57,7 @@ def validate_name(name: str) -> str:
             f"{name!r} is not a prior name: path separators and '..' are not allowed. "
             "For a Hub repository write 'hf-hub:ORG/REPO'."
         )
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"{name!r} is not a prior name; use lowercase letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit (e.g. 'notmnist-7x7')."
@@ -95,9 +95,9 @@ def parse_ref(spec: str) -> PriorRef | HubRef:
     if spec.startswith(HF_PREFIX):
         body = spec[len(HF_PREFIX):]
         repo, _, rev = body.partition("@")
-        if not _REPO_RE.match(repo) or ".." in repo:
+        if not _REPO_RE.fullmatch(repo) or ".." in repo:
             raise InvalidNameError(f"{spec!r}: write 'hf-hub:ORG/REPO' or 'hf-hub:ORG/REPO@REVISION'.")
-        if rev and (not _REV_RE.match(rev) or ".." in rev):
+        if rev and (not _REV_RE.fullmatch(rev) or ".." in rev):
             raise InvalidNameError(f"{spec!r}: {rev!r} is not a valid revision (tag, branch or commit sha).")
         return HubRef(repo, rev or None)
     name, sep, version = spec.partition("@")

@@ -18,6 +18,7 @@
     vae: {kind: conv7, z_dim: 2, hidden: 32}
     fit: {epochs: 300, lr: 0.001, batch_size: 128, seed: 0, iw_k: 1000}
     reference_elbo: 49.6
+    status: published            # optional: "published" or "not yet run"
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class CheckpointSource:
     protocol: str = ""
 
 
+#: Allowed values of a recipe's optional top-level ``status``: ``published`` (a prior in the
+#: registry was built from it) or ``not yet run`` (committed for others to run, e.g. the CIFAR
+#: priors, whose images are not available on the build machines).
+RECIPE_STATUSES = ("published", "not yet run")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A parsed recipe file."""
@@ -65,6 +72,7 @@ class Recipe:
     reference_elbo: float | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    status: str | None = None
 
     def checkpoint_paths(self) -> list[Path]:
         """Expand checkpoint globs (relative paths are under the data root), sorted."""
@@ -100,9 +108,12 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None) -> Recipe:
     for key in ("name", "version", "source", "harvest", "vae"):
         if key not in data:
             raise RecipeError(f"Recipe is missing '{key}'.")
-    allowed = {"name", "version", "description", "source", "harvest", "vae", "fit", "reference_elbo"}
+    allowed = {"name", "version", "description", "source", "harvest", "vae", "fit", "reference_elbo", "status"}
     if set(data) - allowed:
         raise RecipeError(f"Unknown recipe key(s): {', '.join(sorted(set(data) - allowed))}.")
+    status = data.get("status")
+    if status is not None and status not in RECIPE_STATUSES:
+        raise RecipeError(f"Recipe status {status!r} is not one of: {', '.join(map(repr, RECIPE_STATUSES))}.")
     validate_name(str(data["name"]))
     Version.parse(str(data["version"]))
     src = data["source"]
@@ -120,7 +131,7 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None) -> Recipe:
         raise RecipeError(f"vae.kernel_size {arch.kernel_size} != harvest.kernel_size {harvest.kernel_size}.")
     fit = _take(data.get("fit", {}), FitRecipe, "fit")
     return Recipe(str(data["name"]), str(data["version"]), str(data.get("description", "")), source, harvest,
-                  arch, fit, data.get("reference_elbo"), data, path)
+                  arch, fit, data.get("reference_elbo"), data, path, status=status)
 
 
 def load_recipe(path: str | Path) -> Recipe:

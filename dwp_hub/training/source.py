@@ -20,7 +20,7 @@ from torch import nn
 
 from dwp_hub.data import dataset_sha256, source_split
 from dwp_hub.errors import TrainingError
-from dwp_hub.model.nets import NetConfig, build_net, xavier_init_
+from dwp_hub.model.nets import NetConfig, build_net, input_shape, xavier_init_
 from dwp_hub.training._ckpt import save_checkpoint
 
 
@@ -64,6 +64,21 @@ def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 100
     return correct / len(x)
 
 
+def _check_fits(recipe: SourceRecipe, image_shape: tuple[int, ...], max_label: int) -> None:
+    """Fail early, with the fix, when the net does not match the dataset's images or classes."""
+    expected = input_shape(recipe.net)
+    if tuple(image_shape) != expected:
+        raise TrainingError(
+            f"Net {recipe.net.arch} takes inputs {expected}, but {recipe.dataset} images are "
+            f"{tuple(image_shape)}. Use arch 'cifar' (in_channels 3) for CIFAR, 'fconv'/'fconv3' for 28x28."
+        )
+    if max_label >= recipe.net.num_classes:
+        raise TrainingError(
+            f"{recipe.dataset} has label {max_label}, but the net has num_classes "
+            f"{recipe.net.num_classes}. Set net.num_classes (100 for cifar100)."
+        )
+
+
 def train_one(
     recipe: SourceRecipe,
     index: int,
@@ -76,6 +91,7 @@ def train_one(
         torch.set_num_threads(threads)
     seed = recipe.seed + index
     split = source_split(recipe.dataset, recipe.split_seed)
+    _check_fits(recipe, split.x_train.shape[1:], int(np.concatenate([split.y_train, split.y_eval]).max()))
     x_tr, y_tr = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
     x_va, y_va = torch.from_numpy(split.x_eval), torch.from_numpy(split.y_eval)
     gen = torch.Generator().manual_seed(seed)

@@ -1,0 +1,44 @@
+"""``dwp-hub pull`` and ``dwp-hub push``: mirror priors between the Hugging Face Hub and a local
+registry directory (e.g. an internal registry on a shared disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dwp_hub.cli._app import _command, console
+
+_AllOpt = Annotated[bool, typer.Option("--all", help="Every version (every v<version> tag / every local version).")]
+
+
+@_command("pull")
+def pull_cmd(
+    spec: Annotated[str, typer.Argument(help="hf-hub:ORG/REPO[@REV] (REV: tag vX.Y.Z, branch or commit sha).",
+                                        show_default=False)],
+    to: Annotated[Optional[Path], typer.Option("--to", help="Registry directory (default: the user registry).")] = None,
+    all_versions: _AllOpt = False,
+) -> None:
+    """Copy a prior from the Hugging Face Hub into a local registry, keeping its name and version."""
+    from dwp_hub.registry._hf import pull_prior
+
+    for r in pull_prior(spec, to, all_versions=all_versions):
+        verb = "Pulled" if r.added else "Already present:"
+        console.print(f"{verb} {r.spec} from {r.source} -> {r.folder}", highlight=False)
+
+
+@_command("push")
+def push_cmd(
+    spec: Annotated[str, typer.Argument(help="Local prior: NAME (newest) or NAME@X.Y.Z.", show_default=False)],
+    to: Annotated[str, typer.Option("--to", help="hf-hub:ORG/REPO (one repository per prior name).")],
+    all_versions: _AllOpt = False,
+) -> None:
+    """Publish a local prior to the Hub: one commit per version, tagged v<version>."""
+    from dwp_hub.registry._hf import push_prior
+
+    for local, hub in push_prior(spec, to, all_versions=all_versions):
+        if hub is None:
+            console.print(f"{local} already on {to}; skipped.", highlight=False)
+        else:
+            console.print(f"Pushed {local} -> {hub}", highlight=False)

@@ -1,0 +1,80 @@
+"""The fast deep-weight-prior bound: subsampled, batched evaluation of the kernel-VAE term.
+
+Per Bayesian layer with a :class:`~dwp_hub.inference.priors.DeepWeightPriorKL` the bound is
+
+    −H(q) + Σ_{i=1..n} E_q(w_i)[ KL(r(z|w_i) ‖ N(0, I)) − E_r log p(w_i|z) ]
+
+where the first term is closed form over all weights and costs nothing. The sum over the n kernels
+is what costs: the authors' release runs the 5x5 VAE on all 4,096 second-layer kernels of the
+32/128 MNIST net every step (≈ 95% of a step). Here each step evaluates the term on a subset S of
+m kernels drawn without replacement and returns (n/m)·Σ_{i∈S}, an unbiased estimator of the sum
+(each kernel is in S with probability m/n). Speedups on top:
+
+* only the m selected kernels are sampled from q (never the whole weight tensor);
+* the m·S weight samples go through the reverse model in one batch per layer, and the latents of
+  every layer that shares a decoder (the same hub prior) through the frozen decoder in one call;
+* the decoder's parameters need no gradients (only the inputs do).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dwp_hub.inference.layers import BayesConv2d
+    from dwp_hub.inference.priors import DeepWeightPriorKL
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def dwp_vae_terms(items: Sequence[tuple[BayesConv2d, DeepWeightPriorKL]],
+                  generator: torch.Generator | None = None) -> list[Tensor]:
+    """Estimates of Σ_i E_q[KL(r(z|w_i) ‖ N(0, I)) − E_r log p(w_i|z)] for each (layer, prior) pair.
+
+    Args:
+        items: Bayesian layers and their deep weight priors.
+        generator: randomness of the kernel subsets only (the (w, z) samples use the global RNG,
+            like the layers' own noise).
+
+    Returns:
+        One scalar per item (nats, summed over the layer's kernels, scaled by n/m when subsampled).
+    """
+    out: list[Tensor | None] = [None] * len(items)
+    groups: dict[int, list[int]] = {}
+    for i, (_, prior) in enumerate(items):
+        groups.setdefault(id(prior.decoder), []).append(i)
+    for members in groups.values():
+        zs, ws, kls, meta = [], [], [], []
+        for i in members:
+            layer, prior = items[i]
+            k = prior.kernel_size
+            n = layer.n_kernels
+            theta = layer.weight.reshape(n, k, k)
+            log_s2 = layer.log_sigma2.reshape(n, k, k)
+            idx = prior.select(layer, generator)
+            if idx is not None:
+                theta, log_s2 = theta.index_select(0, idx), log_s2.index_select(0, idx)
+            m = theta.shape[0]
+            s = prior.mc_samples
+            eps = torch.randn((s, m, k, k), device=theta.device, dtype=theta.dtype)
+            w = (theta + (0.5 * log_s2).exp() * eps).reshape(s * m, 1, k, k)
+            z, kl_z = prior.kernel_terms(w)
+            zs.append(z)
+            ws.append(w)
+            kls.append(kl_z)
+            meta.append((i, n / m / s, s * m))
+        decoder = items[members[0]][1].decoder
+        w_mu, w_var = decoder(torch.cat(zs) if len(zs) > 1 else zs[0])
+        w_all = torch.cat(ws) if len(ws) > 1 else ws[0]
+        log_pw = (-0.5 * (_LOG_2PI + w_var.log() + (w_all - w_mu) ** 2 / w_var)).flatten(1).sum(1)
+        start = 0
+        for (i, scale, count), kl_z in zip(meta, kls):
+            term = kl_z - log_pw[start : start + count]
+            start += count
+            out[i] = scale * term.sum()
+    return out  # type: ignore[return-value]

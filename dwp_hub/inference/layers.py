@@ -1,0 +1,357 @@
+"""Bayesian convolution layers and the conversion of any ``nn.Module`` to them.
+
+:class:`BayesConv2d` is the paper's variational family (Section 4.1): a fully factorised Gaussian
+q(w) = N(θ, σ²) per weight with the *additive* parameterisation of Molchanov et al. (2017) — the
+trainable parameters are the mean θ (``weight``) and ``log_sigma2`` (initialised to −10) — and the
+*local reparameterisation* trick of Kingma et al. (2015): the layer samples its pre-activations,
+
+    mean = conv(x, θ) + b,    var = conv(x², σ²),    out = mean + sqrt(var) · ε,
+
+instead of a weight sample. Biases are deterministic. Each layer carries its prior (a
+:class:`~dwp_hub.inference.priors.PriorKL` submodule, so a deep weight prior's trainable reverse
+model is part of ``model.parameters()``).
+
+Modes: ``stochastic`` (default, in both train and eval mode; used for training and the Monte Carlo
+ensemble) and deterministic (``stochastic=False``: the layer uses the means θ). Switch a whole
+model with :func:`set_stochastic` or temporarily with :func:`mean_weights`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from dwp_hub.errors import UnsupportedLayerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dwp_hub.inference.priors import PriorKL
+    from dwp_hub.model.prior import DeepWeightPrior
+
+#: log σ² of every weight at initialisation (the paper's value).
+LOG_SIGMA2_INIT = -10.0
+#: Added to the output variance before the square root: conv(x², σ²) is exactly 0 where the input
+#: patch is all zeros (MNIST borders), and d sqrt(v)/dv is infinite at 0.
+VAR_EPS = 1e-8
+
+
+class BayesConv2d(nn.Module):
+    """A 2-D convolution with a fully factorised Gaussian over its weights.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            padding_mode: as ``nn.Conv2d``.
+        log_sigma2_init: initial log σ² of every weight (−10, the paper's value).
+        prior: the :class:`~dwp_hub.inference.priors.PriorKL` of this layer (``None``: no KL term;
+            set one later with :meth:`set_prior`).
+
+    Attributes:
+        weight: the variational means θ, ``[out, in/groups, kh, kw]``.
+        log_sigma2: log σ² per weight, same shape.
+        bias: deterministic bias (or ``None``).
+        prior: the layer's prior and KL estimator.
+        stochastic: sample the outputs (``True``) or use the means (``False``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", *, log_sigma2_init: float = LOG_SIGMA2_INIT,
+                 prior: PriorKL | None = None, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        proto = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                          padding_mode, device=device, dtype=dtype)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = tuple(proto.kernel_size)
+        self.stride, self.padding, self.dilation = proto.stride, proto.padding, proto.dilation
+        self.groups, self.padding_mode = groups, padding_mode
+        self._reversed_padding_repeated_twice = proto._reversed_padding_repeated_twice
+        self.weight = nn.Parameter(proto.weight.detach().clone())
+        self.log_sigma2 = nn.Parameter(torch.full_like(proto.weight, float(log_sigma2_init)))
+        self.bias = nn.Parameter(proto.bias.detach().clone()) if proto.bias is not None else None
+        self.stochastic = True
+        self.prior: PriorKL | None = None
+        if prior is not None:
+            self.set_prior(prior)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, *, log_sigma2_init: float = LOG_SIGMA2_INIT,
+                  prior: PriorKL | None = None) -> BayesConv2d:
+        """A Bayesian copy of ``conv`` whose means are ``conv``'s weights (bias copied too)."""
+        if not isinstance(conv, nn.Conv2d):
+            raise UnsupportedLayerError(f"from_conv takes an nn.Conv2d, got {type(conv).__name__}.")
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+                    log_sigma2_init=log_sigma2_init, device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)  # type: ignore[union-attr]
+        if prior is not None:
+            layer.set_prior(prior)
+        return layer
+
+    def set_prior(self, prior: PriorKL | None) -> BayesConv2d:
+        """Attach ``prior`` (checked against this layer: kernel size, square kernels)."""
+        if prior is not None:
+            prior.check(self)
+        self.prior = prior
+        return self
+
+    # -- the variational distribution ---------------------------------------------------
+    @property
+    def sigma2(self) -> Tensor:
+        """σ² per weight."""
+        return self.log_sigma2.exp()
+
+    @property
+    def n_kernels(self) -> int:
+        """Number of 2-D kernel slices (``out * in/groups``)."""
+        return self.weight.shape[0] * self.weight.shape[1]
+
+    def sample_weight(self, generator: torch.Generator | None = None) -> Tensor:
+        """One reparameterised weight sample θ + σ·ε (differentiable in θ and log σ²)."""
+        eps = torch.randn(self.weight.shape, generator=generator, device=self.weight.device, dtype=self.weight.dtype)
+        return self.weight + (0.5 * self.log_sigma2).exp() * eps
+
+    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = self._conv(x, self.weight, self.bias)
+        if not self.stochastic:
+            return mean
+        var = self._conv(x * x, self.log_sigma2.exp(), None)
+        return mean + (var + VAR_EPS).sqrt() * torch.randn_like(mean)
+
+    def kl(self) -> Tensor:
+        """This layer's KL term (summed over its weights); 0 without a prior."""
+        if self.prior is None:
+            return self.weight.new_zeros(())
+        return self.prior.kl(self)
+
+    def to_conv(self) -> nn.Conv2d:
+        """A plain ``nn.Conv2d`` holding the means (for export or deterministic use)."""
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                         self.dilation, self.groups, self.bias is not None, self.padding_mode,
+                         device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(self.weight)
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)  # type: ignore[union-attr]
+        return conv
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"padding={self.padding}")
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s + ("" if self.stochastic else ", deterministic")
+
+
+# -- model-level helpers -------------------------------------------------------------------
+def bayesian_layers(model: nn.Module) -> list[tuple[str, BayesConv2d]]:
+    """``(name, layer)`` for every :class:`BayesConv2d` in ``model``, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, BayesConv2d)]
+
+
+def set_stochastic(model: nn.Module, stochastic: bool = True) -> nn.Module:
+    """Put every Bayesian layer of ``model`` in stochastic (sampling) or deterministic (means) mode."""
+    for _, layer in bayesian_layers(model):
+        layer.stochastic = stochastic
+    return model
+
+
+@contextmanager
+def mean_weights(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block every Bayesian layer uses its means; the previous modes are restored after."""
+    layers = bayesian_layers(model)
+    before = [layer.stochastic for _, layer in layers]
+    try:
+        for _, layer in layers:
+            layer.stochastic = False
+        yield model
+    finally:
+        for (_, layer), mode in zip(layers, before):
+            layer.stochastic = mode
+
+
+# -- conversion ----------------------------------------------------------------------------
+#: What a prior entry may be: a name ("standard-normal", "log-uniform", "dwp" = the hub prior for the
+#: layer's kernel size, "none"), a hub spec ("notmnist-5x5@1.0.0"), a loaded DeepWeightPrior, a
+#: PriorKL instance (shared by every layer it is given to), or None (leave the layer deterministic).
+PriorEntry = Union[str, "DeepWeightPrior", "PriorKL", None]
+PriorsArg = Union[PriorEntry, Mapping[Union[int, str], PriorEntry]]
+
+
+@dataclass
+class ConversionReport:
+    """What :func:`to_bayesian` did to each conv layer."""
+
+    converted: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.converted)
+
+    def __str__(self) -> str:
+        lines = [f"converted {len(self.converted)} conv layer(s), left {len(self.skipped)} deterministic"]
+        lines += [f"  + {n:<30} {str(list(s)):<18} prior {p}" for n, s, p in self.converted]
+        lines += [f"  - {n:<30} {why}" for n, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _lookup(priors: PriorsArg, name: str, conv: nn.Conv2d) -> tuple[bool, PriorEntry]:
+    """The entry for one layer: exact name, then fnmatch patterns (first match), then kernel size."""
+    if not isinstance(priors, Mapping):
+        return True, priors
+    if name in priors:
+        return True, priors[name]
+    for key, value in priors.items():
+        if isinstance(key, str) and not key.isdigit() and fnmatch.fnmatchcase(name, key):
+            return True, value
+    ks = conv.kernel_size
+    if ks[0] == ks[1]:
+        for key in (ks[0], str(ks[0]), f"{ks[0]}x{ks[0]}"):
+            if key in priors:
+                return True, priors[key]
+    return False, None
+
+
+def to_bayesian(
+    model: nn.Module,
+    priors: PriorsArg = "auto",
+    *,
+    default: PriorEntry = "standard-normal",
+    log_sigma2_init: float = LOG_SIGMA2_INIT,
+    bound: str = "fast",
+    kernels_per_step: int | None = None,
+    mc_samples: int = 1,
+    strict: bool = False,
+) -> nn.Module:
+    """Replace the ``nn.Conv2d`` layers of ``model`` by :class:`BayesConv2d` with per-layer priors.
+
+    The means start from each conv's current weights (biases copied); ``log σ²`` from
+    ``log_sigma2_init``. Other layers (linear, batch norm, transposed convs) stay deterministic.
+
+    Args:
+        model: any module; converted in place (a bare ``nn.Conv2d`` is returned converted).
+        priors: how layers get priors:
+
+            * ``"auto"``: the deep weight prior for the layer's kernel size
+              (:data:`dwp_hub.init.AUTO_PRIORS`, e.g. ``notmnist-7x7`` / ``notmnist-5x5``) when it
+              is available, else ``default``;
+            * one entry for every layer (``"standard-normal"``, ``"log-uniform"``, ``"dwp"``, a hub
+              spec, a loaded ``DeepWeightPrior``, a ``PriorKL``);
+            * a mapping from layer name (exact, or an fnmatch pattern such as ``"layer1.*"``) or
+              kernel size (``5``, ``"5"``, ``"5x5"``) to an entry. Names win over patterns, patterns
+              over kernel sizes; unmatched layers get ``default``. An entry ``None`` / ``"none"``
+              leaves the layer a plain ``nn.Conv2d``.
+        default: entry for layers that ``priors`` does not cover (``None`` leaves them as they are).
+        log_sigma2_init: initial log σ² (−10, the paper's value).
+        bound: for deep weight priors, ``"fast"`` (subsampled, see
+            :class:`~dwp_hub.inference.priors.DeepWeightPriorKL`) or ``"full"`` (all kernels every step).
+        kernels_per_step: kernels per layer and step of the fast bound (default
+            :data:`~dwp_hub.inference.priors.DEFAULT_KERNELS_PER_STEP`).
+        mc_samples: Monte Carlo samples (w, z) per kernel of the deep weight prior bound.
+        strict: raise if a conv layer is left deterministic.
+
+    Returns:
+        The converted model (same object unless ``model`` itself is an ``nn.Conv2d``). Its
+        :class:`ConversionReport` is at ``model.dwp_conversion`` (``to_bayesian_report(model)``).
+
+    Raises:
+        UnsupportedLayerError: the model has no ``nn.Conv2d``; a prior's kernel size does not match
+            its layer; ``"dwp"`` requested for a kernel size with no hub prior; ``strict`` and some
+            layer left deterministic.
+    """
+    from dwp_hub.inference.priors import make_prior
+
+    convs = _plain_convs(model)
+    if not convs:
+        if bayesian_layers(model):
+            raise UnsupportedLayerError(f"{type(model).__name__} is already Bayesian (it has BayesConv2d layers "
+                                        "and no nn.Conv2d left to convert).")
+        raise UnsupportedLayerError(
+            f"{type(model).__name__} has no nn.Conv2d layers; to_bayesian converts convolutions only "
+            "(deep weight priors are priors over conv kernels)."
+        )
+    report = ConversionReport()
+    cache: dict[Any, Any] = {}
+    options = {"bound": bound, "kernels_per_step": kernels_per_step, "mc_samples": mc_samples}
+    replacements: list[tuple[str, BayesConv2d]] = []
+    for name, conv in convs:
+        found, entry = _lookup(priors, name, conv)
+        if not found:
+            entry = default
+        if isinstance(entry, str) and entry == "auto":
+            entry = _auto_entry(conv, default, cache)
+        if entry is None or (isinstance(entry, str) and entry.lower() == "none"):
+            report.skipped.append((name, "no prior assigned (left deterministic)"))
+            continue
+        try:
+            prior = make_prior(entry, conv, cache=cache, **options)
+        except UnsupportedLayerError as err:
+            raise UnsupportedLayerError(f"Layer {name!r}: {err}") from err
+        layer = BayesConv2d.from_conv(conv, log_sigma2_init=log_sigma2_init, prior=prior)
+        replacements.append((name, layer))
+        report.converted.append((name, tuple(layer.weight.shape), prior.describe()))
+    if strict and report.skipped:
+        raise UnsupportedLayerError("Conv layers left deterministic:\n" +
+                                    "\n".join(f"  {n}: {r}" for n, r in report.skipped))
+    root = model
+    for name, layer in replacements:
+        if name == "":
+            root = layer
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, layer)
+    object.__setattr__(root, "dwp_conversion", report)
+    return root
+
+
+def _plain_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """``nn.Conv2d`` layers of ``model``, not descending into Bayesian layers (whose deep weight
+    priors hold convolutional reverse models)."""
+    out: list[tuple[str, nn.Conv2d]] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        if isinstance(module, BayesConv2d):
+            return
+        if isinstance(module, nn.Conv2d):
+            out.append((prefix, module))
+            return
+        for child_name, child in module.named_children():
+            visit(child, f"{prefix}.{child_name}" if prefix else child_name)
+
+    visit(model, "")
+    return out
+
+
+def _auto_entry(conv: nn.Conv2d, default: PriorEntry, cache: dict[Any, Any]) -> PriorEntry:
+    """``"dwp"`` when a hub prior exists for the conv's kernel size, else ``default``."""
+    from dwp_hub.inference.priors import auto_prior
+
+    ks = conv.kernel_size
+    if ks[0] != ks[1]:
+        return default
+    prior = auto_prior(ks[0], cache)
+    return prior if prior is not None else default
+
+
+def to_bayesian_report(model: nn.Module) -> ConversionReport | None:
+    """The :class:`ConversionReport` of the last :func:`to_bayesian` call on ``model``."""
+    return getattr(model, "dwp_conversion", None)

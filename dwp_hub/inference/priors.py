@@ -1,0 +1,396 @@
+"""Priors over conv weights and their KL terms for variational inference.
+
+Convention (the same everywhere in :mod:`dwp_hub.inference`): a prior's :meth:`PriorKL.kl` returns
+the KL divergence KL(q(W) ‖ p(W)) of one layer **summed over all its weights** (nats), and the
+negative ELBO is ``N · mean cross-entropy + Σ_layers KL`` (see :func:`~dwp_hub.inference.objective.neg_elbo`).
+
+* :class:`StandardNormalKL`: p(w) = N(0, 1) per weight; closed form.
+* :class:`LogUniformKL`: the improper log-uniform prior of sparse variational dropout, with the
+  approximation of Molchanov et al. (2017): with log α = log σ² − log θ²,
+  −KL ≈ k1·sigmoid(k2 + k3·log α) − 0.5·log1p(exp(−log α)) − k1.
+* :class:`DeepWeightPriorKL`: a hub prior p(w) = ∫ p(w|z) N(z|0, I) dz over k x k kernels, through
+  the paper's auxiliary bound (Eq. 7-8, Algorithm 1), per kernel w of the layer:
+
+      KL(q(w) ‖ p(w)) ≤ −H(q(w)) + E_q(w)[ KL(r(z|w) ‖ N(0, I)) − E_r(z|w) log p(w|z) ].
+
+  The entropy is closed form over all weights. The reverse model r(z|w) is a trainable copy of the
+  prior's encoder (one per layer, trained with the variational parameters); the decoder p(w|z) is
+  the hub prior's, frozen and shared. The expectation uses ``mc_samples`` reparameterised (w, z)
+  pairs per kernel.
+
+  **Fast bound** (``bound="fast"``, the default): the second term is a sum over the layer's
+  n kernels; each step evaluates it on m = ``kernels_per_step`` kernels drawn without replacement
+  and multiplies by n/m, an unbiased estimate of the sum (every kernel is included with
+  probability m/n). Kernels are visited in reshuffled cycles (``sampler="cycle"``: every kernel
+  once per n/m steps, like data epochs) or drawn independently each step (``sampler="uniform"``).
+  Layers sharing a decoder are evaluated in one decoder call (:mod:`dwp_hub.inference.fast`).
+  With m ≥ n (or ``bound="full"``) the sum is exact (the paper's estimator).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from dwp_hub.errors import PriorNotFoundError, UnsupportedLayerError
+from dwp_hub.model.vae import KernelVAE, kl_to_standard_normal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dwp_hub.inference.layers import BayesConv2d
+    from dwp_hub.model.prior import DeepWeightPrior
+
+#: Molchanov et al. (2017) constants of the log-uniform KL approximation.
+K1, K2, K3 = 0.63576, 1.87320, 1.48695
+#: Kernels per layer and step of the fast deep-weight-prior bound (see tools/bench_vi.py).
+DEFAULT_KERNELS_PER_STEP = 64
+_LOG_2PI_E = math.log(2 * math.pi) + 1.0
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class PriorKL(nn.Module):
+    """A prior over one Bayesian layer's weights, with a (possibly stochastic) KL estimator."""
+
+    #: Short name used in reports and checkpoints.
+    kind: str = "prior"
+
+    def check(self, layer: BayesConv2d) -> None:
+        """Raise :class:`UnsupportedLayerError` if this prior cannot serve ``layer``."""
+
+    def kl(self, layer: BayesConv2d) -> Tensor:
+        """KL(q ‖ p) of ``layer``'s weights, summed over weights (nats)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """A one-line description for reports."""
+        return self.kind
+
+
+class StandardNormalKL(PriorKL):
+    """p(w) = N(0, std²) per weight; KL in closed form."""
+
+    kind = "standard-normal"
+
+    def __init__(self, std: float = 1.0) -> None:
+        super().__init__()
+        if not std > 0:
+            raise ValueError(f"std must be positive, got {std}.")
+        self.std = float(std)
+
+    def kl(self, layer: BayesConv2d) -> Tensor:
+        log_s2 = 2 * math.log(self.std)
+        s2 = self.std**2
+        ls2 = layer.log_sigma2
+        return 0.5 * ((ls2.exp() + layer.weight**2) / s2 - 1.0 - ls2 + log_s2).sum()
+
+    def describe(self) -> str:
+        return "standard-normal" if self.std == 1.0 else f"normal(0, {self.std:g}^2)"
+
+
+class LogUniformKL(PriorKL):
+    """The log-uniform prior p(|w|) ∝ 1/|w| with the Molchanov et al. (2017) KL approximation.
+
+    ``log α = log σ² − log(θ² + eps)``; the KL is up to an additive constant (the prior is
+    improper), chosen so that it tends to 0 as α → ∞.
+    """
+
+    kind = "log-uniform"
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = float(eps)
+
+    def kl(self, layer: BayesConv2d) -> Tensor:
+        log_alpha = layer.log_sigma2 - torch.log(layer.weight**2 + self.eps)
+        neg_kl = K1 * torch.sigmoid(K2 + K3 * log_alpha) - 0.5 * F.softplus(-log_alpha) - K1
+        return -neg_kl.sum()
+
+
+@dataclass(frozen=True)
+class GapEstimate:
+    """Appendix F diagnostic for one layer: how loose the auxiliary bound is.
+
+    Attributes:
+        kernels: kernels in the layer; ``kernels_used``: how many were evaluated (totals are scaled).
+        k: importance samples per kernel.
+        kl_bound: the auxiliary KL bound (what training minimises), nats.
+        kl_iw: the importance-weighted (tighter) estimate of the KL, nats.
+        gap: ``kl_bound − kl_iw`` (≈ the gap G of Eq. 16, ≥ 0 up to noise), nats.
+        gap_per_kernel: ``gap / kernels``.
+    """
+
+    kernels: int
+    kernels_used: int
+    k: int
+    kl_bound: float
+    kl_iw: float
+    gap: float
+    gap_per_kernel: float
+
+
+class DeepWeightPriorKL(PriorKL):
+    """A deep weight prior through the paper's auxiliary bound (see the module docstring).
+
+    Args:
+        prior: a loaded :class:`~dwp_hub.model.prior.DeepWeightPrior` (or a bare
+            :class:`~dwp_hub.model.vae.KernelVAE`, e.g. for benchmarks).
+        mc_samples: (w, z) samples per kernel and step.
+        bound: ``"fast"`` (subsample kernels) or ``"full"`` (every kernel every step).
+        kernels_per_step: m of the fast bound (default :data:`DEFAULT_KERNELS_PER_STEP`).
+        sampler: ``"cycle"`` (reshuffled cycles over the kernels) or ``"uniform"`` (fresh subset
+            each step).
+        label: name used in reports (default: the prior's ``name@version``).
+
+    Attributes:
+        encoder: the reverse model r(z|w), trainable, initialised from the prior's encoder.
+        decoder: the prior's decoder p(w|z), frozen (shared with the prior).
+    """
+
+    kind = "dwp"
+
+    def __init__(self, prior: DeepWeightPrior | KernelVAE, *, mc_samples: int = 1, bound: str = "fast",
+                 kernels_per_step: int | None = None, sampler: str = "cycle", label: str | None = None) -> None:
+        super().__init__()
+        vae = prior if isinstance(prior, KernelVAE) else prior.vae
+        if label is None:
+            label = f"{vae.cfg.kind}-vae" if isinstance(prior, KernelVAE) else prior.card.spec
+        if mc_samples < 1:
+            raise ValueError(f"mc_samples must be >= 1, got {mc_samples}.")
+        if bound not in ("fast", "full"):
+            raise ValueError(f"bound must be 'fast' or 'full', got {bound!r}.")
+        if sampler not in ("cycle", "uniform"):
+            raise ValueError(f"sampler must be 'cycle' or 'uniform', got {sampler!r}.")
+        m = DEFAULT_KERNELS_PER_STEP if kernels_per_step is None else int(kernels_per_step)
+        if m < 1:
+            raise ValueError(f"kernels_per_step must be >= 1, got {m}.")
+        self.label = label
+        self.cfg = vae.cfg
+        self.mc_samples = int(mc_samples)
+        self.bound = bound
+        self.kernels_per_step = m
+        self.sampler = sampler
+        self.encoder = copy.deepcopy(vae.encoder)
+        for p in self.encoder.parameters():
+            p.requires_grad_(True)
+        self.decoder = vae.decoder
+        for p in self.decoder.parameters():
+            p.requires_grad_(False)
+        self._cycles: dict[int, tuple[Tensor, int]] = {}
+
+    @property
+    def kernel_size(self) -> int:
+        return self.cfg.kernel_size
+
+    @property
+    def z_dim(self) -> int:
+        return self.cfg.z_dim
+
+    def describe(self) -> str:
+        how = "full bound" if self.bound == "full" else f"fast bound, {self.kernels_per_step} kernels/step"
+        return f"dwp {self.label} ({how}, {self.mc_samples} MC)"
+
+    def train(self, mode: bool = True) -> DeepWeightPriorKL:
+        super().train(mode)
+        self.decoder.eval()
+        return self
+
+    def check(self, layer: BayesConv2d) -> None:
+        k = self.kernel_size
+        ks = tuple(layer.kernel_size)
+        if ks[0] != ks[1]:
+            raise UnsupportedLayerError(f"{type(layer).__name__} has non-square kernels {ks}; "
+                                        f"the deep weight prior {self.label} covers {k}x{k} kernels.")
+        if ks != (k, k):
+            raise UnsupportedLayerError(
+                f"the layer has {ks[0]}x{ks[1]} kernels but {self.label} is a {k}x{k} prior. "
+                f"Assign a {ks[0]}x{ks[0]} prior to it (or 'standard-normal' / 'log-uniform')."
+            )
+
+    # -- pieces of the bound --------------------------------------------------------------
+    def neg_entropy(self, layer: BayesConv2d) -> Tensor:
+        """−H(q) over all the layer's weights, in closed form."""
+        return -0.5 * (_LOG_2PI_E * layer.log_sigma2.numel() + layer.log_sigma2.sum())
+
+    def subset_size(self, n: int) -> int:
+        """How many of ``n`` kernels one step evaluates."""
+        return n if self.bound == "full" else min(n, self.kernels_per_step)
+
+    def select(self, layer: BayesConv2d, generator: torch.Generator | None = None) -> Tensor | None:
+        """Indices of this step's kernels of ``layer`` (``None``: all of them)."""
+        n = layer.n_kernels
+        m = self.subset_size(n)
+        if m >= n:
+            return None
+        device = layer.weight.device
+        if self.sampler == "uniform":
+            return torch.randperm(n, generator=generator, device="cpu")[:m].to(device)
+        key = id(layer)
+        perm, cursor = self._cycles.get(key, (None, n))
+        if perm is None or perm.numel() != n or cursor >= n:
+            perm, cursor = torch.randperm(n, generator=generator, device="cpu"), 0
+        pos = (cursor + torch.arange(m)) % n
+        idx = perm[pos]
+        self._cycles[key] = (perm, cursor + m)
+        return idx.to(device)
+
+    def kernel_terms(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """For kernels ``w`` ``[B, 1, k, k]``: z samples ``[B, z]`` from r(z|w) and KL(r(z|w) ‖ N(0, I)) ``[B]``."""
+        mu, var = self.encoder(w)
+        z = mu + var.sqrt() * torch.randn_like(mu)
+        return z, kl_to_standard_normal(mu, var).sum(1)
+
+    def kl(self, layer: BayesConv2d) -> Tensor:
+        from dwp_hub.inference.fast import dwp_vae_terms
+
+        return self.neg_entropy(layer) + dwp_vae_terms([(layer, self)])[0]
+
+    # -- initialisation and diagnostics ----------------------------------------------------
+    @torch.no_grad()
+    def init_means_(self, layer: BayesConv2d, generator: torch.Generator | None = None) -> None:
+        """Set the layer's means to decoder means of z ~ N(0, I) (the paper's init for dwp runs)."""
+        k = self.kernel_size
+        z = torch.randn((layer.n_kernels, self.z_dim), generator=generator, device="cpu")
+        z = z.to(device=layer.weight.device, dtype=layer.weight.dtype)
+        mean, _ = self.decoder(z)
+        layer.weight.copy_(mean.reshape(layer.weight.shape[0], layer.weight.shape[1], k, k))
+
+    @torch.no_grad()
+    def gap(self, layer: BayesConv2d, k: int = 1000, max_kernels: int | None = 256,
+            generator: torch.Generator | None = None, chunk: int = 100_000) -> GapEstimate:
+        """Importance-weighted estimate of the bound's gap (paper Appendix F, Eq. 16-19).
+
+        For one weight sample w ~ q per kernel, compares the IWAE estimate of log p(w) with ``k``
+        samples of the (trained) reverse model against the auxiliary bound's per-kernel ELBO
+        (E_r log p(w|z) estimated with the same ``k`` samples, KL(r ‖ N(0, I)) in closed form).
+
+        Args:
+            k: importance samples per kernel (the paper uses 10,000).
+            max_kernels: evaluate at most this many random kernels and scale the totals (``None``: all).
+            generator: randomness of the kernel subset and the samples.
+            chunk: decoder evaluations per batch.
+        """
+        n = layer.n_kernels
+        ks = self.kernel_size
+        theta = layer.weight.detach().reshape(n, 1, ks, ks)
+        log_s2 = layer.log_sigma2.detach().reshape(n, 1, ks, ks)
+        if max_kernels is not None and max_kernels < n:
+            idx = torch.randperm(n, generator=generator)[:max_kernels].to(theta.device)
+            theta, log_s2 = theta[idx], log_s2[idx]
+        used = theta.shape[0]
+        noise = torch.randn(theta.shape, generator=generator).to(theta)
+        w = theta + (0.5 * log_s2).exp() * noise
+        mu, var = self.encoder(w)
+        std = var.sqrt()
+        kl_z = kl_to_standard_normal(mu, var).sum(1)
+        iw, rec = [], []
+        per = max(1, chunk // k)
+        for i in range(0, used, per):
+            m_, s_, x_ = mu[i : i + per], std[i : i + per], w[i : i + per]
+            b, d = m_.shape
+            eps = torch.randn((k, b, d), generator=generator).to(m_)
+            z = m_ + s_ * eps
+            w_mu, w_var = self.decoder(z.reshape(k * b, d))
+            log_pw = (-0.5 * (_LOG_2PI + w_var.log() + (x_.repeat(k, 1, 1, 1) - w_mu) ** 2 / w_var))
+            log_pw = log_pw.flatten(1).sum(1).view(k, b)
+            log_pz = (-0.5 * (_LOG_2PI + z**2)).sum(-1)
+            log_rz = (-0.5 * (_LOG_2PI + eps**2) - s_.log()).sum(-1)
+            iw.append(torch.logsumexp(log_pw + log_pz - log_rz, 0) - math.log(k))
+            rec.append(log_pw.mean(0))
+        log_p_iw = torch.cat(iw)
+        elbo = torch.cat(rec) - kl_z
+        scale = n / used
+        neg_h = float(self.neg_entropy(layer))
+        kl_bound = neg_h - scale * float(elbo.sum())
+        kl_iw = neg_h - scale * float(log_p_iw.sum())
+        gap = kl_bound - kl_iw
+        return GapEstimate(n, used, k, kl_bound, kl_iw, gap, gap / n)
+
+
+# -- building priors from user entries -----------------------------------------------------
+_SN_NAMES = {"standard-normal", "standard_normal", "normal", "sn", "gaussian", "n(0,1)"}
+_LU_NAMES = {"log-uniform", "log_uniform", "loguniform", "lu"}
+
+
+def auto_prior(kernel_size: int, cache: dict[Any, Any] | None = None) -> DeepWeightPrior | None:
+    """The hub prior for ``kernel_size`` (:data:`dwp_hub.init.AUTO_PRIORS`), or ``None`` when absent."""
+    from dwp_hub.init import AUTO_PRIORS
+
+    spec = AUTO_PRIORS.get(kernel_size)
+    if spec is None:
+        return None
+    try:
+        return _load_cached(spec, cache)
+    except PriorNotFoundError:
+        return None
+
+
+def _load_cached(spec: str, cache: dict[Any, Any] | None) -> DeepWeightPrior:
+    from dwp_hub._api import load
+
+    cache = {} if cache is None else cache
+    key = ("spec", spec)
+    if key not in cache:
+        cache[key] = load(spec)
+    return cache[key]
+
+
+def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = None, bound: str = "fast",
+               kernels_per_step: int | None = None, mc_samples: int = 1) -> PriorKL:
+    """A :class:`PriorKL` for one conv layer from a user entry (see :func:`~dwp_hub.inference.to_bayesian`).
+
+    Raises:
+        UnsupportedLayerError: kernel-size mismatch, or ``"dwp"`` with no hub prior for the size.
+        PriorNotFoundError: a hub spec that no registry holds.
+    """
+    from dwp_hub.model.prior import DeepWeightPrior
+
+    dwp_opts = {"bound": bound, "kernels_per_step": kernels_per_step, "mc_samples": mc_samples}
+    ks = tuple(conv.kernel_size)
+    if isinstance(entry, PriorKL):
+        prior: PriorKL = entry
+    elif isinstance(entry, (DeepWeightPrior, KernelVAE)):
+        prior = DeepWeightPriorKL(entry, **dwp_opts)
+    elif isinstance(entry, str):
+        key = entry.strip().lower()
+        if key in _SN_NAMES:
+            prior = StandardNormalKL()
+        elif key in _LU_NAMES:
+            prior = LogUniformKL()
+        elif key == "dwp":
+            found = auto_prior(ks[0], cache) if ks[0] == ks[1] else None
+            if found is None:
+                from dwp_hub.init import AUTO_PRIORS
+
+                raise UnsupportedLayerError(
+                    f"no deep weight prior for {ks[0]}x{ks[1]} kernels (the hub's automatic choices are "
+                    f"{AUTO_PRIORS}; none is installed for this size). Pass a prior spec for it, or "
+                    "'standard-normal' / 'log-uniform'."
+                )
+            prior = DeepWeightPriorKL(found, **dwp_opts)
+        else:
+            prior = DeepWeightPriorKL(_load_cached(entry.strip(), cache), **dwp_opts)
+    else:
+        raise TypeError(f"Cannot build a prior from {type(entry).__name__}; use a name ('standard-normal', "
+                        "'log-uniform', 'dwp'), a hub spec, a DeepWeightPrior, a PriorKL or None.")
+    if isinstance(prior, DeepWeightPriorKL):
+        # BayesConv2d.set_prior checks again; checking here gives the message before conversion.
+        class _Probe:
+            kernel_size = ks
+
+        prior.check(_Probe())  # type: ignore[arg-type]
+    return prior
+
+
+def frozen_state_prefixes(model: nn.Module) -> list[str]:
+    """State-dict prefixes of the frozen prior decoders inside ``model`` (not saved in checkpoints:
+    they are the hub priors' own weights)."""
+    out = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, DeepWeightPriorKL):
+            out.append(f"{name}.decoder." if name else "decoder.")
+    return out

@@ -1,0 +1,269 @@
+"""The publishing pipeline: harvest, fit, publish, build (issue 3), on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from dwp_hub.card import ArchConfig, card_from_weights_file
+from dwp_hub.cli import app
+from dwp_hub.errors import (
+    CheckpointError, IntegrityError, PriorExistsError, RecipeError, TrainingError, UnsupportedLayerError,
+)
+from dwp_hub.model.nets import NetConfig, build_net
+from dwp_hub.training._ckpt import save_checkpoint
+from dwp_hub.training.fit import FitRecipe, NonFiniteLossError, fit_vae
+from dwp_hub.training.harvest import HarvestSpec, KernelDataset, PruneRule, harvest, read_checkpoint
+from dwp_hub.training.publish import publish
+from dwp_hub.training.recipe import build, load_recipe, parse_recipe
+
+from conftest import build_tiny_prior, synthetic_kernels
+
+
+def _fake_sources(folder: Path, n: int = 4, widths: tuple[int, int] = (6, 8)) -> list[Path]:
+    """Safetensors checkpoints of randomly initialised fconv nets, with some zeroed kernels."""
+    paths = []
+    for i in range(n):
+        torch.manual_seed(i)
+        net = build_net(NetConfig("fconv", widths))
+        with torch.no_grad():
+            net[0].weight[:2] = 0.0  # two dead 7x7 kernels per net
+        path = folder / f"net{i}.safetensors"
+        save_checkpoint(path, net.state_dict(), {"val_accuracy": 0.5, "dataset_sha256": "ab" * 32, "split": "test"})
+        paths.append(path)
+    return paths
+
+
+def test_harvest_selects_prunes_and_splits_by_network(tmp_path: Path) -> None:
+    paths = _fake_sources(tmp_path)
+    data = harvest(paths, HarvestSpec("0.weight", 7, PruneRule("min_norm", 1e-6), held_out=(3,)))
+    assert data.train.shape == (3 * 4, 1, 7, 7)  # 6 kernels per net, 2 dead ones pruned
+    assert data.held_out.shape == (4, 1, 7, 7)
+    m = data.meta
+    assert m["kernels_total"] == 24 and m["kernels_kept"] == 16 and m["held_out_nets"] == [3]
+    assert [s["file"] for s in m["sources"]] == [p.name for p in paths]
+    assert all(len(s["sha256"]) == 64 for s in m["sources"])
+    # held-out kernels are exactly net 3's live kernels
+    net3 = read_checkpoint(paths[3])[0]["0.weight"][2:]
+    assert torch.equal(data.held_out, net3)
+
+
+def test_harvest_top_fraction_and_cap(tmp_path: Path) -> None:
+    paths = _fake_sources(tmp_path)
+    spec = HarvestSpec("3.weight", 5, PruneRule("top_fraction", 0.5), held_out=(0,), max_kernels_per_net=10)
+    data = harvest(paths, spec)
+    assert len(data.held_out) == 10 and len(data.train) == 30
+    assert data.meta["prune"]["threshold"] > 0
+
+
+def test_harvest_round_trip(tmp_path: Path) -> None:
+    data = harvest(_fake_sources(tmp_path), HarvestSpec("0.weight", 7, held_out=(1,)))
+    data.save(tmp_path / "k.safetensors")
+    again = KernelDataset.load(tmp_path / "k.safetensors")
+    assert torch.equal(again.train, data.train) and again.meta == data.meta
+
+
+def test_harvest_reads_third_party_state_dict_weights_only(tmp_path: Path) -> None:
+    net = build_net(NetConfig("fconv3", (4, 4, 4)))
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}
+    path = tmp_path / "third_party.th"
+    torch.save({"state_dict": state, "best_prec1": 91.5}, path)
+    loaded, meta = read_checkpoint(path)
+    assert "0.weight" in loaded and meta == {"best_prec1": 91.5}
+    data = harvest([path, path], HarvestSpec("[36].weight", 3, PruneRule("none"), held_out=(1,)))
+    assert len(data.train) == 32 and data.meta["sources"][0]["best_prec1"] == 91.5
+
+
+class _Evil:
+    def __reduce__(self):  # pragma: no cover - must never run
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize("case", ["truncated", "pickle_code", "garbage", "missing", "not_tensors"])
+def test_bad_checkpoints_are_refused(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "bad.th"
+    if case == "truncated":
+        torch.save(build_net(NetConfig("fconv", (2, 2))).state_dict(), path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif case == "pickle_code":
+        torch.save({"x": _Evil()}, path)
+    elif case == "garbage":
+        path.write_bytes(b"\x00garbage" * 10)
+    elif case == "not_tensors":
+        torch.save({"a": 1}, path)
+    with pytest.raises(CheckpointError):
+        read_checkpoint(path)
+
+
+def test_truncated_safetensors_checkpoint(tmp_path: Path) -> None:
+    path = _fake_sources(tmp_path, n=1)[0]
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="safetensors"):
+        harvest([path], HarvestSpec("0.weight", 7))
+
+
+def test_harvest_errors(tmp_path: Path) -> None:
+    paths = _fake_sources(tmp_path, n=2)
+    with pytest.raises(CheckpointError, match="Conv weights there: 0.weight, 3.weight"):
+        harvest(paths, HarvestSpec("features.*", 7))
+    with pytest.raises(CheckpointError, match="no 5x5 kernels"):
+        harvest(paths, HarvestSpec("0.weight", 5))
+    with pytest.raises(UnsupportedLayerError, match="not supported"):
+        harvest(paths, HarvestSpec("0.weight", 4))
+    with pytest.raises(CheckpointError, match="No kernels left after pruning"):
+        harvest(paths, HarvestSpec("0.weight", 7, PruneRule("min_norm", 1e6)))
+    with pytest.raises(CheckpointError, match="out of range"):
+        harvest(paths, HarvestSpec("0.weight", 7, held_out=(5,)))
+
+
+def test_fit_nan_guard_keeps_last_good_state() -> None:
+    data = synthetic_kernels(7, n=64, n_held=8)
+    data.train[-1, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="epoch 0") as info:
+        fit_vae(data, ArchConfig("conv7", 7, 2, 4), FitRecipe(epochs=2, batch_size=64), progress=False)
+    assert isinstance(info.value, TrainingError)
+    assert all(torch.isfinite(v).all() for v in info.value.last_good_state.values())
+
+
+def test_fit_rejects_mismatched_kernels() -> None:
+    with pytest.raises(TrainingError, match="5x5"):
+        fit_vae(synthetic_kernels(5), ArchConfig("conv7", 7, 2, 4), FitRecipe(epochs=1), progress=False)
+
+
+def test_fit_learns_and_reports_metrics() -> None:
+    data = synthetic_kernels(3, n=512, n_held=128)
+    result = fit_vae(data, ArchConfig("mlp", 3, 2, 32), FitRecipe(epochs=30, iw_k=64, iw_max_kernels=64),
+                     progress=False)
+    assert result.history[-1] > result.history[0] + 5  # the ELBO improves
+    m = result.metrics
+    assert m.iw_k == 64 and m.n_heldout_kernels == 128 and m.n_iw_kernels == 64
+    assert m.heldout_iw_log_likelihood >= m.heldout_elbo - 1.0  # IW bound is at least as tight (up to noise)
+
+
+def test_publish_is_immutable_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    fitted = build_tiny_prior(tmp_path / "fit", "x", ArchConfig("mlp", 3, 2, 8), epochs=1)
+    dest = publish(fitted, "my-prior", "1.0.0", tmp_path / "reg", "desc")
+    card = card_from_weights_file(dest / "model.safetensors")
+    assert (card.name, card.version, card.description) == ("my-prior", "1.0.0", "desc")
+    with pytest.raises(PriorExistsError, match="immutable"):
+        publish(fitted, "my-prior", "1.0.0", tmp_path / "reg")
+    publish(fitted, "my-prior", "1.0.1", tmp_path / "reg")
+    assert sorted(p.name for p in (tmp_path / "reg" / "my-prior").iterdir()) == ["1.0.0", "1.0.1"]
+    assert not [p for p in (tmp_path / "reg").iterdir() if p.name.startswith(".staging")]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(IntegrityError, match="Cannot write"):
+        publish(fitted, "my-prior", "2.0.0", blocker / "reg")
+
+
+def _tiny_recipe(tmp_path: Path, checkpoints: list[Path]) -> Path:
+    recipe = {
+        "name": "tiny-build", "version": "0.1.0", "description": "tiny",
+        "source": {"checkpoints": [str(p) for p in checkpoints], "domain": "synthetic", "network": "fconv(6,8)"},
+        "harvest": {"layer": "3.weight", "kernel_size": 5, "prune": {"rule": "min_norm", "value": 0.0},
+                    "held_out": [3], "max_kernels_per_net": 16},
+        "vae": {"kind": "conv5", "z_dim": 2, "hidden": 4},
+        "fit": {"epochs": 2, "iw_k": 8, "iw_max_kernels": 8, "seed": 3},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_build_is_reproducible(tmp_path: Path) -> None:
+    recipe = load_recipe(_tiny_recipe(tmp_path, _fake_sources(tmp_path)))
+    a = build(recipe, tmp_path / "reg-a", tmp_path / "work-a", progress=False)
+    b = build(recipe, tmp_path / "reg-b", tmp_path / "work-b", progress=False)
+    ca, cb = card_from_weights_file(a / "model.safetensors"), card_from_weights_file(b / "model.safetensors")
+    assert ca.weights_sha256 == cb.weights_sha256
+    assert ca.metrics == cb.metrics
+    assert (a / "recipe.yaml").read_text() == (tmp_path / "tiny.yaml").read_text()
+    assert ca.recipe["rebuild"].startswith("dwp-hub build tiny.yaml")
+
+
+def test_build_from_real_source_training_is_reproducible(tmp_path: Path, data_root: Path) -> None:
+    recipe = parse_recipe({
+        "name": "tiny-real", "version": "0.0.1",
+        "source": {"dataset": "notmnist", "net": {"arch": "fconv", "widths": [4, 4]}, "n_nets": 2, "epochs": 1},
+        "harvest": {"layer": "0.weight", "kernel_size": 7, "held_out": [1]},
+        "vae": {"kind": "conv7", "z_dim": 2, "hidden": 4},
+        "fit": {"epochs": 2, "iw_k": 4, "iw_max_kernels": 4},
+    })
+    a = build(recipe, tmp_path / "ra", tmp_path / "wa", progress=False)
+    b = build(recipe, tmp_path / "rb", tmp_path / "wb", progress=False)
+    ca, cb = card_from_weights_file(a / "model.safetensors"), card_from_weights_file(b / "model.safetensors")
+    assert ca.weights_sha256 == cb.weights_sha256
+    assert ca.source.domain == "notmnist" and len(ca.source.dataset_sha256) == 64
+    assert ca.training.build_seconds is not None and ca.training.build_seconds > 0
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"name": "../evil"}, "path separators"),
+    ({"version": "1.0"}, "MAJOR.MINOR.PATCH"),
+    ({"vae": {"kind": "conv7", "z_dim": 2, "hidden": 4}}, "kernel_size"),
+    ({"harvest": {"layer": "x", "kernel_size": 5, "bogus": 1}}, "bogus"),
+    ({"extra": 1}, "Unknown recipe key"),
+])
+def test_bad_recipes(tmp_path: Path, edit: dict, match: str) -> None:
+    data = yaml.safe_load(_tiny_recipe(tmp_path, []).read_text())
+    data.update(edit)
+    with pytest.raises((RecipeError, ValueError), match=match):
+        parse_recipe(data)
+
+
+def test_recipe_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(bad)
+
+
+def test_shipped_recipes_parse() -> None:
+    recipes = sorted((Path(__file__).parents[1] / "tools" / "recipes").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert path.stem == recipe.name
+
+
+def test_cli_pipeline(tmp_path: Path) -> None:
+    runner = CliRunner()
+    paths = _fake_sources(tmp_path)
+    kernels = tmp_path / "k.safetensors"
+    r = runner.invoke(app, ["harvest", *map(str, paths), "--layer", "0.weight", "-k", "7", "--min-norm", "1e-6",
+                            "--held-out", "3", "--out", str(kernels)])
+    assert r.exit_code == 0, r.output
+    assert "Kept 16 of 24" in r.output
+    r = runner.invoke(app, ["fit", str(kernels), "--out", str(tmp_path / "fit"), "--epochs", "2", "--hidden", "4",
+                            "--iw-k", "8", "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["publish", str(tmp_path / "fit"), "--name", "cli-prior", "--version", "1.2.3",
+                            "--to", str(tmp_path / "reg")])
+    assert r.exit_code == 0, r.output
+    index = json.loads((tmp_path / "reg" / "index.json").read_text())
+    assert list(index["priors"]["cli-prior"]) == ["1.2.3"]
+    r = runner.invoke(app, ["publish", str(tmp_path / "fit"), "--name", "cli-prior", "--version", "1.2.3",
+                            "--to", str(tmp_path / "reg")])
+    assert r.exit_code == 1 and "immutable" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["build", str(_tiny_recipe(tmp_path, paths)), "--to", str(tmp_path / "reg"),
+                            "--work-dir", str(tmp_path / "w"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["harvest", str(tmp_path / "missing.th"), "--layer", "x", "-k", "7"])
+    assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_cli_train_source(tmp_path: Path, data_root: Path) -> None:
+    r = CliRunner().invoke(app, ["train-source", "--dataset", "notmnist", "--widths", "2,2", "--n-nets", "1",
+                                 "--epochs", "1", "--out", str(tmp_path / "src"), "-q"])
+    assert r.exit_code == 0, r.output
+    ckpt = next((tmp_path / "src").glob("*.safetensors"))
+    state, meta = read_checkpoint(ckpt)
+    assert state["0.weight"].shape == (2, 1, 7, 7)
+    assert 0.0 <= meta["val_accuracy"] <= 1.0 and meta["recipe"]["net"]["widths"] == [2, 2]
