@@ -16,6 +16,16 @@ Scale policy:
 * ``scale="prior"`` (default, the paper's choice): kernels keep the prior's own scale.
 * ``scale="fan_in"``: each layer's kernels are rescaled so that the weight's empirical standard
   deviation is ``gain / sqrt(fan_in)`` (``gain=sqrt(2)`` matches Kaiming-normal for ReLU nets).
+
+Devices and dtypes:
+
+* Kernels are drawn on the prior's device and in its dtype (with ``generator``), then moved and
+  cast to the weight's device and dtype: a float32 prior initialises a float64 (or bfloat16)
+  model, and a CPU prior a model on another device. For speed, load the prior where the model
+  lives (``dwp_hub.load(spec, device=...)``).
+* ``generator`` must live on the prior's device (``torch.Generator(device=prior.device)``); a
+  mismatch, or a prior on the ``meta`` device (no weights), raises ``ValueError`` before any
+  weight is written.
 """
 
 from __future__ import annotations
@@ -56,6 +66,18 @@ def _check_layer(conv: nn.Module, prior: DeepWeightPrior, allow_grouped: bool, a
         )
 
 
+def _check_devices(prior: DeepWeightPrior, generator: torch.Generator | None) -> None:
+    if prior.device.type == "meta":
+        raise ValueError(f"{prior.card.spec} is on the meta device and holds no weights; load it on a real "
+                         "device with dwp_hub.load(spec, device=...).")
+    if generator is not None and generator.device.type != prior.device.type:
+        raise ValueError(
+            f"The generator is on {generator.device} but {prior.card.spec} is on {prior.device}; kernels are drawn "
+            f"on the prior's device. Use torch.Generator(device={str(prior.device)!r}).manual_seed(seed), "
+            "or move the prior with prior.to(device)."
+        )
+
+
 @torch.no_grad()
 def init_(
     conv_or_weight: nn.Module | Tensor,
@@ -79,6 +101,10 @@ def init_(
 
     Returns:
         The weight tensor, for chaining like ``torch.nn.init``.
+
+    Raises:
+        UnsupportedLayerError: the layer is not a dense, undilated, square conv of the prior's size.
+        ValueError: a bad ``scale``, or ``generator`` not on the prior's device.
     """
     if isinstance(conv_or_weight, nn.Module):
         if not isinstance(conv_or_weight, _CONVS):
@@ -89,6 +115,7 @@ def init_(
         weight = conv_or_weight
     if scale not in ("prior", "fan_in"):
         raise ValueError(f"scale must be 'prior' or 'fan_in', got {scale!r}.")
+    _check_devices(prior, generator)
     kernels = prior.sample_like(weight, generator=generator, noise=noise)
     if scale == "fan_in":
         fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]

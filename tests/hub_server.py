@@ -90,6 +90,8 @@ class HubTestServer:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.tokens = tokens if tokens is not None else {WRITE_TOKEN: "write", READ_TOKEN: "read"}
+        self.write_token = next((t for t, perm in self.tokens.items() if perm == "write"), None)
+        self.read_token = next((t for t, perm in self.tokens.items() if perm == "read"), None)
         self.lfs_suffixes = lfs_suffixes
         self.repos: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
@@ -212,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     server_version = "dwp-hub-test-double/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_HEAD(self) -> None:

@@ -12,17 +12,28 @@ import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from hub_server import READ_TOKEN, WRITE_TOKEN, HubTestServer, git_blob_sha1, hub_server  # noqa: F401 - fixture
 
 from dwp_hub.errors import (
-    AuthenticationError, DownloadInterruptedError, HubError, IntegrityError, InvalidNameError, OfflineError,
-    PriorExistsError, RemoteNotFoundError, RevisionNotFoundError,
+    AuthenticationError,
+    DownloadInterruptedError,
+    HubError,
+    IntegrityError,
+    InvalidNameError,
+    OfflineError,
+    PriorExistsError,
+    RemoteNotFoundError,
+    RevisionNotFoundError,
 )
 from dwp_hub.registry import LocalRegistry, Version, parse_ref, verify_folder
 from dwp_hub.registry._hf import download_prior, list_hub_versions
+
+if TYPE_CHECKING:
+    from hub_server import HubTestServer
+
+pytest_plugins = ["hub_server"]  # provides the `hub_server` fixture (tests/hub_server.py)
 
 REPO = "dwp/tiny-7x7"
 HUB = f"hf-hub:{REPO}"
@@ -77,7 +88,8 @@ def _cache_is_clean(cache: Path) -> None:
     assert blobs
     for blob in blobs:
         data = blob.read_bytes()
-        assert blob.name in (git_blob_sha1(data), hashlib.sha256(data).hexdigest()), f"partial or wrong blob {blob}"
+        git_sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        assert blob.name in (git_sha1, hashlib.sha256(data).hexdigest()), f"partial or wrong blob {blob}"
 
 
 # -- publish, list, download, pin -------------------------------------------------------------
@@ -201,6 +213,15 @@ def test_tampered_cache_is_refused_not_redownloaded(tiny_registry: Path, hub_ser
 
     _publish(tiny_registry, "tiny-7x7", "1.1.0")
     folder, _ = download_prior(parse_ref(f"{HUB}@v1.1.0"))
+    # A plain copy in place of the cache's symlink is checked against the cached tree listing.
+    link = folder / "README.md"
+    text = link.read_text()
+    link.unlink()
+    link.write_text(text + "\nTampered.\n")
+    with pytest.raises(IntegrityError, match=r"README\.md .* git blob id [0-9a-f]{40} .* expected [0-9a-f]{40} \(the Hub's tree"):
+        download_prior(parse_ref(f"{HUB}@v1.1.0"))
+    link.unlink()
+    folder, _ = download_prior(parse_ref(f"{HUB}@v1.1.0"))  # the pointer is re-created from the intact blob
     readme = Path(folder / "README.md").resolve()
     readme.write_text(readme.read_text() + "\nTampered.\n")
     sums_path = Path(folder / "checksums.json").resolve()
@@ -225,11 +246,15 @@ def test_concurrent_processes_share_an_empty_cache(tiny_registry: Path, hub_serv
     _publish(tiny_registry, "tiny-7x7", "1.0.0")
     assert not hub_server.cache.exists()
     hub_server.chunk_delay = 0.01  # slow transfers so the four downloads overlap
+    names = ("model.safetensors", "README.md", "samples.png", "checksums.json")
+    before = {name: hub_server.count("GET", f"/{name}") for name in names}
     results = _run_workers([(f"{HUB}@v1.0.0", {})] * 4, monkeypatch, barrier=True)
     assert all(r[0] == "ok" for r in results), results
     assert len({r[1:] for r in results}) == 1
     assert results[0][3] == "tiny-7x7@1.0.0"
     _cache_is_clean(hub_server.cache)
+    for name in names:  # the cache's file locks: one transfer per file, the others reuse it
+        assert hub_server.count("GET", f"/{name}") == before[name] + 1, name
     folder, commit = download_prior(parse_ref(f"{HUB}@v1.0.0"))
     assert str(folder) == results[0][1] and commit == results[0][2]
 
@@ -251,11 +276,11 @@ def test_dropped_connection_leaves_no_partial_file(tiny_registry: Path, hub_serv
         m.setenv("HF_HUB_OFFLINE", "1")
         with pytest.raises(OfflineError, match="incomplete"):
             dwp_hub.load(f"{HUB}@v1.0.0")
-    # A connection that drops once is resumed with a Range request and ends verified.
+    # A connection that drops once is retried by huggingface_hub and ends verified.
     hub_server.drop_connection("model.safetensors", after_bytes=1000, times=1)
-    hub_server.range_requests.clear()
+    gets = hub_server.count("GET", "/model.safetensors")
     assert dwp_hub.load(f"{HUB}@v1.0.0").card.spec == "tiny-7x7@1.0.0"
-    assert hub_server.range_requests == ["model.safetensors"]
+    assert hub_server.count("GET", "/model.safetensors") == gets + 2
     _cache_is_clean(hub_server.cache)
 
 
@@ -297,10 +322,10 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
         with pytest.raises(AuthenticationError, match="refused the token") as info:
             call()
         assert "hf_not_a_valid_token_42" not in str(info.value)
-    monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
+    monkeypatch.setenv("HF_TOKEN", hub_server.read_token)
     with pytest.raises(AuthenticationError, match="HTTP 403") as info:
         _publish(tiny_registry, "tiny-7x7", "1.1.0")
-    assert READ_TOKEN not in str(info.value)
+    assert hub_server.read_token not in str(info.value)
     monkeypatch.delenv("HF_TOKEN")
     assert huggingface_hub.get_token() is None
     with pytest.raises(AuthenticationError, match="No Hugging Face token"):
@@ -321,7 +346,7 @@ def test_cli_push_list_info_pull_verify(tiny_registry: Path, hub_server: HubTest
         result = runner.invoke(app, list(args))
         out = " ".join(result.output.split())
         assert result.exit_code == code, out
-        assert "Traceback" not in out and WRITE_TOKEN not in out
+        assert "Traceback" not in out and hub_server.write_token not in out
         return out
 
     assert "hf-hub:dwp/tiny-7x7@v1.0.0" in run("push", "tiny-7x7@1.0.0", "--to", HUB)

@@ -211,6 +211,7 @@ def verify_cmd(spec: OptSpecArg = None) -> None:
 
 
 def _weights_ok(folder: Path) -> Any:
+    from dwp_hub.errors import CardError
     from dwp_hub.model._io import build_vae, read_weights
 
     card, tensors = read_weights(folder / "model.safetensors")

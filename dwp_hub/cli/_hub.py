@@ -4,7 +4,7 @@ registry directory (e.g. an internal registry on a shared disk)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ _AllOpt = Annotated[bool, typer.Option("--all", help="Every version (every v<ver
 def pull_cmd(
     spec: Annotated[str, typer.Argument(help="hf-hub:ORG/REPO[@REV] (REV: tag vX.Y.Z, branch or commit sha).",
                                         show_default=False)],
-    to: Annotated[Optional[Path], typer.Option("--to", help="Registry directory (default: the user registry).")] = None,
+    to: Annotated[Path | None, typer.Option("--to", help="Registry directory (default: the user registry).")] = None,
     all_versions: _AllOpt = False,
 ) -> None:
     """Copy a prior from the Hugging Face Hub into a local registry, keeping its name and version."""

@@ -1,0 +1,72 @@
+"""Variational inference with hub priors (the paper's Section 3-4).
+
+>>> from dwp_hub.inference import to_bayesian, fit_vi, evaluate
+>>> model = to_bayesian(net, priors="auto")          # deep weight priors by kernel size
+>>> result = fit_vi(model, x_train, y_train, x_eval=x_test, y_eval=y_test)
+>>> result.metrics["acc_ensemble"]
+
+Convention: a layer's KL is summed over its weights; the loss is ``N · mean CE + Σ KL``
+(:func:`neg_elbo`).
+"""
+
+from __future__ import annotations
+
+from dwp_hub.inference.layers import (
+    BayesConv2d,
+    ConversionReport,
+    bayesian_layers,
+    mean_weights,
+    set_stochastic,
+    to_bayesian,
+    to_bayesian_report,
+)
+from dwp_hub.inference.objective import bound_gap, data_term, kl_divergence, kl_terms, neg_elbo
+from dwp_hub.inference.priors import (
+    DEFAULT_KERNELS_PER_STEP,
+    DeepWeightPriorKL,
+    GapEstimate,
+    LogUniformKL,
+    PriorKL,
+    StandardNormalKL,
+)
+from dwp_hub.inference.train import (
+    VIRecipe,
+    VIResult,
+    evaluate,
+    fit_deterministic,
+    fit_vi,
+    load_checkpoint,
+    paper_net,
+    predict_proba,
+    save_checkpoint,
+)
+
+__all__ = [
+    "DEFAULT_KERNELS_PER_STEP",
+    "BayesConv2d",
+    "ConversionReport",
+    "DeepWeightPriorKL",
+    "GapEstimate",
+    "LogUniformKL",
+    "PriorKL",
+    "StandardNormalKL",
+    "VIRecipe",
+    "VIResult",
+    "bayesian_layers",
+    "bound_gap",
+    "data_term",
+    "evaluate",
+    "fit_deterministic",
+    "fit_vi",
+    "kl_divergence",
+    "kl_terms",
+    "load_checkpoint",
+    "mean_weights",
+    "neg_elbo",
+    "paper_net",
+    "predict_proba",
+    "save_checkpoint",
+    "set_stochastic",
+    "to_bayesian",
+    "to_bayesian_report",
+]

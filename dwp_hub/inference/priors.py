@@ -238,6 +238,14 @@ class DeepWeightPriorKL(PriorKL):
         self._cycles[key] = (perm, cursor + m)
         return idx.to(device)
 
+    def sampler_state(self, layer: BayesConv2d) -> tuple[Tensor, int] | None:
+        """The cycle sampler's (permutation, cursor) for ``layer`` (for checkpoints), if any."""
+        return self._cycles.get(id(layer))
+
+    def set_sampler_state(self, layer: BayesConv2d, perm: Tensor, cursor: int) -> None:
+        """Restore what :meth:`sampler_state` returned."""
+        self._cycles[id(layer)] = (perm.to(torch.long).cpu(), int(cursor))
+
     def kernel_terms(self, w: Tensor) -> tuple[Tensor, Tensor]:
         """For kernels ``w`` ``[B, 1, k, k]``: z samples ``[B, z]`` from r(z|w) and KL(r(z|w) ‖ N(0, I)) ``[B]``."""
         mu, var = self.encoder(w)

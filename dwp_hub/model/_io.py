@@ -23,7 +23,7 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.view(torch.uint8).numpy() if t.numel() else b"")  # buffer protocol: no copy
     return h.hexdigest()
 
 
@@ -60,8 +60,7 @@ def read_weights(path: str | Path) -> tuple[PriorCard, dict[str, torch.Tensor]]:
 
 def build_vae(card: PriorCard, tensors: dict[str, torch.Tensor]) -> KernelVAE:
     """Rebuild the VAE from the card's architecture alone and load ``tensors`` into it."""
-    with torch.device("meta"):
-        vae = KernelVAE(card.arch)
+    vae = KernelVAE(card.arch, init=False)  # no random init: every parameter is assigned below
     try:
         vae.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as err:

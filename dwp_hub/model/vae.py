@@ -19,6 +19,7 @@ Architectures (paper Table 1, ELU everywhere):
 
 from __future__ import annotations
 
+import contextvars
 import math
 
 import torch
@@ -28,6 +29,29 @@ from torch.nn import functional as F
 from dwp_hub.card import ArchConfig
 
 _LOG_2PI = math.log(2 * math.pi)
+#: False while a VAE is built only to receive stored weights (see ``KernelVAE(init=False)``).
+_RANDOM_INIT: contextvars.ContextVar[bool] = contextvars.ContextVar("dwp_hub_vae_random_init", default=True)
+
+
+class _SkippableInit:
+    """Mixin: ``reset_parameters`` is a no-op while ``_RANDOM_INIT`` is False (thread- and
+    task-safe), so loading a prior does not pay for a random initialisation it overwrites."""
+
+    def reset_parameters(self) -> None:
+        if _RANDOM_INIT.get():
+            super().reset_parameters()  # type: ignore[misc]
+
+
+class _Conv2d(_SkippableInit, nn.Conv2d):
+    pass
+
+
+class _ConvTranspose2d(_SkippableInit, nn.ConvTranspose2d):
+    pass
+
+
+class _Linear(_SkippableInit, nn.Linear):
+    pass
 
 
 class _Heads(nn.Module):
@@ -45,31 +69,31 @@ class _Heads(nn.Module):
 def _encoder(cfg: ArchConfig) -> tuple[nn.Module, _Heads]:
     h, z = cfg.hidden, cfg.z_dim
     if cfg.kind == "conv7":
-        body = nn.Sequential(nn.Conv2d(1, h, 3), nn.ELU(), nn.Conv2d(h, 2 * h, 3), nn.ELU(),
-                             nn.Conv2d(2 * h, 2 * h, 3), nn.ELU())
-        return body, _Heads(nn.Conv2d(2 * h, z, 1), nn.Conv2d(2 * h, z, 1))
+        body = nn.Sequential(_Conv2d(1, h, 3), nn.ELU(), _Conv2d(h, 2 * h, 3), nn.ELU(),
+                             _Conv2d(2 * h, 2 * h, 3), nn.ELU())
+        return body, _Heads(_Conv2d(2 * h, z, 1), _Conv2d(2 * h, z, 1))
     if cfg.kind == "conv5":
-        body = nn.Sequential(nn.Conv2d(1, h, 3, padding=1), nn.ELU(), nn.Conv2d(h, h, 3, padding=1), nn.ELU(),
-                             nn.Conv2d(h, 2 * h, 3), nn.ELU(), nn.Conv2d(2 * h, 2 * h, 3), nn.ELU())
-        return body, _Heads(nn.Conv2d(2 * h, z, 1), nn.Conv2d(2 * h, z, 1))
+        body = nn.Sequential(_Conv2d(1, h, 3, padding=1), nn.ELU(), _Conv2d(h, h, 3, padding=1), nn.ELU(),
+                             _Conv2d(h, 2 * h, 3), nn.ELU(), _Conv2d(2 * h, 2 * h, 3), nn.ELU())
+        return body, _Heads(_Conv2d(2 * h, z, 1), _Conv2d(2 * h, z, 1))
     k2 = cfg.kernel_size**2
-    body = nn.Sequential(nn.Flatten(), nn.Linear(k2, h), nn.ELU(), nn.Linear(h, h), nn.ELU())
-    return body, _Heads(nn.Linear(h, z), nn.Linear(h, z))
+    body = nn.Sequential(nn.Flatten(), _Linear(k2, h), nn.ELU(), _Linear(h, h), nn.ELU())
+    return body, _Heads(_Linear(h, z), _Linear(h, z))
 
 
 def _decoder(cfg: ArchConfig) -> tuple[nn.Module, _Heads]:
     h, z = cfg.hidden, cfg.z_dim
     if cfg.kind == "conv7":
-        body = nn.Sequential(nn.ConvTranspose2d(z, 2 * h, 3), nn.ELU(), nn.ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(),
-                             nn.ConvTranspose2d(2 * h, h, 3), nn.ELU())
-        return body, _Heads(nn.ConvTranspose2d(h, 1, 1), nn.ConvTranspose2d(h, 1, 1))
+        body = nn.Sequential(_ConvTranspose2d(z, 2 * h, 3), nn.ELU(), _ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(),
+                             _ConvTranspose2d(2 * h, h, 3), nn.ELU())
+        return body, _Heads(_ConvTranspose2d(h, 1, 1), _ConvTranspose2d(h, 1, 1))
     if cfg.kind == "conv5":
-        body = nn.Sequential(nn.Conv2d(z, 2 * h, 1), nn.ELU(), nn.ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(),
-                             nn.ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(), nn.Conv2d(2 * h, h, 1), nn.ELU())
-        return body, _Heads(nn.Conv2d(h, 1, 1), nn.Conv2d(h, 1, 1))
+        body = nn.Sequential(_Conv2d(z, 2 * h, 1), nn.ELU(), _ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(),
+                             _ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(), _Conv2d(2 * h, h, 1), nn.ELU())
+        return body, _Heads(_Conv2d(h, 1, 1), _Conv2d(h, 1, 1))
     k2 = cfg.kernel_size**2
-    body = nn.Sequential(nn.Linear(z, h), nn.ELU(), nn.Linear(h, h), nn.ELU())
-    return body, _Heads(nn.Linear(h, k2), nn.Linear(h, k2))
+    body = nn.Sequential(_Linear(z, h), nn.ELU(), _Linear(h, h), nn.ELU())
+    return body, _Heads(_Linear(h, k2), _Linear(h, k2))
 
 
 def gaussian_log_prob(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
@@ -114,11 +138,20 @@ class KernelDecoder(nn.Module):
 class KernelVAE(nn.Module):
     """A VAE over square kernels, built from an :class:`~dwp_hub.card.ArchConfig`."""
 
-    def __init__(self, cfg: ArchConfig) -> None:
+    def __init__(self, cfg: ArchConfig, init: bool = True) -> None:
+        """Args:
+            cfg: the architecture.
+            init: draw PyTorch's default random initialisation; ``False`` leaves the parameters
+                uninitialised (``torch.empty``) for a caller that loads stored weights next.
+        """
         super().__init__()
         self.cfg = cfg
-        self.encoder = KernelEncoder(cfg)
-        self.decoder = KernelDecoder(cfg)
+        token = _RANDOM_INIT.set(init)
+        try:
+            self.encoder = KernelEncoder(cfg)
+            self.decoder = KernelDecoder(cfg)
+        finally:
+            _RANDOM_INIT.reset(token)
 
     def elbo(self, w: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Per-kernel ELBO ``E_r log p(w|z) − KL(r(z|w) ‖ N(0, I))`` with one z sample, ``[N]``."""

@@ -54,8 +54,16 @@ from dwp_hub._version import __version__
 from dwp_hub.card import PriorCard, card_from_weights_file
 from dwp_hub.constants import CARD_METADATA_KEY, CHECKSUMS_FILE, OPTIONAL_PRIOR_FILES, PRIOR_FILES
 from dwp_hub.errors import (
-    AuthenticationError, DownloadInterruptedError, DwpHubError, HubError, IntegrityError, InvalidNameError,
-    OfflineError, PriorExistsError, RemoteNotFoundError, RevisionNotFoundError,
+    AuthenticationError,
+    DownloadInterruptedError,
+    DwpHubError,
+    HubError,
+    IntegrityError,
+    InvalidNameError,
+    OfflineError,
+    PriorExistsError,
+    RemoteNotFoundError,
+    RevisionNotFoundError,
 )
 from dwp_hub.registry._local import LocalRegistry, folder_checksums, verify_folder
 from dwp_hub.registry._names import HubRef, PriorRef, Version, parse_ref
@@ -124,8 +132,8 @@ def _server_message(err: BaseException) -> str:
     return f": {message}" if message else ""
 
 
-def _translate(err: Exception, what: str, *, action: str, offline: bool, cache_dir: str | Path | None = None,
-               revision: str | None = None) -> DwpHubError | None:
+def _translate(err: Exception, what: str, *, repo_id: str, action: str, offline: bool,
+               cache_dir: str | Path | None = None, revision: str | None = None) -> DwpHubError | None:
     """Map a huggingface_hub / transport exception to a dwp-hub error (None: leave it alone).
 
     Messages never include the token; they say how to fix the problem.
@@ -139,11 +147,11 @@ def _translate(err: Exception, what: str, *, action: str, offline: bool, cache_d
     if isinstance(err, hf_utils.RevisionNotFoundError):
         return RevisionNotFoundError(
             f"{what}: the repository exists on {where} but has no revision {revision or 'main'!r}. Versions are "
-            f"tags 'v<version>'; run 'dwp-hub list hf-hub:{what.removeprefix('hf-hub:').split('@')[0]}' to see them."
+            f"tags 'v<version>'; run 'dwp-hub list hf-hub:{repo_id}' to see them."
         )
     if isinstance(err, hf_utils.RepositoryNotFoundError):
         return RemoteNotFoundError(
-            f"No Hub repository {what.removeprefix('hf-hub:').split('@')[0]!r} at {where}. Check the name (and "
+            f"No Hub repository {repo_id!r} at {where} (while {action} {what}). Check the name (and "
             "HF_ENDPOINT); if the repository is private, log in with 'hf auth login' or set HF_TOKEN to a token "
             "that can read it."
         )
@@ -233,7 +241,9 @@ def _verify_hub_record(folder: Path, ref: HubRef, commit: str, cache_dir: str | 
         if not path.is_file():
             continue
         sha256, sha1 = sha256_file(path), _git_blob_sha1(path)
-        etag = os.path.basename(os.path.realpath(path)) if path.is_symlink() else ""
+        # One hop only: the snapshot entry links to blobs/<etag>, which may itself link on into
+        # huggingface_hub's shared (Xet-hash named) blob store.
+        etag = os.path.basename(os.readlink(path)) if path.is_symlink() else ""
         if _HEX64.fullmatch(etag) and sha256 != etag:
             raise IntegrityError(f"{path} (cached from {ref}, commit {commit}) is modified: sha256 {sha256}, "
                                  f"expected {etag} (the Hub's ETag). Refusing to load. {fix}")
@@ -241,9 +251,11 @@ def _verify_hub_record(folder: Path, ref: HubRef, commit: str, cache_dir: str | 
             raise IntegrityError(f"{path} (cached from {ref}, commit {commit}) is modified: git sha1 {sha1}, "
                                  f"expected {etag} (the Hub's ETag). Refusing to load. {fix}")
         blob_id = tree.get(name)
-        if blob_id and blob_id not in (sha1, _lfs_pointer_sha1(sha256, path.stat().st_size)):
-            raise IntegrityError(f"{path} (cached from {ref}, commit {commit}) is modified: git sha1 {sha1}, "
-                                 f"expected {blob_id} (the Hub's tree listing). Refusing to load. {fix}")
+        pointer = _lfs_pointer_sha1(sha256, path.stat().st_size)
+        if blob_id and blob_id not in (sha1, pointer):
+            raise IntegrityError(f"{path} (cached from {ref}, commit {commit}) is modified: git blob id {sha1} "
+                                 f"(as an LFS file {pointer}), expected {blob_id} (the Hub's tree listing). "
+                                 f"Refusing to load. {fix}")
 
 
 def _check_tag_matches_card(folder: Path, ref: HubRef) -> None:
@@ -283,8 +295,9 @@ def download_prior(ref: HubRef, cache_dir: str | Path | None = None) -> tuple[Pa
             ref.repo_id, revision=ref.revision, cache_dir=cache_dir, local_files_only=offline,
             allow_patterns=list(_FILES), **_LIBRARY,
         ))
-    except Exception as err:  # noqa: BLE001 - translated below, re-raised as is otherwise
-        _reraise(err, str(ref), action="downloading", offline=offline, cache_dir=cache_dir, revision=ref.revision)
+    except Exception as err:
+        _reraise(err, str(ref), repo_id=ref.repo_id, action="downloading", offline=offline, cache_dir=cache_dir,
+                 revision=ref.revision)
         raise
     commit = folder.name
     _verify_hub_record(folder, ref, commit, cache_dir)
@@ -333,8 +346,8 @@ def list_hub_versions(repo: str) -> list[dict[str, str]]:
         )
     try:
         refs = HfApi(**_LIBRARY).list_repo_refs(ref.repo_id)
-    except Exception as err:  # noqa: BLE001
-        _reraise(err, str(ref), action="listing", offline=False)
+    except Exception as err:
+        _reraise(err, str(ref), repo_id=ref.repo_id, action="listing", offline=False)
         raise
     rows = [{"version": v, "tag": t.name, "commit": t.target_commit}
             for t in refs.tags if (v := _tag_version(t.name)) is not None]
@@ -363,7 +376,7 @@ def _prior_name_at(api: HfApi, repo_id: str, commit: str) -> str | None:
         meta = api.parse_safetensors_file_metadata(repo_id, "model.safetensors", revision=commit)
     except hf_utils.EntryNotFoundError:
         return None
-    except Exception as err:  # noqa: BLE001 - an unreadable header is "no dwp-hub prior"
+    except Exception as err:
         if isinstance(err, hf_utils.HfHubHTTPError) or _is_transport_error(err):
             raise
         return None
@@ -407,7 +420,7 @@ def publish_to_hub(path: Path, card: PriorCard, tensors: dict[str, torch.Tensor]
             raise AuthenticationError(f"No Hugging Face token found for publishing {what}. {_LOGIN_HINT}")
     except DwpHubError:
         raise
-    except Exception as err:  # noqa: BLE001 - e.g. a failed OIDC exchange
+    except Exception as err:
         raise AuthenticationError(f"Could not obtain a Hugging Face token ({type(err).__name__}). {_LOGIN_HINT}") from err
     tag = f"v{card.version}"
     api = HfApi(**_LIBRARY)
@@ -451,8 +464,8 @@ def publish_to_hub(path: Path, card: PriorCard, tensors: dict[str, torch.Tensor]
                 raise
         except DwpHubError:
             raise
-        except Exception as err:  # noqa: BLE001
-            _reraise(err, what, action="publishing", offline=False)
+        except Exception as err:
+            _reraise(err, what, repo_id=ref.repo_id, action="publishing", offline=False)
             raise
     return f"hf-hub:{ref.repo_id}@{tag}"
 

@@ -52,6 +52,7 @@ def verify_folder(folder: Path, expected: dict[str, str] | None = None, name: st
     own = _read_json(folder / CHECKSUMS_FILE) if (folder / CHECKSUMS_FILE).is_file() else None
     if expected is None and own is None:
         raise IntegrityError(f"{folder} has no {CHECKSUMS_FILE} and no registry index entry; cannot verify it.")
+    hashes: dict[str, str] = {}  # each file is hashed once, then checked against both manifests
     for source, sums in (("index", expected), (CHECKSUMS_FILE, own)):
         if sums is None:
             continue
@@ -65,7 +66,7 @@ def verify_folder(folder: Path, expected: dict[str, str] | None = None, name: st
                 raise IntegrityError(f"{source} of {folder} lists an unexpected file {f!r}.")
             if not path.is_file():
                 raise IntegrityError(f"{path} is missing.")
-            got = sha256_file(path)
+            got = hashes[f] if f in hashes else hashes.setdefault(f, sha256_file(path))
             if got != want:
                 raise IntegrityError(
                     f"{path} is modified: sha256 {got}, expected {want} ({source}). "

@@ -1,0 +1,243 @@
+"""Shared pieces of the initialisation experiments (``fig3a.py``, ``fig4.py``, ``bench_init.py``).
+
+* the priors: published ones from the registry, or randomly initialised VAEs with the shipped
+  architectures (for smoke tests and timing before the real priors exist);
+* the learned-filter bank: kernels harvested from the notMNIST source networks with the same
+  layer and pruning rule as the prior recipes, sampled with replacement;
+* the three initialisations of conv layers (``dwp``, ``xavier``, ``filters``);
+* the MNIST-10k protocol data (train on images 0-4999, test on 5000-9999);
+* resumable CSV results and small statistics helpers.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("dwp", "xavier", "filters")
+#: The shipped priors' architectures (tools/recipes), used for randomly initialised stand-ins.
+SHIPPED_ARCHS = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64), 3: ("mlp", 4, 64)}
+#: Recipes whose harvest rule defines the learned-filter bank of each kernel size.
+FILTER_RECIPES = {7: REPO / "tools/recipes/notmnist-7x7.yaml", 5: REPO / "tools/recipes/notmnist-5x5.yaml"}
+PROTOCOL = "MNIST-10k protocol: train on all 5,000 images 0-4999 of the MNIST test file, evaluate on images 5000-9999"
+
+
+# -- command-line parsing ----------------------------------------------------------------------------
+def parse_seeds(text: str) -> list[int]:
+    """``"5"`` → seeds 0-4; ``"0,3,7"`` → those seeds; ``"2-6"`` → 2..6."""
+    text = text.strip()
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    if "-" in text:
+        lo, hi = (int(s) for s in text.split("-", 1))
+        return list(range(lo, hi + 1))
+    return list(range(int(text)))
+
+
+def parse_fractions(text: str) -> list[Fraction]:
+    """``"1/16,1/8,1"`` → fractions."""
+    return [Fraction(s.strip()) for s in text.split(",") if s.strip()]
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+# -- priors ---------------------------------------------------------------------------------------------
+def random_prior(kernel_size: int, seed: int = 0) -> Any:
+    """An untrained prior with the shipped architecture for ``kernel_size`` (smoke tests, timing)."""
+    from dwp_hub._version import __version__
+    from dwp_hub.card import ArchConfig, KernelsInfo, KernelStats, Metrics, PriorCard, SourceInfo, TrainingInfo
+    from dwp_hub.model.prior import DeepWeightPrior
+    from dwp_hub.model.vae import KernelVAE
+
+    kind, z, hidden = SHIPPED_ARCHS[kernel_size]
+    arch = ArchConfig(kind, kernel_size, z, hidden)
+    torch.manual_seed(seed)
+    vae = KernelVAE(arch)
+    nan = float("nan")
+    card = PriorCard(
+        name=f"random-{kernel_size}x{kernel_size}", version="0.0.0",
+        description="Randomly initialised kernel VAE (not trained): a stand-in for smoke tests and timing.",
+        arch=arch, source=SourceInfo("none", "", "none", "none", 0, []),
+        kernels=KernelsInfo(0, 0, 0, 0, "none", 0.0), training=TrainingInfo(0, 0.0, 0, seed),
+        metrics=Metrics(nan, nan, 0, nan, 0), kernel_stats=KernelStats(nan, nan, {}),
+        weights_sha256="", created="", dwp_hub_version=__version__,
+    )
+    return DeepWeightPrior(card, vae, source="random")
+
+
+def load_priors(specs: dict[int, str], random: bool = False) -> dict[int, Any]:
+    """``{kernel_size: prior}`` from registry specs, or random stand-ins with ``random=True``."""
+    import dwp_hub
+
+    if random:
+        return {k: random_prior(k, seed=k) for k in specs}
+    return {k: dwp_hub.load(spec) for k, spec in specs.items()}
+
+
+def describe_priors(priors: dict[int, Any]) -> str:
+    parts = []
+    for k, p in sorted(priors.items(), reverse=True):
+        elbo = p.card.metrics.heldout_elbo
+        extra = "" if math.isnan(elbo) else f", held-out ELBO {elbo:.1f} nats"
+        parts.append(f"{k}x{k}: {p.card.spec} ({p.card.arch.kind}, z {p.card.arch.z_dim}{extra})")
+    return "; ".join(parts)
+
+
+# -- learned filters -----------------------------------------------------------------------------------
+@dataclass
+class FilterBank:
+    """Learned kernels ``{k: [N, 1, k, k]}`` and where they came from."""
+
+    kernels: dict[int, torch.Tensor]
+    description: str
+
+    def fill_(self, weight: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Fill ``weight`` ``[out, in, k, k]`` with kernels drawn uniformly, with replacement."""
+        k = weight.shape[-1]
+        bank = self.kernels[k]
+        n = weight.shape[0] * weight.shape[1]
+        idx = torch.randint(len(bank), (n,), generator=generator)
+        with torch.no_grad():
+            weight.copy_(bank[idx].reshape(weight.shape).to(weight.dtype))
+        return weight
+
+
+def default_sources() -> list[Path]:
+    """Checkpoints of the notMNIST source networks the prior recipes train (``runs/``)."""
+    from dwp_hub.training.recipe import load_recipe
+    from dwp_hub.training.source import source_dir
+
+    recipe = load_recipe(FILTER_RECIPES[7])
+    folder = source_dir(recipe.source, REPO / "runs")  # type: ignore[arg-type]
+    paths = sorted(folder.glob("*.safetensors"))
+    if not paths:  # any notMNIST fconv source family
+        paths = sorted(Path(p) for p in glob.glob(str(REPO / "runs/sources-notmnist-fconv-*/*.safetensors")))
+    return paths
+
+
+def learned_filters(sources: Sequence[Path] | None = None, sizes: Iterable[int] = (7, 5)) -> FilterBank:
+    """Harvest the learned-filter bank with each recipe's layer and pruning rule, all nets pooled."""
+    import dataclasses
+
+    from dwp_hub.training.harvest import harvest
+    from dwp_hub.training.recipe import load_recipe
+
+    paths = list(sources) if sources else default_sources()
+    if not paths:
+        raise SystemExit("No notMNIST source checkpoints found under runs/; pass --sources or build the priors first.")
+    kernels, parts = {}, []
+    for k in sizes:
+        spec = dataclasses.replace(load_recipe(FILTER_RECIPES[k]).harvest, held_out=())
+        data = harvest(paths, spec)
+        kernels[k] = data.train
+        parts.append(f"{k}x{k}: {len(data.train):,} kernels of layer {spec.layer} ({spec.prune.describe()})")
+    return FilterBank(kernels, f"{len(paths)} notMNIST source nets; " + "; ".join(parts))
+
+
+# -- the three initialisations -------------------------------------------------------------------------------
+_CONV = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def xavier_all_(net: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Xavier-uniform weights and zero biases for every conv, transposed conv and linear layer."""
+    for m in net.modules():
+        if isinstance(m, (*_CONV, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight, generator=generator)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return net
+
+
+def init_net_(net: nn.Module, method: str, generator: torch.Generator, priors: dict[int, Any] | None = None,
+              bank: FilterBank | None = None) -> nn.Module:
+    """Xavier everywhere, then the conv kernels by ``method`` (biases stay zero).
+
+    ``dwp``: decoder means of z ~ N(0, I) from the prior of each kernel size (the paper's choice);
+    ``filters``: learned kernels drawn with replacement; ``xavier``: nothing more.
+    """
+    from dwp_hub.init import init_model
+
+    xavier_all_(net, generator)
+    if method == "xavier":
+        return net
+    if method == "dwp":
+        assert priors is not None
+        report = init_model(net, priors, generator=generator, strict=True)
+        assert len(report) == sum(isinstance(m, _CONV) for m in net.modules())
+        return net
+    if method == "filters":
+        assert bank is not None
+        for m in net.modules():
+            if isinstance(m, _CONV):
+                bank.fill_(m.weight, generator)
+        return net
+    raise ValueError(f"Unknown init method {method!r}; use one of {METHODS}.")
+
+
+# -- data -----------------------------------------------------------------------------------------------
+def mnist_protocol() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x_train, y_train, x_test, y_test``: MNIST test-file images 0-4999 / 5000-9999."""
+    from dwp_hub.data import load_idx_dataset
+
+    x, y = load_idx_dataset("mnist")
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    return xt[:5000], yt[:5000], xt[5000:], yt[5000:]
+
+
+# -- results --------------------------------------------------------------------------------------------
+class ResultFile:
+    """A CSV of result rows, rewritten atomically after every append (so runs can resume)."""
+
+    def __init__(self, path: Path, fields: Sequence[str]) -> None:
+        self.path = path
+        self.fields = list(fields)
+        self.rows: list[dict[str, str]] = []
+        if path.is_file():
+            with path.open(newline="") as fh:
+                self.rows = list(csv.DictReader(fh))
+
+    def has(self, **key: Any) -> bool:
+        return any(all(r.get(k) == str(v) for k, v in key.items()) for r in self.rows)
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        self.rows += [{k: str(v) for k, v in r.items()} for r in rows]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, self.fields)
+            w.writeheader()
+            w.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def machine_note() -> str:
+    return f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU core(s)"
