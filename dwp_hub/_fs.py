@@ -10,6 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publishable_mode(path: Path, directory: bool = False) -> None:
+    """Give ``path`` the permissions a normally created file or directory would have
+    (temp files are created private; published files must be readable by the team)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
@@ -29,6 +41,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        publishable_mode(tmp_path)
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():

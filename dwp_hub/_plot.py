@@ -41,6 +41,29 @@ def kernel_grid(kernels: torch.Tensor, path: str | Path, title: str = "", ncol: 
     return path
 
 
+def kernel_panels(panels: list[tuple[str, torch.Tensor]], path: str | Path, title: str = "", ncol: int = 16) -> Path:
+    """Save several titled groups of kernels, one block of rows each, as one PNG."""
+    plt = _plt()
+    groups = [(t, k.detach().float().cpu().reshape(-1, *k.shape[-2:])) for t, k in panels]
+    rows = [math.ceil(len(k) / ncol) for _, k in groups]
+    fig = plt.figure(figsize=(ncol * 0.5 + 0.2, sum(rows) * 0.5 + 0.35 * len(groups) + (0.4 if title else 0.1)))
+    sub = fig.subfigures(len(groups), 1, height_ratios=[r + 0.7 for r in rows])
+    for sf, (name, kernels), nrow in zip(sub if len(groups) > 1 else [sub], groups, rows):
+        axes = sf.subplots(nrow, ncol, squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < len(kernels):
+                ax.imshow(kernels[i].numpy(), cmap="gray", interpolation="nearest")
+        sf.suptitle(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9, y=1.04)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def latent_scatter(means: torch.Tensor, path: str | Path, title: str = "") -> Path:
     """Scatter encoder means: 2-D latents directly, otherwise their first two principal components."""
     plt = _plt()

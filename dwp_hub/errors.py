@@ -85,3 +85,7 @@ class DownloadInterruptedError(HubError, ConnectionError):
 
 class AuthenticationError(HubError, PermissionError):
     """The Hub refused the token (missing, invalid, or lacking write access)."""
+
+
+class ConfigError(DwpHubError, ValueError):
+    """An argument or configuration value is invalid (unknown architecture, bad width list, ...)."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from dwp_hub import constants
 from dwp_hub.data._datasets import _md5
-from dwp_hub.errors import DataIntegrityError, DataNotFoundError, OfflineError
+from dwp_hub.errors import ConfigError, DataIntegrityError, DataNotFoundError, OfflineError
 
 #: Pixels per image (3 x 32 x 32).
 PIXELS = 3 * 32 * 32
@@ -79,7 +79,7 @@ class CifarSpec:
             return self.train_files
         if split == "test":
             return self.test_files
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}.")
 
 
 #: CIFAR datasets dwp-hub knows by name.

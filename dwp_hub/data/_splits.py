@@ -9,7 +9,7 @@ import numpy as np
 
 from dwp_hub.data._cifar import CIFAR_DATASETS, load_cifar
 from dwp_hub.data._datasets import load_idx_dataset
-from dwp_hub.errors import DataNotFoundError
+from dwp_hub.errors import ConfigError, DataNotFoundError
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def source_split(dataset: str, seed: int = 0, root: str | Path | None = None) ->
 def mnist10k_protocol(n_train: int, seed: int, root: str | Path | None = None) -> Split:
     """The MNIST-10k protocol: ``n_train`` class-stratified images from 0-4999, test on 5000-9999."""
     if n_train % 10 or not 10 <= n_train <= 5000:
-        raise ValueError(f"n_train must be a multiple of 10 in [10, 5000], got {n_train}.")
+        raise ConfigError(f"n_train must be a multiple of 10 in [10, 5000], got {n_train}.")
     x, y = load_idx_dataset("mnist", root)
     pool_x, pool_y = x[:5000], y[:5000]
     rng = np.random.default_rng(seed)

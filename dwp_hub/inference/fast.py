@@ -67,14 +67,69 @@ def dwp_vae_terms(items: Sequence[tuple[BayesConv2d, DeepWeightPriorKL]],
             zs.append(z)
             ws.append(w)
             kls.append(kl_z)
-            meta.append((i, n / m / s, s * m))
+            meta.append((i, n / m / s, s * m, None if idx is None else (idx, theta, log_s2)))
         decoder = items[members[0]][1].decoder
         w_mu, w_var = decoder(torch.cat(zs) if len(zs) > 1 else zs[0])
         w_all = torch.cat(ws) if len(ws) > 1 else ws[0]
         log_pw = (-0.5 * (_LOG_2PI + w_var.log() + (w_all - w_mu) ** 2 / w_var)).flatten(1).sum(1)
         start = 0
-        for (i, scale, count), kl_z in zip(meta, kls):
-            term = kl_z - log_pw[start : start + count]
+        for (i, scale, count, picked), kl_z in zip(meta, kls):
+            term = scale * (kl_z - log_pw[start : start + count]).sum()
             start += count
-            out[i] = scale * term.sum()
+            layer, prior = items[i]
+            if picked is not None and prior.control_variate and term.requires_grad:
+                term = _with_control_variate(term, layer, prior, *picked)
+            out[i] = term
     return out  # type: ignore[return-value]
+
+
+def _with_control_variate(term: Tensor, layer: BayesConv2d, prior: DeepWeightPriorKL, idx: Tensor,
+                          theta_s: Tensor, log_s2_s: Tensor) -> Tensor:
+    """Add a per-kernel control variate to the subsampled term's gradient (SAGA-style).
+
+    With a memory α_i of kernel i's gradient (an average of its past per-kernel gradients, fixed
+    before this step's draw), the gradient with respect to kernel i's (θ_i, log σ²_i) becomes
+
+        α_i + (n/m) · 1[i ∈ S] · (∇f_i − α_i),
+
+    whose expectation over S is ∇f_i for any α: still unbiased, but dense (every kernel gets α_i
+    each step, which suits Adam's per-parameter scaling) and with variance shrinking as α_i
+    approaches ∇f_i. The value of the returned tensor is the plain estimate; only its gradient
+    changes. ∇f_i of the selected kernels is read off in backward (hooks) to update α.
+    """
+    n, k = layer.n_kernels, prior.kernel_size
+    ratio = n / idx.numel()
+    cv = prior.cv_state(layer, create=True)
+    assert cv is not None
+    a_th, a_ls = cv["theta"], cv["log_sigma2"]
+    theta = layer.weight.reshape(n, k, k)
+    log_s2 = layer.log_sigma2.reshape(n, k, k)
+    lin_all = (a_th * theta).sum() + (a_ls * log_s2).sum()
+    lin_sub = ratio * ((a_th.index_select(0, idx) * theta.index_select(0, idx)).sum()
+                       + (a_ls.index_select(0, idx) * log_s2.index_select(0, idx)).sum())
+    correction = lin_all - lin_sub
+    outer: dict[str, Tensor] = {}
+    decay = prior.cv_decay
+    seen = cv["seen"].index_select(0, idx)  # before this step's update
+
+    def grab_scale(g: Tensor) -> None:
+        outer["c"] = g.detach()
+
+    def update(which: str) -> object:
+        def hook(g: Tensor) -> None:
+            c = outer.get("c")
+            if c is None or float(c) == 0.0:
+                return
+            grad = g.detach() / (c * ratio)
+            mem = cv[which]
+            old = mem.index_select(0, idx)
+            mem.index_copy_(0, idx, torch.where(seen[:, None, None], (1 - decay) * old + decay * grad, grad))
+            cv["seen"].index_fill_(0, idx, True)
+
+        return hook
+
+    out = term + (correction - correction.detach())
+    out.register_hook(grab_scale)
+    theta_s.register_hook(update("theta"))
+    log_s2_s.register_hook(update("log_sigma2"))
+    return out

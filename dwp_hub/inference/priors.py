@@ -154,7 +154,8 @@ class DeepWeightPriorKL(PriorKL):
     kind = "dwp"
 
     def __init__(self, prior: DeepWeightPrior | KernelVAE, *, mc_samples: int = 1, bound: str = "fast",
-                 kernels_per_step: int | None = None, sampler: str = "cycle", label: str | None = None) -> None:
+                 kernels_per_step: int | None = None, sampler: str = "cycle", control_variate: bool = True,
+                 cv_decay: float = 0.5, label: str | None = None) -> None:
         super().__init__()
         vae = prior if isinstance(prior, KernelVAE) else prior.vae
         if label is None:
@@ -168,12 +169,16 @@ class DeepWeightPriorKL(PriorKL):
         m = DEFAULT_KERNELS_PER_STEP if kernels_per_step is None else int(kernels_per_step)
         if m < 1:
             raise ValueError(f"kernels_per_step must be >= 1, got {m}.")
+        if not 0.0 < cv_decay <= 1.0:
+            raise ValueError(f"cv_decay must be in (0, 1], got {cv_decay}.")
         self.label = label
         self.cfg = vae.cfg
         self.mc_samples = int(mc_samples)
         self.bound = bound
         self.kernels_per_step = m
         self.sampler = sampler
+        self.control_variate = bool(control_variate)
+        self.cv_decay = float(cv_decay)
         self.encoder = copy.deepcopy(vae.encoder)
         for p in self.encoder.parameters():
             p.requires_grad_(True)
@@ -181,6 +186,7 @@ class DeepWeightPriorKL(PriorKL):
         for p in self.decoder.parameters():
             p.requires_grad_(False)
         self._cycles: dict[int, tuple[Tensor, int]] = {}
+        self._cv: dict[int, dict[str, Tensor]] = {}
 
     @property
     def kernel_size(self) -> int:
@@ -192,6 +198,8 @@ class DeepWeightPriorKL(PriorKL):
 
     def describe(self) -> str:
         how = "full bound" if self.bound == "full" else f"fast bound, {self.kernels_per_step} kernels/step"
+        if self.bound == "fast" and self.control_variate:
+            how += ", control variate"
         return f"dwp {self.label} ({how}, {self.mc_samples} MC)"
 
     def train(self, mode: bool = True) -> DeepWeightPriorKL:
@@ -245,6 +253,23 @@ class DeepWeightPriorKL(PriorKL):
     def set_sampler_state(self, layer: BayesConv2d, perm: Tensor, cursor: int) -> None:
         """Restore what :meth:`sampler_state` returned."""
         self._cycles[id(layer)] = (perm.to(torch.long).cpu(), int(cursor))
+
+    def cv_state(self, layer: BayesConv2d, create: bool = False) -> dict[str, Tensor] | None:
+        """The control variate's per-kernel gradient memory for ``layer`` (``theta``, ``log_sigma2``:
+        ``[n, k, k]``; ``seen``: ``[n]`` bool), created on first use."""
+        key = id(layer)
+        if key not in self._cv and create:
+            n, k = layer.n_kernels, self.kernel_size
+            like = layer.weight.detach()
+            self._cv[key] = {"theta": like.new_zeros((n, k, k)), "log_sigma2": like.new_zeros((n, k, k)),
+                             "seen": torch.zeros(n, dtype=torch.bool, device=like.device)}
+        return self._cv.get(key)
+
+    def set_cv_state(self, layer: BayesConv2d, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`cv_state` returned (for checkpoints)."""
+        dev = layer.weight.device
+        self._cv[id(layer)] = {"theta": state["theta"].to(dev), "log_sigma2": state["log_sigma2"].to(dev),
+                               "seen": state["seen"].to(device=dev, dtype=torch.bool)}
 
     def kernel_terms(self, w: Tensor) -> tuple[Tensor, Tensor]:
         """For kernels ``w`` ``[B, 1, k, k]``: z samples ``[B, z]`` from r(z|w) and KL(r(z|w) ‖ N(0, I)) ``[B]``."""

@@ -249,13 +249,20 @@ def _sampler_states(model: nn.Module) -> dict[str, Tensor]:
             state = layer.prior.sampler_state(layer)
             if state is not None:
                 out[f"cycle/{name}/perm"], out[f"cycle/{name}/cursor"] = state[0], torch.tensor(state[1])
+            cv = layer.prior.cv_state(layer)
+            for key, value in (cv or {}).items():
+                out[f"cv/{name}/{key}"] = value.to(torch.uint8) if value.dtype == torch.bool else value
     return out
 
 
 def _set_sampler_states(model: nn.Module, extra: dict[str, Tensor]) -> None:
     for name, layer in bayesian_layers(model):
-        if isinstance(layer.prior, DeepWeightPriorKL) and f"cycle/{name}/perm" in extra:
+        if not isinstance(layer.prior, DeepWeightPriorKL):
+            continue
+        if f"cycle/{name}/perm" in extra:
             layer.prior.set_sampler_state(layer, extra[f"cycle/{name}/perm"], int(extra[f"cycle/{name}/cursor"]))
+        if f"cv/{name}/seen" in extra:
+            layer.prior.set_cv_state(layer, {k: extra[f"cv/{name}/{k}"] for k in ("theta", "log_sigma2", "seen")})
 
 
 def _check_finite(value: Tensor, step: int, epoch: int, term: str, hint: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dwp_hub.errors import CheckpointError
+from dwp_hub.errors import ConfigError, CheckpointError
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def input_shape(config: NetConfig) -> tuple[int, int, int]:
     """``(channels, height, width)`` of one input image for ``config``."""
     side = INPUT_SIDE.get(config.arch)
     if side is None:
-        raise ValueError(f"Unknown arch {config.arch!r}; use one of {', '.join(INPUT_SIDE)}.")
+        raise ConfigError(f"Unknown arch {config.arch!r}; use one of {', '.join(INPUT_SIDE)}.")
     return config.in_channels, side, side
 
 
@@ -74,7 +74,7 @@ def build_net(config: NetConfig) -> nn.Sequential:
     act = nn.LeakyReLU
     if config.arch == "cifar":
         if len(config.widths) != 4:
-            raise ValueError("cifar takes four widths (conv1, conv2, conv3, fc), e.g. 128,256,256,512.")
+            raise ConfigError("cifar takes four widths (conv1, conv2, conv3, fc), e.g. 128,256,256,512.")
         c1, c2, c3, fc = config.widths
         return nn.Sequential(
             nn.Conv2d(config.in_channels, c1, 7), act(), nn.MaxPool2d(2),  # 32 -> 26 -> 13
@@ -84,7 +84,7 @@ def build_net(config: NetConfig) -> nn.Sequential:
         )
     if config.arch == "fconv":
         if len(config.widths) != 2:
-            raise ValueError("fconv takes two widths (h0, h1).")
+            raise ConfigError("fconv takes two widths (h0, h1).")
         h0, h1 = config.widths
         return nn.Sequential(
             nn.Conv2d(config.in_channels, h0, 7), act(), nn.MaxPool2d(2),
@@ -101,7 +101,7 @@ def build_net(config: NetConfig) -> nn.Sequential:
         for _ in config.widths:
             side //= 2
         return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * side * side, config.num_classes))
-    raise ValueError(f"Unknown arch {config.arch!r}; use 'fconv', 'fconv3' or 'cifar'.")
+    raise ConfigError(f"Unknown arch {config.arch!r}; use 'fconv', 'fconv3' or 'cifar'.")
 
 
 def xavier_init_(net: nn.Module, generator: torch.Generator | None = None) -> nn.Module:

@@ -12,6 +12,8 @@ from dwp_hub.errors import UnsupportedLayerError
 from dwp_hub.model.vae import KernelVAE
 
 _Shape = int | tuple[int, ...] | torch.Size
+#: Kernels decoded per step when sampling many without gradients (keeps activations in cache).
+_CHUNK = 32_768
 
 
 class DeepWeightPrior(nn.Module):
@@ -95,10 +97,25 @@ class DeepWeightPrior(nn.Module):
     def _draw(self, sample_shape: _Shape, generator: torch.Generator | None, noise: bool) -> Tensor:
         n, shape = self._n(sample_shape)
         z = torch.randn((n, self.z_dim), generator=generator, device=self.device, dtype=self.dtype)
-        mean, var = self.vae.decoder(z)
-        if noise:
+        if torch.is_grad_enabled() or n <= _CHUNK:
+            mean, var = self.vae.decoder(z)
+            if noise:
+                eps = torch.randn(mean.shape, generator=generator, device=self.device, dtype=self.dtype)
+                mean = mean + var.sqrt() * eps
+            return mean.reshape(*shape, *self.event_shape)
+        # Large no-grad draws: decode in cache-sized chunks into preallocated outputs and add the
+        # noise in place. Same random stream (all z, then all eps) as the path above.
+        k = self.kernel_size
+        mean = torch.empty((n, 1, k, k), device=self.device, dtype=self.dtype)
+        std = torch.empty_like(mean) if noise else None
+        for i in range(0, n, _CHUNK):
+            m, v = self.vae.decoder(z[i : i + _CHUNK])
+            mean[i : i + _CHUNK] = m
+            if std is not None:
+                torch.sqrt(v, out=std[i : i + _CHUNK])
+        if std is not None:
             eps = torch.randn(mean.shape, generator=generator, device=self.device, dtype=self.dtype)
-            mean = mean + var.sqrt() * eps
+            mean.addcmul_(std, eps)
         return mean.reshape(*shape, *self.event_shape)
 
     def sample(self, sample_shape: _Shape = (), generator: torch.Generator | None = None,

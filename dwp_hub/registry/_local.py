@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dwp_hub._fs import atomic_write_text, sha256_file
+from dwp_hub._fs import atomic_write_text, publishable_mode, sha256_file
 from dwp_hub.card import PriorCard, card_from_weights_file
 from dwp_hub.constants import CHECKSUMS_FILE, INDEX_FILE, OPTIONAL_PRIOR_FILES, PRIOR_FILES
 from dwp_hub.errors import CardError, IntegrityError, PriorExistsError, PriorNotFoundError
@@ -183,7 +183,9 @@ class LocalRegistry:
         """A fresh temp folder inside the registry (same file system, so the final move is a
         rename). Hidden, so readers never mistake it for a prior."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        path = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        publishable_mode(path, directory=True)
+        return path
 
     def remove_staging(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)

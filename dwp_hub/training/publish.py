@@ -67,7 +67,7 @@ def make_card(result: FitResult, data: KernelDataset, arch: ArchConfig, fit: Fit
 def write_version_folder(folder: str | Path, vae: torch.nn.Module, card: PriorCard,
                          held_out: torch.Tensor | None = None) -> Path:
     """Write ``model.safetensors``, ``samples.png``, ``latents.png`` and ``README.md``."""
-    from dwp_hub._plot import kernel_grid, latent_scatter
+    from dwp_hub._plot import kernel_panels, latent_scatter
     from dwp_hub.model.prior import DeepWeightPrior
 
     folder = Path(folder)
@@ -76,8 +76,11 @@ def write_version_folder(folder: str | Path, vae: torch.nn.Module, card: PriorCa
     write_weights(folder / "model.safetensors", tensors, card)
     prior = DeepWeightPrior(card, vae)
     gen = torch.Generator().manual_seed(_PICTURE_SEED)
-    kernel_grid(prior.sample(64, generator=gen, noise=False), folder / "samples.png",
-                f"{card.name}: 64 samples (decoder means, seed {_PICTURE_SEED})")
+    panels = [("decoder means of z ~ N(0, I)", prior.sample(32, generator=gen, noise=False)),
+              ("samples of p(w) (with decoder noise)", prior.sample(32, generator=gen, noise=True))]
+    if held_out is not None and len(held_out):
+        panels.append(("real held-out kernels", held_out[torch.randperm(len(held_out), generator=gen)[:32]]))
+    kernel_panels(panels, folder / "samples.png", f"{card.name} (seed {_PICTURE_SEED})")
     if held_out is not None and len(held_out):
         mean, _ = prior.encode(held_out[:2000])
         latent_scatter(mean, folder / "latents.png", f"{card.name}: E[z|w] of held-out kernels")

@@ -1,0 +1,196 @@
+"""Speed of one VI training step of the paper's 32/128 MNIST net, by prior, in one run.
+
+Measures milliseconds per training step (forward, KL, backward, Adam) for the standard normal,
+log-uniform, deep weight prior with the full bound (all kernels every step, the paper's
+estimator) and with the fast bound (m kernels per layer and step), interleaved round by round so
+that machine load affects every configuration alike, and prints medians as ratios to the
+standard-normal step. Peak memory of each configuration is measured in a fresh subprocess
+(``ru_maxrss`` after a few steps, and its increase over the model build).
+
+Priors: ``notmnist-7x7`` / ``notmnist-5x5`` when ``dwp-hub list`` has them, otherwise randomly
+initialised VAEs of the same paper architectures (timing does not depend on trained weights); the
+output says which.
+
+Optionally (``--accuracy-epochs E``) also trains the fast and the full bound on the MNIST-10k
+protocol (``--accuracy-n`` examples, seeds ``--accuracy-seeds``) for E epochs and reports test
+accuracy (MC ensemble of 10) side by side.
+
+Usage::
+
+    DWP_HUB_DATA=../shared/data nice -n 10 python tools/bench_vi.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+CONFIGS = ("standard-normal", "log-uniform", "dwp-full", "dwp-fast")
+
+
+def _priors(kind: str) -> tuple[dict[int, Any], str]:
+    from dwp_hub.card import ArchConfig
+    from dwp_hub.model.vae import KernelVAE
+
+    if kind in ("auto", "hub"):
+        try:
+            import dwp_hub
+
+            names = {p.name for p in dwp_hub.list_priors()}
+            if {"notmnist-7x7", "notmnist-5x5"} <= names:
+                return ({7: dwp_hub.load("notmnist-7x7"), 5: dwp_hub.load("notmnist-5x5")},
+                        "hub priors notmnist-7x7 + notmnist-5x5")
+        except Exception as err:  # noqa: BLE001 - fall back to random VAEs, and say so
+            print(f"(could not load hub priors: {err})")
+        if kind == "hub":
+            raise SystemExit("notmnist-7x7 / notmnist-5x5 are not installed.")
+    gen = torch.manual_seed(0)
+    del gen
+    v7, v5 = KernelVAE(ArchConfig("conv7", 7, 2, 32)), KernelVAE(ArchConfig("conv5", 5, 4, 64))
+    for p in list(v7.parameters()) + list(v5.parameters()):
+        p.requires_grad_(False)
+    return {7: v7, 5: v5}, "randomly initialised VAEs of the paper's architectures (conv7 z2 h32, conv5 z4 h64)"
+
+
+def _batch(batch: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    try:
+        from dwp_hub.data import mnist10k_protocol
+
+        s = mnist10k_protocol(max(10, -(-batch // 10) * 10), 0)
+        return torch.from_numpy(s.x_train[:batch]), torch.from_numpy(s.y_train[:batch]), "MNIST-10k images"
+    except Exception:  # noqa: BLE001 - timing does not depend on the pixels
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(batch, 1, 28, 28, generator=g), torch.randint(0, 10, (batch,), generator=g), "random images"
+
+
+def _step_fn(config: str, priors: dict[int, Any], x: torch.Tensor, y: torch.Tensor, m: int | None) -> Any:
+    from dwp_hub.inference import kl_divergence, neg_elbo, paper_net
+
+    if config.startswith("dwp"):
+        model = paper_net("dwp", dwp_priors=priors, bound="full" if config == "dwp-full" else "fast",
+                          kernels_per_step=m)
+    else:
+        model = paper_net(config)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    n = len(x)
+
+    def step() -> None:
+        loss = neg_elbo(model(x), y, n, kl_divergence(model))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _memory_worker(args: tuple[str, str, int, int | None, int, int]) -> dict[str, float]:
+    config, prior_kind, batch, m, threads, steps = args
+    torch.set_num_threads(threads)
+    priors, _ = _priors(prior_kind)
+    x, y, _ = _batch(batch)
+    step = _step_fn(config, priors, x, y, m)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for _ in range(steps):
+        step()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"peak_rss_mb": after, "step_peak_increase_mb": after - before}
+
+
+def _accuracy(priors: dict[int, Any], n: int, seeds: list[int], epochs: int, m: int | None) -> list[dict[str, Any]]:
+    from dwp_hub.data import mnist10k_protocol
+    from dwp_hub.inference import VIRecipe, fit_vi, paper_net
+
+    rows = []
+    for seed in seeds:
+        split = mnist10k_protocol(n, seed)
+        for bound in ("fast", "full"):
+            model = paper_net("dwp", dwp_priors=priors, seed=seed, bound=bound, kernels_per_step=m)
+            r = fit_vi(model, split.x_train, split.y_train, VIRecipe(epochs=epochs, seed=seed),
+                       x_eval=split.x_eval, y_eval=split.y_eval, progress=False)
+            rows.append({"seed": seed, "bound": bound, "acc_ensemble": r.metrics["acc_ensemble"],
+                         "acc_mean": r.metrics["acc_mean"], "final_loss": r.final["loss"],
+                         "ms_per_step": round(r.ms_per_step, 1)})
+            print(f"  accuracy  N={n} seed {seed} {bound:<4}: {r.metrics['acc_ensemble']:.4f} (ensemble) "
+                  f"{r.metrics['acc_mean']:.4f} (mean), final loss {r.final['loss']:.1f}, "
+                  f"{r.ms_per_step:.1f} ms/step", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dwp_hub.inference.priors import DEFAULT_KERNELS_PER_STEP
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (the first is warm-up)")
+    ap.add_argument("--steps", type=int, default=5, help="steps per configuration and round (full bound: 1)")
+    ap.add_argument("--kernels-per-step", type=int, default=None,
+                    help=f"m of the fast bound (default {DEFAULT_KERNELS_PER_STEP})")
+    ap.add_argument("--also-m", default="", help="extra fast-bound m values to time, e.g. 16,128")
+    ap.add_argument("--priors", choices=("auto", "hub", "random"), default="auto")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--accuracy-epochs", type=int, default=0, help="also compare accuracy of fast vs full bound")
+    ap.add_argument("--accuracy-n", type=int, default=50)
+    ap.add_argument("--accuracy-seeds", default="0")
+    ap.add_argument("--json", default="", help="write the results to this JSON file")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    m = args.kernels_per_step or DEFAULT_KERNELS_PER_STEP
+    priors, prior_desc = _priors(args.priors)
+    x, y, data_desc = _batch(args.batch)
+    configs: dict[str, Any] = {c: _step_fn(c, priors, x, y, m) for c in CONFIGS}
+    for extra in [int(v) for v in args.also_m.split(",") if v.strip()]:
+        configs[f"dwp-fast-m{extra}"] = _step_fn("dwp-fast", priors, x, y, extra)
+    print(f"bench_vi: fconv 32/128, batch {args.batch} ({data_desc}), torch {torch.__version__}, "
+          f"{threads} thread(s), {platform.processor() or platform.machine()}")
+    print(f"priors: {prior_desc}; fast bound m = {m} kernels per layer and step")
+    times: dict[str, list[float]] = {c: [] for c in configs}
+    for r in range(args.rounds):
+        for name, step in configs.items():
+            n = 1 if name == "dwp-full" else args.steps
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step()
+            if r:  # round 0 is warm-up
+                times[name].append(1000 * (time.perf_counter() - t0) / n)
+    base = statistics.median(times["standard-normal"])
+    results: dict[str, Any] = {"threads": threads, "batch": args.batch, "priors": prior_desc, "m": m, "configs": {}}
+    memory: dict[str, dict[str, float]] = {}
+    if not args.no_memory:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(1, maxtasksperchild=1) as pool:
+            for name in configs:
+                cfg = "dwp-fast" if name.startswith("dwp-fast") else name
+                mm = int(name.split("-m")[-1]) if name.startswith("dwp-fast-m") else m
+                memory[name] = pool.apply(_memory_worker, ((cfg, args.priors, args.batch, mm, threads, 3),))
+    print(f"\n{'config':<18} {'ms/step':>9} {'(min)':>8} {'x SN':>6} {'peak MB':>9} {'step +MB':>9}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        mem = memory.get(name, {})
+        results["configs"][name] = {"ms_median": med, "ms_min": min(ts), "ratio": med / base, "rounds": len(ts), **mem}
+        print(f"{name:<18} {med:9.1f} {min(ts):8.1f} {med / base:6.2f} {mem.get('peak_rss_mb', float('nan')):9.0f} "
+              f"{mem.get('step_peak_increase_mb', float('nan')):9.1f}")
+    if args.accuracy_epochs:
+        seeds = [int(s) for s in args.accuracy_seeds.split(",") if s.strip()]
+        print(f"\naccuracy, fast (m={m}) vs full bound, {args.accuracy_epochs} epochs:")
+        results["accuracy"] = _accuracy(priors, args.accuracy_n, seeds, args.accuracy_epochs, m)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Reproduce the paper's Fig. 2a: MNIST test accuracy of VI by prior and training-set size.
+
+Protocol: the MNIST-10k protocol (:func:`dwp_hub.data.mnist10k_protocol`: N class-stratified
+training images from MNIST-10k images 0-4999 drawn by the data-split seed, test on images
+5000-9999). Net: the paper's fconv 32/128 with Bayesian conv layers (:func:`dwp_hub.inference.paper_net`).
+Priors: deep weight prior (notmnist-7x7 + notmnist-5x5), log-uniform, standard normal, and the
+deterministic net with L2. Recipe: :class:`dwp_hub.inference.VIRecipe` (Adam 1e-3 linear decay,
+10,000 epochs, batch 256, KL weight 1); accuracy of a 10-pass MC ensemble.
+
+Every finished run is appended to the CSV at once; a restarted command skips rows already there
+(same size, prior, seed and epochs) and resumes unfinished runs from their checkpoints
+(``--work-dir``). The table, plot and notes are rewritten from the CSV at the end (or alone with
+``--report-only``).
+
+Usage::
+
+    DWP_HUB_DATA=../shared/data nice -n 10 python tools/fig2a.py --seeds 0-4 --workers 2
+    python tools/fig2a.py --report-only            # table + plot from the CSV
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import csv
+import multiprocessing as mp
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = (50, 100, 200, 500, 1000)
+PRIORS = ("dwp", "log-uniform", "standard-normal", "deterministic")
+LABELS = {"dwp": "deep weight prior", "log-uniform": "log-uniform", "standard-normal": "standard normal",
+          "deterministic": "deterministic net + L2"}
+#: Fig. 2a of the paper (mean of 10 data-split seeds, read off the figure; recipe file).
+PAPER = {
+    "dwp": (0.800, 0.867, 0.915, 0.945, 0.961),
+    "log-uniform": (0.766, 0.839, 0.894, 0.938, 0.958),
+    "standard-normal": (0.717, 0.816, 0.890, 0.938, 0.959),
+    "deterministic": (0.751, 0.827, 0.879, 0.926, 0.954),
+}
+FIELDS = ("size", "prior", "seed", "epochs", "acc_ensemble", "acc_mean", "nll_ensemble", "steps", "seconds",
+          "ms_per_step", "bound", "kernels_per_step", "dwp_priors", "protocol", "torch", "threads", "finished")
+
+
+def _ints(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out += list(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def _dwp_table(text: str) -> dict[int, str]:
+    table = {}
+    for item in text.split(","):
+        size, _, spec = item.partition("=")
+        table[int(size)] = spec.strip()
+    return table
+
+
+def _random_priors() -> dict[int, Any]:
+    import torch
+
+    from dwp_hub.card import ArchConfig
+    from dwp_hub.model.vae import KernelVAE
+
+    torch.manual_seed(0)
+    return {7: KernelVAE(ArchConfig("conv7", 7, 2, 32)), 5: KernelVAE(ArchConfig("conv5", 5, 4, 64))}
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate one (size, prior, seed); returns the CSV row."""
+    import torch
+
+    from dwp_hub.data import mnist10k_protocol
+    from dwp_hub.inference import VIRecipe, fit_deterministic, fit_vi, paper_net
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    split = mnist10k_protocol(job["size"], job["seed"])
+    priors: dict[int, Any] = _random_priors() if job["random_priors"] else _dwp_table(job["dwp"])
+    model = paper_net(job["prior"], dwp_priors=priors, seed=job["seed"], bound=job["bound"],
+                      kernels_per_step=job["kernels_per_step"])
+    recipe = VIRecipe(epochs=job["epochs"], seed=job["seed"], eval_mc=job["eval_mc"],
+                      checkpoint_every=job["checkpoint_every"])
+    fit = fit_deterministic if job["prior"] == "deterministic" else fit_vi
+    ck = Path(job["work_dir"]) / f"n{job['size']}-{job['prior']}-s{job['seed']}-e{job['epochs']}.safetensors"
+    result = fit(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval, y_eval=split.y_eval,
+                 checkpoint=ck, progress=False, metadata={"protocol": split.protocol})
+    m = result.metrics
+    return {
+        "size": job["size"], "prior": job["prior"], "seed": job["seed"], "epochs": job["epochs"],
+        "acc_ensemble": round(m["acc_ensemble"], 4), "acc_mean": round(m["acc_mean"], 4),
+        "nll_ensemble": round(m["nll_ensemble"], 4), "steps": result.steps, "seconds": round(result.seconds, 1),
+        "ms_per_step": round(result.ms_per_step, 2),
+        "bound": job["bound"] if job["prior"] == "dwp" else "",
+        "kernels_per_step": job["kernels_per_step"] or "" if job["prior"] == "dwp" else "",
+        "dwp_priors": ("random-vae" if job["random_priors"] else job["dwp"]) if job["prior"] == "dwp" else "",
+        "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in FIELDS})
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _stats(rows: list[dict[str, str]], sizes: list[int], priors: list[str]) -> dict[tuple[str, int], tuple[float, float, int]]:
+    out = {}
+    for p in priors:
+        for n in sizes:
+            accs = [float(r["acc_ensemble"]) for r in rows if r["prior"] == p and int(r["size"]) == n]
+            if accs:
+                out[(p, n)] = (statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, len(accs))
+    return out
+
+
+def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: str = "fig2a") -> tuple[Path, Path]:
+    """Markdown table (ours beside the paper's) and plot from the CSV rows."""
+    sizes = sorted({int(r["size"]) for r in rows}) or list(SIZES)
+    priors = [p for p in PRIORS if any(r["prior"] == p for r in rows)]
+    st = _stats(rows, sizes, priors)
+    epochs = sorted({int(r["epochs"]) for r in rows})
+    dwp_src = sorted({r["dwp_priors"] for r in rows if r["prior"] == "dwp" and r.get("dwp_priors")})
+    lines = [
+        "# Fig. 2a reproduction: MNIST test accuracy of variational inference",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Epochs: {', '.join(map(str, epochs))} (paper: 10,000). Protocol: MNIST-10k (N stratified training images "
+        "from MNIST-10k images 0-4999 by the data-split seed, test on images 5000-9999); the paper used the "
+        "60k training set and 10k test set. Accuracy: MC ensemble of 10 stochastic passes. "
+        f"Deep weight prior: {', '.join(dwp_src) or '-'}.",
+        "",
+        "Ours: mean ± std over data-split seeds (number of seeds in brackets); paper: mean of 10 seeds.",
+        "",
+        "| prior | " + " | ".join(str(n) for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    for p in priors:
+        cells = []
+        for n in sizes:
+            if (p, n) in st:
+                mu, sd, k = st[(p, n)]
+                cells.append(f"{mu:.3f} ± {sd:.3f} ({k})")
+            else:
+                cells.append("-")
+        lines.append(f"| {LABELS[p]} (ours) | " + " | ".join(cells) + " |")
+        paper = dict(zip(SIZES, PAPER[p]))
+        lines.append(f"| {LABELS[p]} (paper) | " + " | ".join(f"{paper[n]:.3f}" if n in paper else "-"
+                                                            for n in sizes) + " |")
+    lines += ["", "## Targets", ""]
+    if "dwp" in priors:
+        paper = dict(zip(SIZES, PAPER["dwp"]))
+        for n in sizes:
+            if ("dwp", n) in st and n in paper:
+                mu = st[("dwp", n)][0]
+                lines.append(f"- N={n}: deep weight prior {mu:.3f} vs paper {paper[n]:.3f}: "
+                             f"{'met' if mu >= paper[n] else 'MISSED'}")
+        for n in (50, 100):
+            for other in ("log-uniform", "standard-normal"):
+                if ("dwp", n) in st and (other, n) in st:
+                    (m1, s1, _), (m2, s2, _) = st[("dwp", n)], st[(other, n)]
+                    margin = max(s1, s2)
+                    ok = m1 - m2 > margin
+                    lines.append(f"- N={n}: deep weight prior − {LABELS[other]} = {m1 - m2:+.3f} "
+                                 f"(one seed std = {margin:.3f}): {'met' if ok else 'MISSED'}")
+    lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in rows) / 3600:.2f} h "
+              f"(median {statistics.median(float(r['ms_per_step']) for r in rows):.1f} ms/step)." if rows else ""]
+    md = out_dir / f"{stem}.md"
+    md.write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    colors = {"dwp": "C3", "log-uniform": "C0", "standard-normal": "C2", "deterministic": "C7"}
+    for p in priors:
+        xs = [n for n in sizes if (p, n) in st]
+        mus = [st[(p, n)][0] for n in xs]
+        sds = [st[(p, n)][1] for n in xs]
+        ax.errorbar(xs, mus, yerr=sds, marker="o", capsize=3, color=colors[p], label=f"{LABELS[p]} (ours)")
+        ax.plot(SIZES, PAPER[p], ls="--", marker="x", color=colors[p], alpha=0.6, label=f"{LABELS[p]} (paper)")
+    ax.set_xscale("log")
+    ax.set_xticks(list(SIZES))
+    ax.set_xticklabels([str(s) for s in SIZES])
+    ax.set_xlabel("training examples")
+    ax.set_ylabel("test accuracy (MC ensemble of 10)")
+    ax.set_title(f"MNIST, VI with different priors ({', '.join(map(str, epochs))} epochs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    png = out_dir / f"{stem}.png"
+    fig.savefig(png, dpi=130)
+    plt.close(fig)
+    return md, png
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Reproduce the paper's Fig. 2a on the MNIST-10k protocol.")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--priors", default=",".join(PRIORS), help=f"subset of {','.join(PRIORS)}")
+    ap.add_argument("--seeds", default="0-4", help="data-split seeds, e.g. 0-4 or 0,3")
+    ap.add_argument("--epochs", type=int, default=10_000)
+    ap.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per run (0: cores // workers)")
+    ap.add_argument("--dwp", default="7=notmnist-7x7,5=notmnist-5x5", help="deep weight prior per kernel size")
+    ap.add_argument("--random-priors", action="store_true",
+                    help="randomly initialised VAEs instead of hub priors (smoke tests only; marked in the CSV)")
+    ap.add_argument("--bound", choices=("fast", "full"), default="fast")
+    ap.add_argument("--kernels-per-step", type=int, default=None)
+    ap.add_argument("--eval-mc", type=int, default=10)
+    ap.add_argument("--checkpoint-every", type=int, default=1000, help="steps between run checkpoints")
+    ap.add_argument("--out-dir", type=Path, default=REPO / "docs" / "results")
+    ap.add_argument("--csv", type=Path, default=None, help="default OUT_DIR/fig2a.csv")
+    ap.add_argument("--work-dir", type=Path, default=REPO / "runs" / "fig2a", help="per-run checkpoints")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args(argv)
+
+    csv_path = args.csv or args.out_dir / "fig2a.csv"
+    command = "python tools/fig2a.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.report_only:
+        rows = read_rows(csv_path)
+        if not rows:
+            raise SystemExit(f"No rows in {csv_path}.")
+        print("\n".join(map(str, write_report(rows, args.out_dir, command))))
+        return 0
+    priors = [p.strip() for p in args.priors.split(",") if p.strip()]
+    bad = set(priors) - set(PRIORS)
+    if bad:
+        raise SystemExit(f"Unknown priors {sorted(bad)}; choose from {PRIORS}.")
+    sizes, seeds = _ints(args.sizes), _ints(args.seeds)
+    done = {(int(r["size"]), r["prior"], int(r["seed"]), int(r["epochs"])) for r in read_rows(csv_path)}
+    cores = os.cpu_count() or 1
+    threads = args.threads or max(1, cores // max(1, args.workers))
+    jobs = [
+        {"size": n, "prior": p, "seed": s, "epochs": args.epochs, "threads": threads, "dwp": args.dwp,
+         "random_priors": args.random_priors, "bound": args.bound, "kernels_per_step": args.kernels_per_step,
+         "eval_mc": args.eval_mc, "checkpoint_every": args.checkpoint_every, "work_dir": str(args.work_dir)}
+        for n in sizes for s in seeds for p in priors if (n, p, s, args.epochs) not in done
+    ]
+    print(f"{len(jobs)} run(s) to do ({len(done)} already in {csv_path}); {args.workers} worker(s) x {threads} thread(s)",
+          flush=True)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def report(row: dict[str, Any]) -> None:
+        append_row(csv_path, row)
+        print(f"  N={row['size']:<5} {row['prior']:<16} seed {row['seed']}: acc {row['acc_ensemble']:.4f} "
+              f"(mean weights {row['acc_mean']:.4f}), {row['seconds']:.0f} s, {row['ms_per_step']:.1f} ms/step",
+              flush=True)
+
+    if args.workers <= 1:
+        for job in jobs:
+            report(run_one(job))
+    else:
+        with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+            for fut in cf.as_completed([pool.submit(run_one, j) for j in jobs]):
+                report(fut.result())
+    rows = read_rows(csv_path)
+    if rows:
+        md, png = write_report(rows, args.out_dir, command)
+        print(f"{len(jobs)} run(s) in {time.perf_counter() - t0:.0f} s; wrote {csv_path}, {md}, {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
