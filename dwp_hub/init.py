@@ -73,7 +73,7 @@ def _check_devices(prior: DeepWeightPrior, generator: torch.Generator | None) ->
     if generator is not None and generator.device.type != prior.device.type:
         raise ValueError(
             f"The generator is on {generator.device} but {prior.card.spec} is on {prior.device}; kernels are drawn "
-            f"on the prior's device. Use torch.Generator(device={str(prior.device)!r}).manual_seed(seed), "
+            f"on the prior's device. Use torch.Generator(device='{prior.device}').manual_seed(seed), "
             "or move the prior with prior.to(device)."
         )
 

@@ -183,7 +183,7 @@ def test_build_is_reproducible(tmp_path: Path) -> None:
     assert ca.weights_sha256 == cb.weights_sha256
     assert ca.metrics == cb.metrics
     assert (a / "recipe.yaml").read_text() == (tmp_path / "tiny.yaml").read_text()
-    assert ca.recipe["rebuild"].startswith("dwp-hub build tiny.yaml")
+    assert ca.recipe["rebuild"] == f"dwp-hub build {tmp_path / 'tiny.yaml'} --to DIR"
 
 
 def test_build_from_real_source_training_is_reproducible(tmp_path: Path, data_root: Path) -> None:
@@ -208,6 +208,8 @@ def test_build_from_real_source_training_is_reproducible(tmp_path: Path, data_ro
     ({"vae": {"kind": "conv7", "z_dim": 2, "hidden": 4}}, "kernel_size"),
     ({"harvest": {"layer": "x", "kernel_size": 5, "bogus": 1}}, "bogus"),
     ({"extra": 1}, "Unknown recipe key"),
+    ({"harvest": {"layer": "x", "kernel_size": 5, "prune": {"rule": "min_norm", "value": "PRUNE"}}}, "must be a number"),
+    ({"harvest": {"layer": "x", "kernel_size": 5, "prune": {"rule": "biggest"}}}, "Unknown prune rule"),
 ])
 def test_bad_recipes(tmp_path: Path, edit: dict, match: str) -> None:
     data = yaml.safe_load(_tiny_recipe(tmp_path, []).read_text())

@@ -25,6 +25,10 @@ negative ELBO is ``N · mean cross-entropy + Σ_layers KL`` (see :func:`~dwp_hub
   once per n/m steps, like data epochs) or drawn independently each step (``sampler="uniform"``).
   Layers sharing a decoder are evaluated in one decoder call (:mod:`dwp_hub.inference.fast`).
   With m ≥ n (or ``bound="full"``) the sum is exact (the paper's estimator).
+  A per-kernel control variate (``control_variate=True``, the default) keeps the gradient
+  unbiased while making it dense: every kernel receives a running average of its own past
+  gradients each step, and the sampled kernels a correction scaled by n/m (see
+  :func:`dwp_hub.inference.fast._with_control_variate`).
 """
 
 from __future__ import annotations
@@ -144,6 +148,9 @@ class DeepWeightPriorKL(PriorKL):
         kernels_per_step: m of the fast bound (default :data:`DEFAULT_KERNELS_PER_STEP`).
         sampler: ``"cycle"`` (reshuffled cycles over the kernels) or ``"uniform"`` (fresh subset
             each step).
+        control_variate: add the per-kernel gradient control variate to the fast bound.
+        cv_decay: weight of the newest gradient in each kernel's running average (1: SAGA, the
+            last gradient only).
         label: name used in reports (default: the prior's ``name@version``).
 
     Attributes:

@@ -163,7 +163,7 @@ class KernelVAE(nn.Module):
         return rec - kl_to_standard_normal(mu, var).sum(1)
 
     def iw_log_prob(self, w: Tensor, k: int = 1000, generator: torch.Generator | None = None,
-                    chunk: int = 200_000) -> Tensor:
+                    chunk: int = 20_000) -> Tensor:
         """Importance-weighted estimate of log p(w) with ``k`` samples from r(z|w), ``[N]``.
 
         Work is split so that at most ``chunk`` decoder evaluations run at once.

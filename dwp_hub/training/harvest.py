@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from dwp_hub._fs import atomic_path, sha256_file
-from dwp_hub.errors import CheckpointError, DataIntegrityError, UnsupportedLayerError
+from dwp_hub.errors import CheckpointError, ConfigError, DataIntegrityError, UnsupportedLayerError
 from dwp_hub.training._ckpt import SOURCE_META_KEY
 
 #: Header key of a kernel dataset's metadata.
@@ -77,6 +77,12 @@ class PruneRule:
 
     rule: str = "min_norm"
     value: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rule not in ("min_norm", "top_fraction", "none"):
+            raise ConfigError(f"Unknown prune rule {self.rule!r}; use min_norm, top_fraction or none.")
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+            raise ConfigError(f"Prune value must be a number, got {self.value!r}.")
 
     def describe(self) -> str:
         if self.rule == "min_norm":

@@ -200,7 +200,7 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
     }
     result = fit_vae(data, recipe.arch, recipe.fit, progress=progress, reference_elbo=recipe.reference_elbo)
     build_seconds = round(time.perf_counter() - start + source_seconds, 1)
-    rebuild = f"dwp-hub build {recipe.path.name if recipe.path else 'recipe.yaml'} --to DIR"
+    rebuild = f"dwp-hub build {recipe.path if recipe.path else 'recipe.yaml'} --to DIR"
     card = make_card(result, data, recipe.arch, recipe.fit, name=recipe.name, version=recipe.version,
                      description=recipe.description, source=source_info(data, domain, network),
                      recipe={**recipe.raw, "rebuild": rebuild},
