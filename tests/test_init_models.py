@@ -134,7 +134,7 @@ def test_mobilenet_v2_grouped_layers_are_skipped(priors: dict[int, DeepWeightPri
     assert len(depthwise) == 17
     assert all(reasons[n] == f"grouped convolution (groups={m.groups})" for n, m in depthwise.items())
     assert all(r == "no prior for 1x1 kernels" for n, r in reasons.items() if n not in depthwise)
-    name, conv = next(iter(depthwise.items()))
+    conv = next(iter(depthwise.values()))
     with pytest.raises(UnsupportedLayerError, match="grouped"):
         init_(conv, priors[3])
     init_(conv, priors[3], generator=_g(), allow_grouped=True)

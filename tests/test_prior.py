@@ -82,6 +82,20 @@ def test_seeded_determinism(prior: DeepWeightPrior) -> None:
     assert torch.equal(prior.sample(4), x)
 
 
+def test_large_draws_match_small_path(prior: DeepWeightPrior) -> None:
+    """Big no-grad draws are decoded in chunks; same random stream and values as one batch."""
+    from dwp_hub.model import prior as prior_module
+
+    n = 2 * prior_module._CHUNK + 5
+    for noise in (False, True):
+        chunked = prior.sample(n, generator=_g(9), noise=noise)
+        with torch.enable_grad():  # the unchunked path
+            whole = prior.rsample(n, generator=_g(9), noise=noise)
+        assert chunked.shape == whole.shape == (n, 1, prior.kernel_size, prior.kernel_size)
+        torch.testing.assert_close(chunked, whole.detach(), rtol=1e-5, atol=1e-6)
+        assert torch.equal(chunked, prior.sample(n, generator=_g(9), noise=noise))
+
+
 def test_mean_sample_is_decoder_mean(prior: DeepWeightPrior) -> None:
     z = torch.randn(9, prior.z_dim, generator=_g(7))
     mean, var = prior.decode(z)

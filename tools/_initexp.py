@@ -28,6 +28,8 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dwp", "xavier", "filters")
+#: Extra arm (opt-in with --methods): prior samples rescaled per layer to std sqrt(2 / fan_in).
+EXTRA_METHODS = ("dwp-fanin",)
 #: The shipped priors' architectures (tools/recipes), used for randomly initialised stand-ins.
 SHIPPED_ARCHS = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64), 3: ("mlp", 4, 64)}
 #: Recipes whose harvest rule defines the learned-filter bank of each kernel size.
@@ -169,6 +171,7 @@ def init_net_(net: nn.Module, method: str, generator: torch.Generator, priors: d
     """Xavier everywhere, then the conv kernels by ``method`` (biases stay zero).
 
     ``dwp``: decoder means of z ~ N(0, I) from the prior of each kernel size (the paper's choice);
+    ``dwp-fanin``: the same samples rescaled per layer to std ``sqrt(2 / fan_in)`` (``scale="fan_in"``);
     ``filters``: learned kernels drawn with replacement; ``xavier``: nothing more.
     """
     from dwp_hub.init import init_model
@@ -176,9 +179,10 @@ def init_net_(net: nn.Module, method: str, generator: torch.Generator, priors: d
     xavier_all_(net, generator)
     if method == "xavier":
         return net
-    if method == "dwp":
+    if method in ("dwp", "dwp-fanin"):
         assert priors is not None
-        report = init_model(net, priors, generator=generator, strict=True)
+        scale = "fan_in" if method == "dwp-fanin" else "prior"
+        report = init_model(net, priors, generator=generator, strict=True, scale=scale)
         assert len(report) == sum(isinstance(m, _CONV) for m in net.modules())
         return net
     if method == "filters":
@@ -187,7 +191,7 @@ def init_net_(net: nn.Module, method: str, generator: torch.Generator, priors: d
             if isinstance(m, _CONV):
                 bank.fill_(m.weight, generator)
         return net
-    raise ValueError(f"Unknown init method {method!r}; use one of {METHODS}.")
+    raise ValueError(f"Unknown init method {method!r}; use one of {METHODS + EXTRA_METHODS}.")
 
 
 # -- data -----------------------------------------------------------------------------------------------

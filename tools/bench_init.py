@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _initexp as X  # noqa: E402
+import _initexp as X
 
 TARGET = 3.0
 
@@ -41,7 +41,7 @@ def _default_init(model: nn.Module) -> None:
             reset()
 
 
-def _time(fn) -> float:  # noqa: ANN001
+def _time(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `{' '.join(['python tools/bench_init.py', *map(shlex.quote, argv if argv is not None else sys.argv[1:])])}`",
         "",
-        f"- Model: {args.model}, {n_params:,} parameters; the prior initialises {len(report)} conv layers "
+        (f"- Model: {args.model}, {n_params:,} parameters; the prior initialises {len(report)} conv layers "
         f"({n_kernels:,} 3x3 kernels), skips {len(report.skipped)} "
-        f"({', '.join(sorted({r for _, r in report.skipped}))}).",
+        f"({', '.join(sorted({r for _, r in report.skipped}))})."),
         f"- Prior: {note}.",
         f"- {X.machine_note()}; {args.repeats} interleaved repeats; times in seconds.",
         "",
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {statistics.median(ts):.3f} | {min(ts):.3f} | "
                      f"{statistics.median(ts) / base:.1f}x | {min(ts) / base_min:.1f}x |")
     ratio = statistics.median(times["dwp, scale='prior'"]) / base
-    lines += ["", f"Target: dwp at most {TARGET:.0f}x the default initialisation. Measured (median): "
-              f"**{ratio:.1f}x**: target {'met' if ratio <= TARGET else 'NOT met'}."]
+    lines += ["", (f"Target: dwp at most {TARGET:.0f}x the default initialisation. Measured (median): "
+              f"**{ratio:.1f}x**: target {'met' if ratio <= TARGET else 'NOT met'}.")]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -109,7 +109,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "kernels_per_step": job["kernels_per_step"] or "" if job["prior"] == "dwp" else "",
         "dwp_priors": ("random-vae" if job["random_priors"] else job["dwp"]) if job["prior"] == "dwp" else "",
         "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck),
     }
 
 
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", type=Path, default=REPO / "docs" / "results")
     ap.add_argument("--csv", type=Path, default=None, help="default OUT_DIR/fig2a.csv")
     ap.add_argument("--work-dir", type=Path, default=REPO / "runs" / "fig2a", help="per-run checkpoints")
+    ap.add_argument("--keep-checkpoints", action="store_true", help="keep finished runs' checkpoints")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
 
@@ -275,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(row: dict[str, Any]) -> None:
         append_row(csv_path, row)
+        if not args.keep_checkpoints:  # the CSV row is the result; checkpoints only serve unfinished runs
+            Path(row["_checkpoint"]).unlink(missing_ok=True)
         print(f"  N={row['size']:<5} {row['prior']:<16} seed {row['seed']}: acc {row['acc_ensemble']:.4f} "
               f"(mean weights {row['acc_mean']:.4f}), {row['seconds']:.0f} s, {row['ms_per_step']:.1f} ms/step",
               flush=True)

@@ -40,10 +40,10 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _initexp as X  # noqa: E402
+import _initexp as X
 
-LABEL = {"dwp": "dwp samples", "xavier": "xavier", "filters": "learned filters"}
-COLORS = {"dwp": "tab:blue", "xavier": "tab:orange", "filters": "tab:green"}
+LABEL = {"dwp": "dwp samples", "xavier": "xavier", "filters": "learned filters", "dwp-fanin": "dwp, fan-in scale"}
+COLORS = {"dwp": "tab:blue", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple"}
 FIELDS = ["part", "method", "seed", "config", "step", "metric", "train_metric", "seconds"]
 TARGET_ACC = 0.96
 
@@ -170,6 +170,8 @@ def run(args: argparse.Namespace, priors: dict | None, bank: X.FilterBank | None
     for part in args.part:
         res, cfg = files[part], _config(part, args)
         todo = [(m, s) for s in seeds for m in methods if not res.has(part=part, method=m, seed=s, config=cfg)]
+        if args.report_only:
+            todo = []
         print(f"fig4{part}: {len(todo)} run(s) to do ({cfg})", flush=True)
         for method, seed in todo:
             t = X.Timer()
@@ -245,10 +247,10 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
              f"- Data: {X.PROTOCOL}. The paper used the full MNIST (60k train / 10k test).",
              f"- Priors: {priors_note}.",
              f"- Learned filters: {bank_note}; drawn uniformly with replacement for every kernel slice.",
-             "- Every conv and transposed-conv kernel is initialised by the method; linear layers Xavier-uniform, "
+             ("- Every conv and transposed-conv kernel is initialised by the method; linear layers Xavier-uniform, "
              "biases zero, in every arm. Adam (lr "
              f"{args.lr}, constant, default betas), as in the paper. Seeds: {', '.join(map(str, seeds))} "
-             "(each seed: the init, the batch order and the VAE noise).",
+             "(each seed: the init, the batch order and the VAE noise)."),
              f"- Machine: {X.machine_note()}.", ""]
     if "b" in files:
         cfg = _config("b", args)
@@ -256,10 +258,10 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
         _plot(curves, args.out / "fig4b.png", f"test accuracy (images 5000-{5000 + args.eval_n - 1})",
               f"Fig. 4b: fconv{tuple(args.net_widths)} on MNIST, batch {args.batch_size}", TARGET_ACC, (0.8, 1.0))
         lines += ["## (b) ConvNet on MNIST: accuracy against training steps", "",
-                  f"The paper's MNIST net, widths {tuple(args.net_widths)}, all layers trained, batch {args.batch_size}; "
-                  f"test accuracy on {args.eval_n} images 5000-{5000 + args.eval_n - 1} every {args.eval_every} steps.",
-                  f"Paper (Fig. 4b, full MNIST): dwp and learned filters pass {TARGET_ACC} after about 50 steps, "
-                  "Xavier after about 100.", ""]
+                  (f"The paper's MNIST net, widths {tuple(args.net_widths)}, all layers trained, batch {args.batch_size}; "
+                  f"test accuracy on {args.eval_n} images 5000-{5000 + args.eval_n - 1} every {args.eval_every} steps."),
+                  (f"Paper (Fig. 4b, full MNIST): dwp and learned filters pass {TARGET_ACC} after about 50 steps, "
+                  "Xavier after about 100."), ""]
         marks = [s for s in (25, 50, 100, 200, 300, 500, 1000) if s <= args.steps]
         lines += ["| init | steps to 0.96 (mean ± std) | per seed |" + "".join(f" acc @ {s} |" for s in marks),
                   "|---|---|---|" + "---|" * len(marks)]
@@ -285,13 +287,13 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
             x = [h for h in reach["xavier"] if not math.isnan(h)]
             if d and x and len(d) == len(reach["dwp"]) and len(x) == len(reach["xavier"]):
                 ratio = np.mean(d) / np.mean(x)
-                lines += ["", f"Target: dwp reaches {TARGET_ACC} in at most 60% of Xavier's steps. Measured: "
+                lines += ["", (f"Target: dwp reaches {TARGET_ACC} in at most 60% of Xavier's steps. Measured: "
                           f"{np.mean(d):.0f} / {np.mean(x):.0f} = **{ratio:.0%}** of Xavier's steps "
                           f"(mean over seeds; median {np.median(d):.0f} / {np.median(x):.0f} = "
-                          f"{np.median(d) / np.median(x):.0%}): target {'met' if ratio <= 0.6 else 'NOT met'}."]
+                          f"{np.median(d) / np.median(x):.0%}): target {'met' if ratio <= 0.6 else 'NOT met'}.")]
             else:
-                lines += ["", f"Target: dwp reaches {TARGET_ACC} in at most 60% of Xavier's steps: undecided, some "
-                          f"runs never reached {TARGET_ACC} within {args.steps} steps."]
+                lines += ["", (f"Target: dwp reaches {TARGET_ACC} in at most 60% of Xavier's steps: undecided, some "
+                          f"runs never reached {TARGET_ACC} within {args.steps} steps.")]
         lines += ["", "![Fig. 4b](fig4b.png)", "", "Per-evaluation rows: [fig4b.csv](fig4b.csv).", ""]
     if "a" in files:
         cfg = _config("a", args)
@@ -301,9 +303,9 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
               f"Fig. 4a: conv VAE on MNIST, batch {args.vae_batch_size}", None, (max(lo, -400), None))
         n_params = sum(p.numel() for p in ConvVAE(args.z_dim).parameters())
         lines += ["## (a) Convolutional VAE on MNIST: ELBO against training steps", "",
-                  f"Table 2's VAE with z_hid {args.z_dim} ({n_params:,} parameters; Table 2: 1,641,665), batch "
+                  (f"Table 2's VAE with z_hid {args.z_dim} ({n_params:,} parameters; Table 2: 1,641,665), batch "
                   f"{args.vae_batch_size}; ELBO (one z sample, fixed noise) on {args.vae_eval_n} images "
-                  f"5000-{5000 + args.vae_eval_n - 1} every {args.vae_eval_every} steps.",
+                  f"5000-{5000 + args.vae_eval_n - 1} every {args.vae_eval_every} steps."),
                   "Paper (Fig. 4a, full MNIST): about −120 after 200 steps with dwp against about −160 with Xavier.", ""]
         marks = [s for s in (50, 100, 200, 300, 500) if s <= args.vae_steps]
         lines += ["| init |" + "".join(f" ELBO @ {s} |" for s in marks), "|---|" + "---|" * len(marks)]
@@ -327,14 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", default="ba", help="'a' (VAE), 'b' (ConvNet) or both ('ba')")
     ap.add_argument("--seeds", default="5", help="N (seeds 0..N-1), a list '0,1,2' or a range '0-4'")
     ap.add_argument("--widths", default="32,128", help="conv widths of the (b) ConvNet")
-    ap.add_argument("--steps", type=int, default=300, help="(b) training steps")
-    ap.add_argument("--eval-every", type=int, default=10)
-    ap.add_argument("--eval-n", type=int, default=5000, help="(b) test images (from 5000) per evaluation")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--vae-steps", type=int, default=300, help="(a) training steps")
+    ap.add_argument("--steps", type=int, default=400, help="(b) training steps")
+    ap.add_argument("--eval-every", type=int, default=20)
+    ap.add_argument("--eval-n", type=int, default=1000, help="(b) test images (from 5000) per evaluation")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--vae-steps", type=int, default=200, help="(a) training steps")
     ap.add_argument("--vae-eval-every", type=int, default=25)
-    ap.add_argument("--vae-eval-n", type=int, default=1000, help="(a) test images (from 5000) per evaluation")
-    ap.add_argument("--vae-batch-size", type=int, default=64)
+    ap.add_argument("--vae-eval-n", type=int, default=500, help="(a) test images (from 5000) per evaluation")
+    ap.add_argument("--vae-batch-size", type=int, default=32)
     ap.add_argument("--z-dim", type=int, default=78)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", type=Path, default=X.REPO / "docs/results")
@@ -343,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prior5", default="notmnist-5x5")
     ap.add_argument("--random-priors", action="store_true", help="untrained stand-in priors (smoke tests)")
     ap.add_argument("--sources", type=Path, nargs="*", help="source checkpoints for learned filters")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--report-only", action="store_true", help="only rebuild the markdown and plot from the CSV")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default); one thread "
+                    "wastes least CPU on a shared, busy machine")
     args = ap.parse_args(argv)
     args.command = " ".join(["python tools/fig4.py", *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
     args.net_widths = [int(w) for w in args.widths.split(",")]
@@ -354,9 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
     t = X.Timer()
-    priors = X.load_priors({7: args.prior7, 5: args.prior5}, random=args.random_priors) if "dwp" in methods else None
+    use_prior = any(m.startswith("dwp") for m in methods)
+    priors = X.load_priors({7: args.prior7, 5: args.prior5}, random=args.random_priors) if use_prior else None
     bank = X.learned_filters(args.sources) if "filters" in methods else None
     files = run(args, priors, bank)
+    for part in "ba":  # the report covers both parts whenever their CSV exists
+        if part not in files and (args.out / f"fig4{part}.csv").is_file():
+            files[part] = X.ResultFile(args.out / f"fig4{part}.csv", FIELDS)
+    files = {p: files[p] for p in "ba" if p in files}
     summarize(files, args, X.describe_priors(priors) if priors else "not used", bank.description if bank else "not used")
     print(f"fig4 done in {t():.0f}s; wrote {args.out}/fig4*.csv, fig4*.png, fig4.md")
     return 0
