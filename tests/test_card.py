@@ -71,7 +71,7 @@ def check_prior_folder(reg: LocalRegistry, name: str, version: str, *, shipped: 
     a = card.arch
     assert isinstance(a, ArchConfig) and a.kernel_size == card.kernel_size
     with safe_open(str(folder / "model.safetensors"), "pt") as fh:
-        stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+        stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 - safe_open has no __iter__
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in KernelVAE(a).state_dict().items()}
     assert stored == expected
@@ -102,7 +102,7 @@ def check_prior_folder(reg: LocalRegistry, name: str, version: str, *, shipped: 
 
     # Bookkeeping.
     created = dt.datetime.fromisoformat(card.created)
-    assert created.tzinfo is not None and created <= dt.datetime.now(dt.timezone.utc)
+    assert created.tzinfo is not None and created <= dt.datetime.now(dt.UTC)
     assert card.dwp_hub_version and card.license
     assert "Deep Weight Prior" in card.citation
 

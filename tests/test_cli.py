@@ -22,6 +22,15 @@ def _run(*args: str) -> object:
     return runner.invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "200"})
 
 
+@pytest.fixture()
+def only_tiny(tiny_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny registry, with the embedded registry (real shipped priors) hidden."""
+    from dwp_hub import constants
+
+    monkeypatch.setattr(constants, "embedded_registry", lambda: tmp_path / "no-embedded")
+    return tiny_registry
+
+
 def test_help() -> None:
     res = _run("--help")
     assert res.exit_code == 0
@@ -29,7 +38,7 @@ def test_help() -> None:
         assert cmd in res.stdout
 
 
-def test_list(tiny_registry: Path) -> None:
+def test_list(only_tiny: Path) -> None:
     res = _run("list")
     assert res.exit_code == 0, res.output
     for name in ("tiny-3x3", "tiny-5x5", "tiny-7x7"):
@@ -39,7 +48,7 @@ def test_list(tiny_registry: Path) -> None:
     assert "1.0.0 (old)" in res.stdout
 
 
-def test_list_json(tiny_registry: Path) -> None:
+def test_list_json(only_tiny: Path) -> None:
     res = _run("list", "--json")
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
@@ -102,7 +111,7 @@ def test_sample_bad_n(tiny_registry: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and not (tmp_path / "x.png").exists()
 
 
-def test_verify_ok(tiny_registry: Path) -> None:
+def test_verify_ok(only_tiny: Path) -> None:
     res = _run("verify")
     assert res.exit_code == 0, res.output
     assert res.stdout.count("OK") == 4 and "tiny-7x7@1.0.0" in res.stdout
@@ -110,7 +119,8 @@ def test_verify_ok(tiny_registry: Path) -> None:
     assert res.exit_code == 0 and res.stdout.count("OK") == 1
 
 
-def test_verify_fail_after_tampering(tiny_registry: Path) -> None:
+def test_verify_fail_after_tampering(only_tiny: Path) -> None:
+    tiny_registry = only_tiny
     weights = tiny_registry / "tiny-7x7" / "1.0.0" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-3] ^= 0xFF
@@ -158,10 +168,10 @@ def test_debug_shows_traceback(tiny_registry: Path) -> None:
     assert isinstance(res.exception, PriorNotFoundError)
     # In a real process the traceback is printed.
     proc = subprocess.run([sys.executable, "-c", "from dwp_hub.cli import main; main()", "--debug", "info", "tiny-7x8"],
-                          capture_output=True, text=True, env={**os.environ}, timeout=120)
+                          capture_output=True, text=True, check=False, env={**os.environ}, timeout=120)
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "PriorNotFoundError" in proc.stderr
     proc = subprocess.run([sys.executable, "-c", "from dwp_hub.cli import main; main()", "info", "tiny-7x8"],
-                          capture_output=True, text=True, env={**os.environ}, timeout=120)
+                          capture_output=True, text=True, check=False, env={**os.environ}, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Did you mean tiny-7x7" in proc.stderr
 
 
@@ -181,6 +191,6 @@ assert not heavy, heavy
     "from dwp_hub.cli import app; app(['info', 'tiny-7x7'], standalone_mode=False); app(['info', 'tiny-3x3', '--json'], standalone_mode=False)",
 ], ids=["import", "list_priors", "list", "info"])
 def test_list_and_info_do_not_import_torch(tiny_registry: Path, body: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", _NO_TORCH.format(body=body)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", _NO_TORCH.format(body=body)], capture_output=True, text=True, check=False,
                           env={**os.environ}, timeout=120)
     assert proc.returncode == 0, proc.stderr

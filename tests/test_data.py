@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dwp_hub.data import DATASETS, dataset_sha256, ensure_dataset, load_idx_dataset, mnist10k_protocol, read_idx, source_split
+from dwp_hub.data import (
+    DATASETS,
+    dataset_sha256,
+    ensure_dataset,
+    load_idx_dataset,
+    mnist10k_protocol,
+    read_idx,
+    source_split,
+)
 from dwp_hub.data._datasets import _md5
 from dwp_hub.errors import DataIntegrityError, DataNotFoundError, OfflineError
 

@@ -82,10 +82,11 @@ def test_seeded_determinism(prior: DeepWeightPrior) -> None:
     assert torch.equal(prior.sample(4), x)
 
 
-def test_large_draws_match_small_path(prior: DeepWeightPrior) -> None:
+def test_large_draws_match_small_path(prior: DeepWeightPrior, monkeypatch: pytest.MonkeyPatch) -> None:
     """Big no-grad draws are decoded in chunks; same random stream and values as one batch."""
     from dwp_hub.model import prior as prior_module
 
+    monkeypatch.setattr(prior_module, "_CHUNK", 64)  # the real chunk is 32,768 kernels
     n = 2 * prior_module._CHUNK + 5
     for noise in (False, True):
         chunked = prior.sample(n, generator=_g(9), noise=noise)

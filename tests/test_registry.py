@@ -79,7 +79,8 @@ def test_search_order_env_then_user_then_embedded(tiny_registry: Path, tmp_path:
     assert str(resolve("tiny-3x3@1.0.0").version) == "1.0.0"
 
 
-def test_list_priors(tiny_registry: Path) -> None:
+def test_list_priors(tiny_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(constants, "embedded_registry", lambda: tmp_path / "no-embedded")  # only the tiny priors
     infos = dwp_hub.list_priors()
     assert [(i.name, i.version) for i in infos] == [("tiny-3x3", "1.0.0"), ("tiny-5x5", "1.0.0"), ("tiny-7x7", "1.1.0")]
     assert all(i.latest for i in infos)

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 import dwp_hub
 from dwp_hub._api import load_folder
-from dwp_hub.constants import CARD_METADATA_KEY, CARD_SCHEMA_VERSION, SCHEMA_METADATA_KEY
+from dwp_hub.constants import CARD_METADATA_KEY
 from dwp_hub.errors import CardError, IntegrityError
 from dwp_hub.model._io import build_vae, read_weights
 from dwp_hub.registry import LocalRegistry, Version

