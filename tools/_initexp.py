@@ -28,8 +28,9 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dwp", "xavier", "filters")
-#: Extra arm (opt-in with --methods): prior samples rescaled per layer to std sqrt(2 / fan_in).
-EXTRA_METHODS = ("dwp-fanin",)
+#: Extra arms (opt-in with --methods): prior samples rescaled per layer to std sqrt(2 / fan_in);
+#: the prior for one kernel size only (ablations: which prior helps or hurts), Xavier elsewhere.
+EXTRA_METHODS = ("dwp-fanin", "dwp-only7", "dwp-only5")
 #: The shipped priors' architectures (tools/recipes), used for randomly initialised stand-ins.
 SHIPPED_ARCHS = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64), 3: ("mlp", 4, 64)}
 #: Recipes whose harvest rule defines the learned-filter bank of each kernel size.
@@ -172,6 +173,7 @@ def init_net_(net: nn.Module, method: str, generator: torch.Generator, priors: d
 
     ``dwp``: decoder means of z ~ N(0, I) from the prior of each kernel size (the paper's choice);
     ``dwp-fanin``: the same samples rescaled per layer to std ``sqrt(2 / fan_in)`` (``scale="fan_in"``);
+    ``dwp-only7`` / ``dwp-only5``: the prior for 7x7 (or 5x5) kernels only, Xavier for the rest;
     ``filters``: learned kernels drawn with replacement; ``xavier``: nothing more.
     """
     from dwp_hub.init import init_model
@@ -179,11 +181,13 @@ def init_net_(net: nn.Module, method: str, generator: torch.Generator, priors: d
     xavier_all_(net, generator)
     if method == "xavier":
         return net
-    if method in ("dwp", "dwp-fanin"):
+    if method in ("dwp", "dwp-fanin", "dwp-only7", "dwp-only5"):
         assert priors is not None
         scale = "fan_in" if method == "dwp-fanin" else "prior"
-        report = init_model(net, priors, generator=generator, strict=True, scale=scale)
-        assert len(report) == sum(isinstance(m, _CONV) for m in net.modules())
+        only = method.startswith("dwp-only")
+        table = {int(method[-1]): priors[int(method[-1])]} if only else priors
+        report = init_model(net, table, generator=generator, strict=not only, scale=scale)
+        assert only or len(report) == sum(isinstance(m, _CONV) for m in net.modules())
         return net
     if method == "filters":
         assert bank is not None

@@ -42,7 +42,8 @@ PAPER = {
     "xavier": {Fraction(1, 16): 0.930, Fraction(1, 8): 0.956, Fraction(1, 4): 0.972, Fraction(1, 2): 0.979, Fraction(1): 0.983},
     "filters": {Fraction(1, 16): 0.963, Fraction(1, 8): 0.972, Fraction(1, 4): 0.979, Fraction(1, 2): 0.984, Fraction(1): 0.987},
 }
-LABEL = {"dwp": "dwp samples", "xavier": "xavier", "filters": "learned filters", "dwp-fanin": "dwp, fan-in scale"}
+LABEL = {"dwp": "dwp samples", "xavier": "xavier", "filters": "learned filters", "dwp-fanin": "dwp, fan-in scale",
+         "dwp-only7": "dwp 7x7 only (xavier 5x5)", "dwp-only5": "dwp 5x5 only (xavier 7x7)"}
 BASE_WIDTHS = (32, 128)
 FIELDS = ["method", "k", "h0", "h1", "seed", "config", "test_accuracy", "train_accuracy",
           "feature_dim", "extract_seconds", "train_seconds"]
@@ -210,7 +211,8 @@ def _plot(stats: dict, ks: list[Fraction], methods: list[str], path: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"dwp": "tab:blue", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple"}
+    colors = {"dwp": "tab:blue", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple", "dwp-only7": "tab:red",
+          "dwp-only5": "tab:brown"}
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
         pts = [(float(k), *stats[(m, k)][:2]) for k in ks if (m, k) in stats]
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default); one thread "
                     "wastes least CPU on a shared, busy machine")
     args = ap.parse_args(argv)
-    args.command = " ".join(["python tools/fig3a.py", *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    args.command = " ".join(["DWP_HUB_DATA=../shared/data python tools/fig3a.py", *map(shlex.quote, shown)])
     X.set_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     t = X.Timer()
