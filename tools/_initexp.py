@@ -153,6 +153,20 @@ def learned_filters(sources: Sequence[Path] | None = None, sizes: Iterable[int] 
     return FilterBank(kernels, f"{len(paths)} notMNIST source nets; " + "; ".join(parts))
 
 
+def scale_check(priors: dict[int, Any] | None, bank: FilterBank | None, n: int = 3000) -> str:
+    """Median L2 norm of prior samples (decoder means, as used for init) against the learned kernels."""
+    if not priors or not bank:
+        return "not measured"
+    parts = []
+    for k, p in sorted(priors.items(), reverse=True):
+        if k not in bank.kernels:
+            continue
+        s = p.sample(n, generator=torch.Generator().manual_seed(0), noise=False).flatten(1).norm(dim=1).median()
+        b = bank.kernels[k].flatten(1).norm(dim=1).median()
+        parts.append(f"{k}x{k}: {float(s):.3f} against {float(b):.3f} ({float(s / b):.1f}x)")
+    return "; ".join(parts)
+
+
 # -- the three initialisations -------------------------------------------------------------------------------
 _CONV = (nn.Conv2d, nn.ConvTranspose2d)
 

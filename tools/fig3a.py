@@ -160,6 +160,8 @@ def summarize(results: X.ResultFile, args: argparse.Namespace, priors_note: str,
         "  so absolute accuracies here are lower; the comparison between initialisations is the point.",
         f"- Priors: {priors_note}.",
         f"- Learned filters: {bank_note}; drawn uniformly with replacement for every kernel slice.",
+        ("- Kernel scale, median L2 norm of prior samples (decoder means of z ~ N(0, I)) against the learned "
+         f"kernels: {args.scale_note} (no effect here: see the classifier line)."),
         "- Xavier: Xavier-uniform. Every arm: biases zero; the classifier starts from Xavier-uniform.",
         f"- Classifier: Linear(h1·9 → 10) on precomputed features, Adam lr {args.lr} with linear decay to 0, "
         f"batch {args.batch_size}, {args.steps} steps"
@@ -266,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     priors = X.load_priors({7: args.prior7, 5: args.prior5}, random=args.random_priors) if use_prior else None
     bank = X.learned_filters(args.sources) if "filters" in methods else None
     results = run(args, priors, bank)
+    args.scale_note = X.scale_check(priors, bank)
     summarize(results, args, X.describe_priors(priors) if priors else "not used",
               bank.description if bank else "not used")
     print(f"fig3a done in {t():.0f}s; wrote {args.out}/fig3a.csv, fig3a.png, fig3a.md")

@@ -215,7 +215,8 @@ def _fmt(mean: float, std: float, digits: int = 4) -> str:
 
 
 def _plot(curves: dict, path: Path, ylabel: str, title: str, hline: float | None = None,
-          ylim: tuple[float, float] | None = None) -> None:
+          ylim: tuple[float | None, float | None] | None = None,
+          paper: dict[str, tuple[float, float]] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,6 +229,9 @@ def _plot(curves: dict, path: Path, ylabel: str, title: str, hline: float | None
         mean, std = vals.mean(0), vals.std(0, ddof=1) if len(vals) > 1 else np.zeros(len(steps))
         ax.plot(steps, mean, color=COLORS.get(m), label=f"{LABEL.get(m, m)} (n={len(vals)})")
         ax.fill_between(steps, mean - std, mean + std, color=COLORS.get(m), alpha=0.2)
+    for m, (x, y) in (paper or {}).items():
+        ax.plot([x], [y], marker="X", ms=9, ls="none", color=COLORS.get(m), markeredgecolor="black",
+                label=f"{LABEL.get(m, m)} (paper, full MNIST)")
     if hline is not None:
         ax.axhline(hline, color="grey", ls=":", lw=1)
     if ylim:
@@ -249,6 +253,8 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
              f"- Data: {X.PROTOCOL}. The paper used the full MNIST (60k train / 10k test).",
              f"- Priors: {priors_note}.",
              f"- Learned filters: {bank_note}; drawn uniformly with replacement for every kernel slice.",
+             ("- Kernel scale, median L2 norm of prior samples (decoder means of z ~ N(0, I)) against the learned "
+              f"kernels: {args.scale_note}."),
              ("- Every conv and transposed-conv kernel is initialised by the method; linear layers Xavier-uniform, "
              "biases zero, in every arm. Adam (lr "
              f"{args.lr}, constant, default betas), as in the paper. Seeds: {', '.join(map(str, seeds))} "
@@ -258,7 +264,8 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
         cfg = _config("b", args)
         curves = {m: _curves(files["b"], cfg, m, seeds) for m in methods}
         _plot(curves, args.out / "fig4b.png", f"test accuracy (images 5000-{5000 + args.eval_n - 1})",
-              f"Fig. 4b: fconv{tuple(args.net_widths)} on MNIST, batch {args.batch_size}", TARGET_ACC, (0.8, 1.0))
+              f"Fig. 4b: fconv{tuple(args.net_widths)} on MNIST, batch {args.batch_size}", TARGET_ACC, (0.8, 1.0),
+              {"dwp": (50, TARGET_ACC), "xavier": (100, TARGET_ACC)})
         lines += ["## (b) ConvNet on MNIST: accuracy against training steps", "",
                   (f"The paper's MNIST net, widths {tuple(args.net_widths)}, all layers trained, batch {args.batch_size}; "
                   f"test accuracy on {args.eval_n} images 5000-{5000 + args.eval_n - 1} every {args.eval_every} steps."),
@@ -307,7 +314,8 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
         curves = {m: _curves(files["a"], cfg, m, seeds) for m in methods}
         lo = min((float(v[:, 1:].min()) for s, v in curves.values() if len(s) > 1), default=-300)
         _plot(curves, args.out / "fig4a.png", f"test ELBO, nats per image ({args.vae_eval_n} images)",
-              f"Fig. 4a: conv VAE on MNIST, batch {args.vae_batch_size}", None, (max(lo, -400), None))
+              f"Fig. 4a: conv VAE on MNIST, batch {args.vae_batch_size}", None, (max(lo, -400), -100),
+              {"dwp": (200, -120), "xavier": (200, -160)})
         n_params = sum(p.numel() for p in ConvVAE(args.z_dim).parameters())
         lines += ["## (a) Convolutional VAE on MNIST: ELBO against training steps", "",
                   (f"Table 2's VAE with z_hid {args.z_dim} ({n_params:,} parameters; Table 2: 1,641,665), batch "
@@ -375,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         if part not in files and (args.out / f"fig4{part}.csv").is_file():
             files[part] = X.ResultFile(args.out / f"fig4{part}.csv", FIELDS)
     files = {p: files[p] for p in "ba" if p in files}
+    args.scale_note = X.scale_check(priors, bank)
     summarize(files, args, X.describe_priors(priors) if priors else "not used", bank.description if bank else "not used")
     print(f"fig4 done in {t():.0f}s; wrote {args.out}/fig4*.csv, fig4*.png, fig4.md")
     return 0

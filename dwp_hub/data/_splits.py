@@ -58,6 +58,12 @@ def mnist10k_protocol(n_train: int, seed: int, root: str | Path | None = None) -
         raise ConfigError(f"n_train must be a multiple of 10 in [10, 5000], got {n_train}.")
     x, y = load_idx_dataset("mnist", root)
     pool_x, pool_y = x[:5000], y[:5000]
+    smallest = int(np.bincount(pool_y, minlength=10).min())
+    if n_train // 10 > smallest:
+        raise ConfigError(
+            f"n_train={n_train} needs {n_train // 10} images per class, but images 0-4999 hold only {smallest} "
+            f"of the rarest class; use n_train <= {smallest * 10}."
+        )
     rng = np.random.default_rng(seed)
     idx = np.concatenate(
         [rng.choice(np.flatnonzero(pool_y == c), n_train // 10, replace=False) for c in range(10)]
