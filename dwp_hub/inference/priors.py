@@ -21,8 +21,10 @@ negative ELBO is ``N · mean cross-entropy + Σ_layers KL`` (see :func:`~dwp_hub
   **Fast bound** (``bound="fast"``, the default): the second term is a sum over the layer's
   n kernels; each step evaluates it on m = ``kernels_per_step`` kernels drawn without replacement
   and multiplies by n/m, an unbiased estimate of the sum (every kernel is included with
-  probability m/n). Kernels are visited in reshuffled cycles (``sampler="cycle"``: every kernel
-  once per n/m steps, like data epochs) or drawn independently each step (``sampler="uniform"``).
+  probability m/n). Kernels are visited in reshuffled cycles (``sampler="cycle"``: consecutive
+  blocks of a random permutation, every kernel once per ⌈n/m⌉ steps like data epochs; a cycle's
+  last block holds the n mod m left over and is scaled by n/its size) or drawn independently each
+  step (``sampler="uniform"``).
   Layers sharing a decoder are evaluated in one decoder call (:mod:`dwp_hub.inference.fast`).
   With m ≥ n (or ``bound="full"``) the sum is exact (the paper's estimator).
   A per-kernel control variate (``control_variate=True``, the default) keeps the gradient
@@ -244,13 +246,14 @@ class DeepWeightPriorKL(PriorKL):
         device = layer.weight.device
         if self.sampler == "uniform":
             return torch.randperm(n, generator=generator, device="cpu")[:m].to(device)
+        # Consecutive blocks of a random permutation; the last block of a cycle holds the n mod m
+        # left over (each block is a uniformly random subset, scaled by n / its size: unbiased).
         key = id(layer)
         perm, cursor = self._cycles.get(key, (None, n))
         if perm is None or perm.numel() != n or cursor >= n:
             perm, cursor = torch.randperm(n, generator=generator, device="cpu"), 0
-        pos = (cursor + torch.arange(m)) % n
-        idx = perm[pos]
-        self._cycles[key] = (perm, cursor + m)
+        idx = perm[cursor : cursor + m]
+        self._cycles[key] = (perm, cursor + idx.numel())
         return idx.to(device)
 
     def sampler_state(self, layer: BayesConv2d) -> tuple[Tensor, int] | None:
