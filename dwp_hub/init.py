@@ -116,12 +116,13 @@ def init_(
     if scale not in ("prior", "fan_in"):
         raise ValueError(f"scale must be 'prior' or 'fan_in', got {scale!r}.")
     _check_devices(prior, generator)
-    kernels = prior.sample_like(weight, generator=generator, noise=noise)
+    # Fast path: decoder means written straight into the weight (same random stream).
+    if noise or not prior._means_into(weight, generator):
+        weight.copy_(prior.sample_like(weight, generator=generator, noise=noise))
     if scale == "fan_in":
         fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
-        std = kernels.std()
-        kernels = kernels * (gain / math.sqrt(fan_in) / std.clamp_min(torch.finfo(kernels.dtype).tiny))
-    weight.copy_(kernels)
+        std = weight.std()
+        weight.mul_(gain / math.sqrt(fan_in) / std.clamp_min(torch.finfo(weight.dtype).tiny))
     return weight
 
 

@@ -55,6 +55,21 @@ def test_shapes_and_positive_variances(arch: ArchConfig) -> None:
 
 
 @pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3], ids=["conv7", "conv5", "mlp3"])
+@pytest.mark.parametrize("chunk", [3, 4096])
+def test_fused_decoder_means_match_the_module(arch: ArchConfig, chunk: int) -> None:
+    """``mean`` / ``mean_into`` (no variance head, fused MLP) equal the full decoder's mean."""
+    torch.manual_seed(0)
+    dec = KernelVAE(arch).decoder.eval()
+    k, n = arch.kernel_size, 10
+    z = torch.randn(n, arch.z_dim)
+    ref = dec(z)[0]
+    torch.testing.assert_close(dec.mean(z), ref)
+    out = torch.full((n, k * k), float("nan"))
+    assert dec.mean_into(z, out, chunk=chunk) is out
+    torch.testing.assert_close(out.reshape(n, 1, k, k), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3], ids=["conv7", "conv5", "mlp3"])
 def test_elbo_and_iw_finite_and_ordered(arch: ArchConfig) -> None:
     torch.manual_seed(0)
     vae = KernelVAE(arch).eval()

@@ -104,8 +104,11 @@ class VIResult:
 
 # -- evaluation ----------------------------------------------------------------------------
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: Tensor, mc: int = 10, batch: int = 1000) -> Tensor:
-    """Mean softmax over ``mc`` stochastic passes (Bayesian layers sample; ``mc=0``: mean weights)."""
+def predict_proba(model: nn.Module, x: Tensor, mc: int = 10, batch: int = 100) -> Tensor:
+    """Mean softmax over ``mc`` stochastic passes (Bayesian layers sample; ``mc=0``: mean weights).
+
+    Batches of ~100 keep activations in cache: on a 2-core CPU twice as fast as batches of 1000.
+    """
     was_training = model.training
     model.eval()
     try:
@@ -123,7 +126,7 @@ def predict_proba(model: nn.Module, x: Tensor, mc: int = 10, batch: int = 1000) 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, mc: int = 10, batch: int = 1000) -> dict[str, float]:
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, mc: int = 10, batch: int = 100) -> dict[str, float]:
     """Accuracy and NLL of the MC ensemble of ``mc`` passes, and accuracy of the mean weights.
 
     Returns:

@@ -97,26 +97,47 @@ class DeepWeightPrior(nn.Module):
     def _draw(self, sample_shape: _Shape, generator: torch.Generator | None, noise: bool) -> Tensor:
         n, shape = self._n(sample_shape)
         z = torch.randn((n, self.z_dim), generator=generator, device=self.device, dtype=self.dtype)
-        if torch.is_grad_enabled() or n <= _CHUNK:
+        if torch.is_grad_enabled():
+            if not noise:
+                return self.vae.decoder.mean(z).reshape(*shape, *self.event_shape)
             mean, var = self.vae.decoder(z)
-            if noise:
-                eps = torch.randn(mean.shape, generator=generator, device=self.device, dtype=self.dtype)
-                mean = mean + var.sqrt() * eps
-            return mean.reshape(*shape, *self.event_shape)
-        # Large no-grad draws: decode in cache-sized chunks into preallocated outputs and add the
-        # noise in place. Same random stream (all z, then all eps) as the path above.
+            eps = torch.randn(mean.shape, generator=generator, device=self.device, dtype=self.dtype)
+            return (mean + var.sqrt() * eps).reshape(*shape, *self.event_shape)
         k = self.kernel_size
+        if not noise:  # fused decoder means, no variance head
+            out = torch.empty((n, k * k), device=self.device, dtype=self.dtype)
+            return self.vae.decoder.mean_into(z, out).reshape(*shape, *self.event_shape)
+        # No-grad draws with noise: decode in cache-sized chunks into preallocated outputs and add
+        # the noise in place. Same random stream (all z, then all eps) as the autograd path.
         mean = torch.empty((n, 1, k, k), device=self.device, dtype=self.dtype)
-        std = torch.empty_like(mean) if noise else None
+        std = torch.empty_like(mean)
         for i in range(0, n, _CHUNK):
             m, v = self.vae.decoder(z[i : i + _CHUNK])
             mean[i : i + _CHUNK] = m
-            if std is not None:
-                torch.sqrt(v, out=std[i : i + _CHUNK])
-        if std is not None:
-            eps = torch.randn(mean.shape, generator=generator, device=self.device, dtype=self.dtype)
-            mean.addcmul_(std, eps)
+            torch.sqrt(v, out=std[i : i + _CHUNK])
+        eps = torch.randn(mean.shape, generator=generator, device=self.device, dtype=self.dtype)
+        mean.addcmul_(std, eps)
         return mean.reshape(*shape, *self.event_shape)
+
+    def _check_weight(self, weight: Tensor) -> None:
+        if weight.ndim != 4 or tuple(weight.shape[-2:]) != (self.kernel_size, self.kernel_size):
+            raise UnsupportedLayerError(
+                f"sample_like needs a conv weight [out, in, {self.kernel_size}, {self.kernel_size}], "
+                f"got {tuple(weight.shape)}. Use a prior whose kernel size matches."
+            )
+
+    def _means_into(self, weight: Tensor, generator: torch.Generator | None) -> bool:
+        """Write decoder means straight into a contiguous conv ``weight`` of the prior's device
+        and dtype (no intermediate copy); same random stream as :meth:`sample_like`. Returns
+        False (nothing written) when the weight cannot be written in place."""
+        self._check_weight(weight)
+        if weight.device != self.device or weight.dtype != self.dtype or not weight.is_contiguous():
+            return False
+        n = weight.shape[0] * weight.shape[1]
+        with torch.no_grad():
+            z = torch.randn((n, self.z_dim), generator=generator, device=self.device, dtype=self.dtype)
+            self.vae.decoder.mean_into(z, weight.view(n, -1))
+        return True
 
     def sample(self, sample_shape: _Shape = (), generator: torch.Generator | None = None,
                noise: bool = True) -> Tensor:
@@ -140,11 +161,7 @@ class DeepWeightPrior(nn.Module):
                     noise: bool = False) -> Tensor:
         """Kernels shaped like a conv weight ``[out, in, k, k]``, each slice drawn independently,
         on ``weight``'s device and dtype. Decoder means by default (``noise=False``)."""
-        if weight.ndim != 4 or tuple(weight.shape[-2:]) != (self.kernel_size, self.kernel_size):
-            raise UnsupportedLayerError(
-                f"sample_like needs a conv weight [out, in, {self.kernel_size}, {self.kernel_size}], "
-                f"got {tuple(weight.shape)}. Use a prior whose kernel size matches."
-            )
+        self._check_weight(weight)
         out = self.sample(tuple(weight.shape[:2]), generator=generator, noise=noise)
         return out.reshape(weight.shape).to(device=weight.device, dtype=weight.dtype)
 

@@ -134,6 +134,37 @@ class KernelDecoder(nn.Module):
             mean, var = self.heads(self.body(z[:, :, None, None]))
         return mean.reshape(-1, 1, k, k), var.reshape(-1, 1, k, k)
 
+    def mean(self, z: Tensor) -> Tensor:
+        """Decoder mean only ``[N, 1, k, k]`` (the variance head is not evaluated)."""
+        k = self.cfg.kernel_size
+        h = self.body(z if self.cfg.kind == "mlp" else z[:, :, None, None])
+        return self.heads.mean(h).reshape(-1, 1, k, k)
+
+    @torch.no_grad()
+    def mean_into(self, z: Tensor, out: Tensor, chunk: int = 4096) -> Tensor:
+        """Decoder means of ``z`` ``[N, z_dim]`` written into ``out`` ``[N, k²]`` (no autograd).
+
+        The MLP decoder runs fused (``addmm`` into reused cache-sized buffers, ELU in place): no
+        per-chunk allocation, no variance head. Other kinds decode chunk by chunk with :meth:`mean`.
+        """
+        n = z.shape[0]
+        if self.cfg.kind != "mlp":
+            for i in range(0, n, chunk):
+                out[i : i + chunk] = self.mean(z[i : i + chunk]).flatten(1)
+            return out
+        lin1, lin2, head = self.body[0], self.body[2], self.heads.mean
+        h = self.cfg.hidden
+        b1 = z.new_empty((min(chunk, n), h))
+        b2 = torch.empty_like(b1)
+        w1, w2, wm = lin1.weight.t(), lin2.weight.t(), head.weight.t()
+        for i in range(0, n, chunk):
+            j = min(i + chunk, n)
+            t1, t2 = b1[: j - i], b2[: j - i]
+            F.elu_(torch.addmm(lin1.bias, z[i:j], w1, out=t1))
+            F.elu_(torch.addmm(lin2.bias, t1, w2, out=t2))
+            torch.addmm(head.bias, t2, wm, out=out[i:j])
+        return out
+
 
 class KernelVAE(nn.Module):
     """A VAE over square kernels, built from an :class:`~dwp_hub.card.ArchConfig`."""
