@@ -14,7 +14,9 @@ Every finished run is appended to the CSV at once; a restarted command skips row
 
 Usage::
 
-    DWP_HUB_DATA=../shared/data nice -n 10 python tools/fig2a.py --seeds 0-4 --workers 2
+    DWP_HUB_DATA=../shared/data python tools/fig2a.py --seeds 0-4 --workers 2              # the paper's budget
+    DWP_HUB_DATA=../shared/data python tools/fig2a.py --steps 400 --batch 50 --workers 2 --threads 1
+                                                      # a fixed step budget (what a 2-core machine affords)
     python tools/fig2a.py --report-only            # table + plot from the CSV
 """
 
