@@ -141,7 +141,7 @@ class KernelDecoder(nn.Module):
         return self.heads.mean(h).reshape(-1, 1, k, k)
 
     @torch.no_grad()
-    def mean_into(self, z: Tensor, out: Tensor, chunk: int = 4096) -> Tensor:
+    def mean_into(self, z: Tensor, out: Tensor, chunk: int = 16_384) -> Tensor:
         """Decoder means of ``z`` ``[N, z_dim]`` written into ``out`` ``[N, k²]`` (no autograd).
 
         The MLP decoder runs fused (``addmm`` into reused cache-sized buffers, ELU in place): no
