@@ -217,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.accuracy_epochs:
         seeds = [int(s) for s in args.accuracy_seeds.split(",") if s.strip()]
         print(f"\naccuracy, fast (m={m}) vs full bound, {args.accuracy_epochs} epochs:")
-        results["accuracy"] = _accuracy(priors, args.accuracy_n, seeds, args.accuracy_epochs, m)
+        results["accuracy"] = acc = _accuracy(priors, args.accuracy_n, seeds, args.accuracy_epochs, m)
+        by = {b: [r["acc_ensemble"] for r in acc if r["bound"] == b] for b in ("fast", "full")}
+        diffs = [f - g for f, g in zip(by["fast"], by["full"])]
+        sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+        print(f"  mean accuracy fast {statistics.mean(by['fast']):.4f} vs full {statistics.mean(by['full']):.4f}: "
+              f"fast - full = {statistics.mean(diffs):+.4f} (paired over {len(diffs)} seed(s), std {sd:.4f})")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
