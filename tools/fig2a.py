@@ -145,7 +145,8 @@ def _stats(rows: list[dict[str, str]], sizes: list[int], priors: list[str]) -> d
     return out
 
 
-def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: str = "fig2a") -> tuple[Path, Path]:
+def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: str = "fig2a",
+                 rewritten_by: str = "") -> tuple[Path, Path]:
     """Markdown table (ours beside the paper's) and plot from the CSV rows."""
     sizes = sorted({int(r["size"]) for r in rows}) or list(SIZES)
     priors = [p for p in PRIORS if any(r["prior"] == p for r in rows)]
@@ -159,7 +160,7 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     lines = [
         "# Fig. 2a reproduction: MNIST test accuracy of variational inference",
         "",
-        f"Command: `{command}`",
+        f"Command: `{command}`" + (f" (report rewritten by `{rewritten_by}`)" if rewritten_by else ""),
         "",
         f"Training per run: {budget} (paper: 10,000 epochs, the whole set per step for N <= 256). Protocol: MNIST-10k (N stratified training images "
         "from MNIST-10k images 0-4999 by the data-split seed, test on images 5000-9999); the paper used the "
@@ -213,6 +214,13 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
             "log α = log σ² − log θ² rises, i.e. as the mean θ shrinks; its gradient outweighs the data term "
             "(N · mean CE) and pulls the conv means to 0 before the variances can grow, so truncated runs end "
             "near chance accuracy. Longer runs let log σ² grow and the data term recover.")
+    if ("dwp", sizes[0]) in st and ("standard-normal", sizes[0]) in st and \
+            st[("dwp", sizes[0])][0] < st[("standard-normal", sizes[0])][0]:
+        notes.append(
+            "- Deep weight prior below the standard normal: its conv means start at decoder means of the 7x7 and "
+            "5x5 priors, and the shipped 7x7 prior's decoder means are nearly collinear (many copies of one smooth "
+            "pattern; see [prior_diversity.md](prior_diversity.md)), so the first layer starts with little "
+            "feature diversity, which a short run does not undo.")
     if notes:
         lines += ["", "## Reading these numbers", "", *notes]
     lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in rows) / 3600:.2f} h "
@@ -279,10 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = args.csv or args.out_dir / "fig2a.csv"
     command = "python tools/fig2a.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.report_only:
+        old_md = args.out_dir / "fig2a.md"  # keep the command that produced the rows
+        rewritten_by = ""
+        if old_md.exists():
+            for line in old_md.read_text().splitlines():
+                if line.startswith("Command: `") and "--report-only" not in line:
+                    rewritten_by, command = command, line[len("Command: `"):].split("`")[0]
+                    break
         rows = read_rows(csv_path)
         if not rows:
             raise SystemExit(f"No rows in {csv_path}.")
-        print("\n".join(map(str, write_report(rows, args.out_dir, command))))
+        print("\n".join(map(str, write_report(rows, args.out_dir, command, rewritten_by=rewritten_by))))
         return 0
     priors = [p.strip() for p in args.priors.split(",") if p.strip()]
     bad = set(priors) - set(PRIORS)
