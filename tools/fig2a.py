@@ -201,13 +201,15 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
                     lines.append(f"- N={n}: deep weight prior − {LABELS[other]} = {m1 - m2:+.3f} "
                                  f"(one seed std = {margin:.3f}): {'met' if ok else 'MISSED'}")
     max_steps = max(int(r["steps"]) for r in rows) if rows else 0
+    diversity_link = os.path.relpath(REPO / "docs" / "results" / "prior_diversity.md", out_dir.resolve())
     notes = []
     if rows and min(epochs) < 10_000:
         notes.append(
             f"- Truncated budget: at most {max_steps} optimiser steps per run against the paper's 10,000 epochs. "
-            f"With Adam at lr 1e-3 a parameter moves by at most about {max_steps * 1e-3:.1f} in {max_steps} steps, "
-            "so every log σ² stays near its initial −10: the posteriors' variances have not grown yet and the "
-            "KL term acts on the means alone. This is not yet the regime in which the paper compares priors.")
+            f"With Adam at lr 1e-3 a parameter moves by at most about {max_steps * 1e-3:.1f} in {max_steps} steps "
+            "(less under the linear decay), so every log σ² is still at most "
+            f"{-10 + max_steps * 1e-3:.1f} (from its initial −10): the posteriors' variances stay tiny and the "
+            "KL term acts mostly on the means. This is not yet the regime in which the paper compares priors.")
     if ("log-uniform", sizes[0]) in st and st[("log-uniform", sizes[0])][0] < 0.5:
         notes.append(
             "- Log-uniform: while log σ² ≈ −10, the Molchanov KL is large for every weight and falls as "
@@ -219,8 +221,8 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
         notes.append(
             "- Deep weight prior below the standard normal: its conv means start at decoder means of the 7x7 and "
             "5x5 priors, and the shipped 7x7 prior's decoder means are nearly collinear (many copies of one smooth "
-            "pattern; see [prior_diversity.md](prior_diversity.md)), so the first layer starts with little "
-            "feature diversity, which a short run does not undo.")
+            f"pattern; see [prior_diversity.md]({diversity_link})): the first layer starts with little feature "
+            "diversity, and the KL term keeps pulling its kernels towards that pattern.")
     if notes:
         lines += ["", "## Reading these numbers", "", *notes]
     lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in rows) / 3600:.2f} h "
