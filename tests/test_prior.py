@@ -100,7 +100,9 @@ def test_large_draws_match_small_path(prior: DeepWeightPrior, monkeypatch: pytes
 def test_mean_sample_is_decoder_mean(prior: DeepWeightPrior) -> None:
     z = torch.randn(9, prior.z_dim, generator=_g(7))
     mean, var = prior.decode(z)
-    assert torch.equal(prior.sample(9, generator=_g(7), noise=False), mean)
+    # Same z; the fused no-grad path (no variance head, padded GEMM) agrees up to float rounding.
+    torch.testing.assert_close(prior.sample(9, generator=_g(7), noise=False), mean, rtol=1e-5, atol=1e-6)
+    assert torch.equal(prior.sample(9, generator=_g(7), noise=False), prior.sample(9, generator=_g(7), noise=False))
     assert mean.shape == var.shape == (9, 1, prior.kernel_size, prior.kernel_size) and (var > 0).all()
 
 

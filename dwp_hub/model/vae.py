@@ -144,6 +144,9 @@ class KernelDecoder(nn.Module):
     def mean_into(self, z: Tensor, out: Tensor, chunk: int = 16_384) -> Tensor:
         """Decoder means of ``z`` ``[N, z_dim]`` written into ``out`` ``[N, k²]`` (no autograd).
 
+        Equal to :meth:`mean` up to float rounding (the GEMMs are blocked differently), and
+        deterministic: the same ``z`` always gives the same bits.
+
         The MLP decoder runs fused (``addmm`` into reused cache-sized buffers, ELU in place): no
         per-chunk allocation, no variance head. Other kinds decode chunk by chunk with :meth:`mean`.
         """
