@@ -32,7 +32,7 @@ METHODS = ("dwp", "xavier", "filters")
 #: the prior for one kernel size only (ablations: which prior helps or hurts), Xavier elsewhere.
 EXTRA_METHODS = ("dwp-fanin", "dwp-only7", "dwp-only5")
 #: The shipped priors' architectures (tools/recipes), used for randomly initialised stand-ins.
-SHIPPED_ARCHS = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64), 3: ("mlp", 4, 64)}
+SHIPPED_ARCHS = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64), 3: ("mlp", 4, 32)}
 #: Recipes whose harvest rule defines the learned-filter bank of each kernel size.
 FILTER_RECIPES = {7: REPO / "tools/recipes/notmnist-7x7.yaml", 5: REPO / "tools/recipes/notmnist-5x5.yaml"}
 PROTOCOL = "MNIST-10k protocol: train on all 5,000 images 0-4999 of the MNIST test file, evaluate on images 5000-9999"

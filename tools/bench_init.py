@@ -12,7 +12,7 @@ Both are timed in the same process, interleaved, on the same model:
 
 Target (issue 6): dwp costs at most 3x the default initialisation. The prior is ``cifar10-3x3``
 when the registry has it; otherwise (or with ``--random-prior``) an untrained VAE with the
-shipped 3x3 architecture, ``ArchConfig("mlp", 3, 4, 64)``, which costs exactly the same to sample.
+shipped 3x3 architecture (``cifar10-3x3@1.1.0``: ``ArchConfig("mlp", 3, 4, 32)``), which costs exactly the same to sample.
 
 Example::
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     note = ""
     if args.random_prior:
         prior = X.random_prior(3)
-        note = "untrained stand-in with the shipped 3x3 architecture ArchConfig('mlp', 3, 4, 64) (--random-prior)"
+        note = f"untrained stand-in with the shipped 3x3 architecture {prior.card.arch} (--random-prior)"
     else:
         try:
             prior = dwp_hub.load(args.prior)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         except PriorNotFoundError:
             prior = X.random_prior(3)
             note = (f"{args.prior} is not in any registry yet, so an untrained stand-in with the shipped 3x3 "
-                    "architecture ArchConfig('mlp', 3, 4, 64) (same sampling cost)")
+                    f"architecture {prior.card.arch} (same sampling cost)")
     model = getattr(torchvision.models, args.model)(weights=None)
     n_params = sum(p.numel() for p in model.parameters())
     report = dwp_hub.init_model(model, prior, generator=torch.Generator().manual_seed(0))

@@ -14,7 +14,8 @@ Architectures (paper Table 1, ELU everywhere):
   Why an MLP: a 3x3 kernel is 9 numbers; a 3x3 convolution over a 3x3 grid shares almost no
   weights, so spatial convolutions buy nothing over dense layers, while dense layers are several
   times cheaper per kernel; that matters because modern nets hold millions of 3x3 kernels and the
-  VI bound runs the VAE on every one.
+  VI bound runs the VAE on every one. Width: ``cifar10-3x3@1.1.0`` uses hidden 32 (held-out ELBO
+  14.34 against 14.54 nats for hidden 64 in 1.0.0, same kernels), about 3x fewer FLOPs per kernel.
 """
 
 from __future__ import annotations
