@@ -8,7 +8,7 @@ DWP_HUB_DATA ?= $(abspath ../shared/data)
 export DWP_HUB_DATA
 SOURCES := pyproject.toml $(shell find dwp_hub priors -type f -not -name '*.pyc' 2>/dev/null)
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test bench clean
 
 $(VENV)/.installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,6 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/pytest -q
-
-test-slow: $(VENV)/.installed
-	$(BIN)/pytest -q -m slow
 
 bench: $(VENV)/.installed
 	$(BIN)/python tools/bench_foundation.py

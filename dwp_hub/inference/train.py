@@ -107,7 +107,7 @@ class VIResult:
 def predict_proba(model: nn.Module, x: Tensor, mc: int = 10, batch: int = 100) -> Tensor:
     """Mean softmax over ``mc`` stochastic passes (Bayesian layers sample; ``mc=0``: mean weights).
 
-    Batches of ~100 keep activations in cache: on a 2-core CPU twice as fast as batches of 1000.
+    Batches of ~100 keep the activations cache-sized, which is faster on CPU than large batches.
     """
     was_training = model.training
     model.eval()

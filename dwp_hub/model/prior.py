@@ -96,6 +96,9 @@ class DeepWeightPrior(nn.Module):
 
     def _draw(self, sample_shape: _Shape, generator: torch.Generator | None, noise: bool) -> Tensor:
         n, shape = self._n(sample_shape)
+        if not noise and not torch.is_grad_enabled():  # fused decoder means, no variance head
+            out = torch.empty((n, self.kernel_size**2), device=self.device, dtype=self.dtype)
+            return self._fill_means(out, generator).reshape(*shape, *self.event_shape)
         z = torch.randn((n, self.z_dim), generator=generator, device=self.device, dtype=self.dtype)
         if torch.is_grad_enabled():
             if not noise:
@@ -104,9 +107,6 @@ class DeepWeightPrior(nn.Module):
             eps = torch.randn(mean.shape, generator=generator, device=self.device, dtype=self.dtype)
             return (mean + var.sqrt() * eps).reshape(*shape, *self.event_shape)
         k = self.kernel_size
-        if not noise:  # fused decoder means, no variance head
-            out = torch.empty((n, k * k), device=self.device, dtype=self.dtype)
-            return self.vae.decoder.mean_into(z, out).reshape(*shape, *self.event_shape)
         # No-grad draws with noise: decode in cache-sized chunks into preallocated outputs and add
         # the noise in place. Same random stream (all z, then all eps) as the autograd path.
         mean = torch.empty((n, 1, k, k), device=self.device, dtype=self.dtype)
@@ -133,11 +133,14 @@ class DeepWeightPrior(nn.Module):
         self._check_weight(weight)
         if weight.device != self.device or weight.dtype != self.dtype or not weight.is_contiguous():
             return False
-        n = weight.shape[0] * weight.shape[1]
         with torch.no_grad():
-            z = torch.randn((n, self.z_dim), generator=generator, device=self.device, dtype=self.dtype)
-            self.vae.decoder.mean_into(z, weight.view(n, -1))
+            self._fill_means(weight.view(weight.shape[0] * weight.shape[1], -1), generator)
         return True
+
+    def _fill_means(self, out: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Decoder means of ``len(out)`` draws z ~ N(0, I) written into ``out`` ``[n, k²]`` (no grad)."""
+        z = torch.randn((out.shape[0], self.z_dim), generator=generator, device=self.device, dtype=self.dtype)
+        return self.vae.decoder.mean_into(z, out)
 
     def sample(self, sample_shape: _Shape = (), generator: torch.Generator | None = None,
                noise: bool = True) -> Tensor:

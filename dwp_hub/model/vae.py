@@ -161,7 +161,7 @@ class KernelDecoder(nn.Module):
         b1 = z.new_empty((min(chunk, n), h))
         b2 = torch.empty_like(b1)
         w1, w2, wm, bm = lin1.weight.t(), lin2.weight.t(), head.weight.t(), head.bias
-        pad = -kk % 16  # GEMMs with an odd narrow output (9 for 3x3) are ~3x slower than padded ones
+        pad = -kk % 16  # a narrow odd output width (9 for 3x3) makes the GEMM much slower than a padded one
         if pad:
             wm = torch.cat([wm, wm.new_zeros((h, pad))], dim=1)
             bm = torch.cat([bm, bm.new_zeros(pad)])
