@@ -80,7 +80,7 @@ kernels = prior.sample(64, generator=torch.Generator().manual_seed(0))   # [64, 
 | source networks | {s.n_networks} (held out: {s.held_out_networks}) |
 | kernels | {k.total} harvested, {k.kept} kept ({k.prune_rule}; threshold {k.prune_threshold:.4g}); {k.n_train} train / {k.n_held_out} held-out |
 | kernel statistics | mean {st.mean:.4g}, std {st.std:.4g}; L2-norm quantiles {quant} |
-| VAE | {a.kind}, z_dim {a.z_dim}, hidden {a.hidden} |
+| VAE | {a.kind}, z_dim {a.z_dim}, hidden {a.hidden}, {a.activation.upper()} |
 | training | {t.epochs} epochs, Adam lr {t.lr:g} ({t.schedule}), batch {t.batch_size}, seed {t.seed}; {t.seconds:.0f} s, peak memory {t.peak_memory_mb:.0f} MiB, {t.device} x{t.threads} threads, torch {t.torch_version} |
 | weights sha256 (tensors) | `{card.weights_sha256}` |
 | created | {card.created} with dwp-hub {card.dwp_hub_version} |

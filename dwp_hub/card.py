@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 #: Architectures of the kernel VAE (see :mod:`dwp_hub.model.vae`).
 VAE_KINDS = ("conv7", "conv5", "mlp")
+#: Hidden-layer activations a kernel VAE may use (the paper's is ELU).
+ACTIVATIONS = ("elu", "relu")
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,15 @@ class ArchConfig:
         kernel_size: side of the square kernels.
         z_dim: latent dimension.
         hidden: base hidden width (32 for the paper's 7x7, 64 for 5x5).
+        activation: hidden-layer activation, ``"elu"`` (the paper's; the default, and what a card
+            without this field means) or ``"relu"`` (cheaper to sample: no ``exp``).
     """
 
     kind: str
     kernel_size: int
     z_dim: int
     hidden: int
+    activation: str = "elu"
 
     def __post_init__(self) -> None:
         if self.kind not in VAE_KINDS:
@@ -46,6 +51,8 @@ class ArchConfig:
             raise CardError("kind 'conv7' needs kernel_size 7.")
         if self.kind == "conv5" and self.kernel_size != 5:
             raise CardError("kind 'conv5' needs kernel_size 5.")
+        if self.activation not in ACTIVATIONS:
+            raise CardError(f"Unknown activation {self.activation!r}; expected one of {ACTIVATIONS}.")
         if not (1 <= self.kernel_size <= 15 and 1 <= self.z_dim <= 256 and 1 <= self.hidden <= 4096):
             raise CardError(f"Architecture sizes out of range: {self}.")
 

@@ -198,6 +198,7 @@ _DELETE = object()
     ("arch.kind", "transformer", "Unknown VAE kind"),
     ("arch.kernel_size", 0, "out of range"),
     ("arch.z_dim", 2.5, "card.arch.z_dim"),
+    ("arch.activation", "swish", "Unknown activation"),
     ("metrics.reference_elbo", "x", "reference_elbo"),
 ])
 def test_malformed_card_rejected(card_dict: dict[str, Any], path: str, value: Any, match: str) -> None:
@@ -209,7 +210,9 @@ def test_malformed_card_rejected(card_dict: dict[str, Any], path: str, value: An
 def test_optional_fields_and_defaults(card_dict: dict[str, Any]) -> None:
     card_dict["metrics"]["reference_elbo"] = None
     del card_dict["recipe"], card_dict["license"]
+    card_dict["arch"].pop("activation", None)  # cards written before the field existed
     card = PriorCard.from_dict(card_dict)
+    assert card.arch.activation == "elu"
     assert card.metrics.reference_elbo is None and card.license == "MIT" and card.recipe == {}
     assert card.spec == f"{card.name}@{card.version}" and card.kernel_size == 3 and card.z_dim == card.arch.z_dim
     assert dataclasses.replace(card, version="9.9.9") != card

@@ -12,6 +12,7 @@ from dwp_hub.model.vae import KernelVAE, count_parameters, gaussian_log_prob, kl
 PAPER_7X7 = ArchConfig("conv7", 7, 2, 32)
 PAPER_5X5 = ArchConfig("conv5", 5, 4, 64)
 SHIPPED_3X3 = ArchConfig("mlp", 3, 4, 64)
+RELU_3X3 = ArchConfig("mlp", 3, 4, 32, "relu")
 
 
 @pytest.mark.parametrize(
@@ -39,8 +40,9 @@ def test_mlp_counts_follow_formula() -> None:
         assert (count_parameters(vae.encoder), count_parameters(vae.decoder)) == (enc, dec)
 
 
-@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3, ArchConfig("mlp", 4, 3, 8)],
-                         ids=["conv7", "conv5", "mlp3", "mlp4"])
+@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3, ArchConfig("mlp", 4, 3, 8), RELU_3X3,
+                                  ArchConfig("conv7", 7, 2, 4, "relu")],
+                         ids=["conv7", "conv5", "mlp3", "mlp4", "mlp3-relu", "conv7-relu"])
 def test_shapes_and_positive_variances(arch: ArchConfig) -> None:
     torch.manual_seed(0)
     vae = KernelVAE(arch)
@@ -54,7 +56,7 @@ def test_shapes_and_positive_variances(arch: ArchConfig) -> None:
     assert (w_var > 0).all()
 
 
-@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3], ids=["conv7", "conv5", "mlp3"])
+@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3, RELU_3X3], ids=["conv7", "conv5", "mlp3", "mlp3-relu"])
 @pytest.mark.parametrize("chunk", [3, 4096])
 def test_fused_decoder_means_match_the_module(arch: ArchConfig, chunk: int) -> None:
     """``mean`` / ``mean_into`` (no variance head, fused MLP) equal the full decoder's mean."""
@@ -110,8 +112,23 @@ def test_gaussian_helpers_match_torch_distributions() -> None:
     "kwargs",
     [{"kind": "conv9", "kernel_size": 9, "z_dim": 2, "hidden": 8}, {"kind": "conv7", "kernel_size": 5, "z_dim": 2, "hidden": 8},
      {"kind": "conv5", "kernel_size": 7, "z_dim": 2, "hidden": 8}, {"kind": "mlp", "kernel_size": 3, "z_dim": 0, "hidden": 8},
-     {"kind": "mlp", "kernel_size": 0, "z_dim": 2, "hidden": 8}, {"kind": "mlp", "kernel_size": 3, "z_dim": 2, "hidden": 0}],
+     {"kind": "mlp", "kernel_size": 0, "z_dim": 2, "hidden": 8}, {"kind": "mlp", "kernel_size": 3, "z_dim": 2, "hidden": 0},
+     {"kind": "mlp", "kernel_size": 3, "z_dim": 2, "hidden": 8, "activation": "gelu"}],
 )
 def test_bad_arch_config_rejected(kwargs: dict) -> None:
     with pytest.raises(CardError):
         ArchConfig(**kwargs)
+
+
+def test_activation_choice_builds_that_activation_and_defaults_to_the_papers_elu() -> None:
+    """A card without ``activation`` means ELU (every card written before the field existed)."""
+    assert ArchConfig("mlp", 3, 4, 8).activation == "elu"
+    for act, cls in (("elu", torch.nn.ELU), ("relu", torch.nn.ReLU)):
+        vae = KernelVAE(ArchConfig("mlp", 3, 4, 8, act))
+        kinds = {type(m) for m in vae.modules() if isinstance(m, (torch.nn.ELU, torch.nn.ReLU))}
+        assert kinds == {cls}
+    # The same weights decode differently under the two activations (the field is not ignored).
+    elu, relu = KernelVAE(ArchConfig("mlp", 3, 4, 8)), KernelVAE(ArchConfig("mlp", 3, 4, 8, "relu"))
+    relu.load_state_dict(elu.state_dict())
+    z = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(elu.decoder.mean(z), relu.decoder.mean(z))

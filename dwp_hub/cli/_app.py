@@ -131,7 +131,7 @@ def info_cmd(spec: SpecArg, as_json: JsonOpt = False) -> None:
     for key, value in [
         ("description", card.description),
         ("location", where),
-        ("kernels", f"{a.kernel_size}x{a.kernel_size}, VAE {a.kind} z_dim={a.z_dim} hidden={a.hidden}"),
+        ("kernels", f"{a.kernel_size}x{a.kernel_size}, VAE {a.kind} z_dim={a.z_dim} hidden={a.hidden} activation={a.activation}"),
         ("source", f"{s.domain}; {s.n_networks} x {s.network}, layer {s.layer}; held-out nets {s.held_out_networks}"),
         ("kernels kept", f"{k.kept} of {k.total} ({k.prune_rule}); train {k.n_train} / held-out {k.n_held_out}"),
         ("held-out ELBO", f"{m.heldout_elbo:.2f} nats/kernel{ref}"),
@@ -279,6 +279,8 @@ def fit_cmd(
     kind: Annotated[Optional[str], typer.Option("--kind", help="conv7, conv5 or mlp (default by kernel size).")] = None,
     z_dim: Annotated[Optional[int], typer.Option("--z-dim")] = None,
     hidden: Annotated[Optional[int], typer.Option("--hidden")] = None,
+    activation: Annotated[Optional[str], typer.Option(
+        "--activation", help="Hidden activation: elu (the paper's) or relu (default by kernel size).")] = None,
     epochs: EpochsOpt = None,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
@@ -296,8 +298,8 @@ def fit_cmd(
 
     data = KernelDataset.load(kernels)
     k = int(data.train.shape[-1])
-    defaults = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64)}.get(k, ("mlp", 4, 32))  # mlp: cifar10-3x3@1.1.0's
-    arch = ArchConfig(kind or defaults[0], k, z_dim or defaults[1], hidden or defaults[2])
+    defaults = {7: ("conv7", 2, 32, "elu"), 5: ("conv5", 4, 64, "elu")}.get(k, ("mlp", 4, 32, "elu"))
+    arch = ArchConfig(kind or defaults[0], k, z_dim or defaults[1], hidden or defaults[2], activation or defaults[3])
     recipe = FitRecipe(epochs or 300, lr, batch_size, seed, iw_k)
     try:
         result = fit_vae(data, arch, recipe, progress=not quiet)

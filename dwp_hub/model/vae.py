@@ -1,7 +1,7 @@
 """The kernel VAE: encoder r(z|w) and decoder p(w|z), both diagonal Gaussians.
 
 Variances are ``softplus`` of a linear output, with no clamp and no floor (the paper's recipe).
-Architectures (paper Table 1, ELU everywhere):
+Architectures (paper Table 1, ELU everywhere; ``ArchConfig.activation`` may swap it for ReLU):
 
 * ``conv7`` (7x7, z 2, hidden 32): encoder Conv(1→h,3) → Conv(h→2h,3) → Conv(2h→2h,3) → two 1x1
   heads; decoder ConvT(z→2h,3) → ConvT(2h→2h,3) → ConvT(2h→h,3) → two 1x1 heads.
@@ -67,33 +67,37 @@ class _Heads(nn.Module):
         return self.mean(h), F.softplus(self.var(h))
 
 
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "relu": nn.ReLU}
+_ACTIVATIONS_INPLACE = {"elu": F.elu_, "relu": F.relu_}
+
+
 def _encoder(cfg: ArchConfig) -> tuple[nn.Module, _Heads]:
-    h, z = cfg.hidden, cfg.z_dim
+    h, z, act = cfg.hidden, cfg.z_dim, _ACTIVATIONS[cfg.activation]
     if cfg.kind == "conv7":
-        body = nn.Sequential(_Conv2d(1, h, 3), nn.ELU(), _Conv2d(h, 2 * h, 3), nn.ELU(),
-                             _Conv2d(2 * h, 2 * h, 3), nn.ELU())
+        body = nn.Sequential(_Conv2d(1, h, 3), act(), _Conv2d(h, 2 * h, 3), act(),
+                             _Conv2d(2 * h, 2 * h, 3), act())
         return body, _Heads(_Conv2d(2 * h, z, 1), _Conv2d(2 * h, z, 1))
     if cfg.kind == "conv5":
-        body = nn.Sequential(_Conv2d(1, h, 3, padding=1), nn.ELU(), _Conv2d(h, h, 3, padding=1), nn.ELU(),
-                             _Conv2d(h, 2 * h, 3), nn.ELU(), _Conv2d(2 * h, 2 * h, 3), nn.ELU())
+        body = nn.Sequential(_Conv2d(1, h, 3, padding=1), act(), _Conv2d(h, h, 3, padding=1), act(),
+                             _Conv2d(h, 2 * h, 3), act(), _Conv2d(2 * h, 2 * h, 3), act())
         return body, _Heads(_Conv2d(2 * h, z, 1), _Conv2d(2 * h, z, 1))
     k2 = cfg.kernel_size**2
-    body = nn.Sequential(nn.Flatten(), _Linear(k2, h), nn.ELU(), _Linear(h, h), nn.ELU())
+    body = nn.Sequential(nn.Flatten(), _Linear(k2, h), act(), _Linear(h, h), act())
     return body, _Heads(_Linear(h, z), _Linear(h, z))
 
 
 def _decoder(cfg: ArchConfig) -> tuple[nn.Module, _Heads]:
-    h, z = cfg.hidden, cfg.z_dim
+    h, z, act = cfg.hidden, cfg.z_dim, _ACTIVATIONS[cfg.activation]
     if cfg.kind == "conv7":
-        body = nn.Sequential(_ConvTranspose2d(z, 2 * h, 3), nn.ELU(), _ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(),
-                             _ConvTranspose2d(2 * h, h, 3), nn.ELU())
+        body = nn.Sequential(_ConvTranspose2d(z, 2 * h, 3), act(), _ConvTranspose2d(2 * h, 2 * h, 3), act(),
+                             _ConvTranspose2d(2 * h, h, 3), act())
         return body, _Heads(_ConvTranspose2d(h, 1, 1), _ConvTranspose2d(h, 1, 1))
     if cfg.kind == "conv5":
-        body = nn.Sequential(_Conv2d(z, 2 * h, 1), nn.ELU(), _ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(),
-                             _ConvTranspose2d(2 * h, 2 * h, 3), nn.ELU(), _Conv2d(2 * h, h, 1), nn.ELU())
+        body = nn.Sequential(_Conv2d(z, 2 * h, 1), act(), _ConvTranspose2d(2 * h, 2 * h, 3), act(),
+                             _ConvTranspose2d(2 * h, 2 * h, 3), act(), _Conv2d(2 * h, h, 1), act())
         return body, _Heads(_Conv2d(h, 1, 1), _Conv2d(h, 1, 1))
     k2 = cfg.kernel_size**2
-    body = nn.Sequential(_Linear(z, h), nn.ELU(), _Linear(h, h), nn.ELU())
+    body = nn.Sequential(_Linear(z, h), act(), _Linear(h, h), act())
     return body, _Heads(_Linear(h, k2), _Linear(h, k2))
 
 
@@ -148,7 +152,7 @@ class KernelDecoder(nn.Module):
         Equal to :meth:`mean` up to float rounding (the GEMMs are blocked differently), and
         deterministic: the same ``z`` always gives the same bits.
 
-        The MLP decoder runs fused (``addmm`` into reused cache-sized buffers, ELU in place): no
+        The MLP decoder runs fused (``addmm`` into reused cache-sized buffers, activation in place): no
         per-chunk allocation, no variance head. Other kinds decode chunk by chunk with :meth:`mean`.
         """
         n = z.shape[0]
@@ -161,6 +165,7 @@ class KernelDecoder(nn.Module):
         b1 = z.new_empty((min(chunk, n), h))
         b2 = torch.empty_like(b1)
         w1, w2, wm, bm = lin1.weight.t(), lin2.weight.t(), head.weight.t(), head.bias
+        act_ = _ACTIVATIONS_INPLACE[self.cfg.activation]
         pad = -kk % 16  # a narrow odd output width (9 for 3x3) makes the GEMM much slower than a padded one
         if pad:
             wm = torch.cat([wm, wm.new_zeros((h, pad))], dim=1)
@@ -169,8 +174,8 @@ class KernelDecoder(nn.Module):
         for i in range(0, n, chunk):
             j = min(i + chunk, n)
             t1, t2 = b1[: j - i], b2[: j - i]
-            F.elu_(torch.addmm(lin1.bias, z[i:j], w1, out=t1))
-            F.elu_(torch.addmm(lin2.bias, t1, w2, out=t2))
+            act_(torch.addmm(lin1.bias, z[i:j], w1, out=t1))
+            act_(torch.addmm(lin2.bias, t1, w2, out=t2))
             if pad:
                 out[i:j] = torch.addmm(bm, t2, wm, out=b3[: j - i])[:, :kk]
             else:
