@@ -8,9 +8,10 @@ deterministic net with L2. Recipe: :class:`dwp_hub.inference.VIRecipe` (Adam 1e-
 10,000 epochs, batch 256, KL weight 1); accuracy of a 10-pass MC ensemble.
 
 Every finished run is appended to the CSV at once; a restarted command skips rows already there
-(same size, prior, seed and epochs) and resumes unfinished runs from their checkpoints
-(``--work-dir``). The table, plot and notes are rewritten from the CSV at the end (or alone with
-``--report-only``).
+(same size, prior, seed, epochs and batch; for the deep weight prior also the same ``--dwp`` spec, so
+runs of several specs share one CSV and show as one arm each in the report) and resumes unfinished
+runs from their checkpoints (``--work-dir``). The table, plot and notes are rewritten from the CSV at the
+end (or alone with ``--report-only``).
 
 Usage::
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import csv
+import hashlib
 import math
 import multiprocessing as mp
 import os
@@ -73,6 +75,39 @@ def _dwp_table(text: str) -> dict[int, str]:
     return table
 
 
+def _dwp_spec(job: dict[str, Any]) -> str:
+    """What run_one writes as ``dwp_priors`` for a job ("" for the other priors)."""
+    if job["prior"] != "dwp":
+        return ""
+    return "random-vae" if job["random_priors"] else job["dwp"]
+
+
+def _run_key(item: dict[str, Any]) -> tuple[int, str, int, int, int, str]:
+    """(size, prior, seed, epochs, batch, dwp spec) of a CSV row or a job: a run is done when its key is in the CSV."""
+    if "random_priors" in item:  # a job
+        spec = _dwp_spec(item)
+    else:
+        spec = (item.get("dwp_priors") or "") if item["prior"] == "dwp" else ""
+    return (int(item["size"]), item["prior"], int(item["seed"]), int(item["epochs"]), int(item.get("batch") or 256),
+            spec)
+
+
+def _spec_tag(spec: str) -> str:
+    return hashlib.sha256(spec.encode()).hexdigest()[:8]
+
+
+def _old_7x7(spec: str) -> bool:
+    """Whether a dwp spec uses the 1.0.0 notmnist-7x7 prior (pinned or unversioned; "": rows before the spec)."""
+    if not spec:
+        return True
+    for item in spec.split(","):
+        size, _, ref = item.partition("=")
+        name, _, version = ref.strip().partition("@")
+        if size.strip() == "7" and name == "notmnist-7x7" and version in ("", "1.0.0"):
+            return True
+    return False
+
+
 def _random_priors() -> dict[int, Any]:
     import torch
 
@@ -99,7 +134,10 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     recipe = VIRecipe(epochs=job["epochs"], batch_size=job["batch"], seed=job["seed"], eval_mc=job["eval_mc"],
                       checkpoint_every=job["checkpoint_every"])
     fit = fit_deterministic if job["prior"] == "deterministic" else fit_vi
-    ck = Path(job["work_dir"]) / f"n{job['size']}-{job['prior']}-s{job['seed']}-e{job['epochs']}-b{job['batch']}.safetensors"
+    spec = _dwp_spec(job)
+    tag = f"-{_spec_tag(spec)}" if job["prior"] == "dwp" else ""
+    name = f"n{job['size']}-{job['prior']}{tag}-s{job['seed']}-e{job['epochs']}-b{job['batch']}.safetensors"
+    ck = Path(job["work_dir"]) / name
     result = fit(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval, y_eval=split.y_eval,
                  checkpoint=ck, progress=False, metadata={"protocol": split.protocol})
     m = result.metrics
@@ -110,7 +148,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "ms_per_step": round(result.ms_per_step, 2),
         "bound": job["bound"] if job["prior"] == "dwp" else "",
         "kernels_per_step": job["kernels_per_step"] or "" if job["prior"] == "dwp" else "",
-        "dwp_priors": ("random-vae" if job["random_priors"] else job["dwp"]) if job["prior"] == "dwp" else "",
+        "dwp_priors": spec,
         "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck),
     }
@@ -135,13 +173,21 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def _stats(rows: list[dict[str, str]], sizes: list[int], priors: list[str]) -> dict[tuple[str, int], tuple[float, float, int]]:
+Arm = tuple[str, str]  # (prior, dwp spec; "" for the other priors)
+
+
+def _arm(r: dict[str, str]) -> Arm:
+    return (r["prior"], (r.get("dwp_priors") or "") if r["prior"] == "dwp" else "")
+
+
+def _stats(rows: list[dict[str, str]], sizes: list[int],
+           arms: list[Arm]) -> dict[tuple[Arm, int], tuple[float, float, int]]:
     out = {}
-    for p in priors:
+    for a in arms:
         for n in sizes:
-            accs = [float(r["acc_ensemble"]) for r in rows if r["prior"] == p and int(r["size"]) == n]
+            accs = [float(r["acc_ensemble"]) for r in rows if _arm(r) == a and int(r["size"]) == n]
             if accs:
-                out[(p, n)] = (statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, len(accs))
+                out[(a, n)] = (statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, len(accs))
     return out
 
 
@@ -150,13 +196,18 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     """Markdown table (ours beside the paper's) and plot from the CSV rows."""
     sizes = sorted({int(r["size"]) for r in rows}) or list(SIZES)
     priors = [p for p in PRIORS if any(r["prior"] == p for r in rows)]
-    st = _stats(rows, sizes, priors)
+    dwp_specs = list(dict.fromkeys(_arm(r)[1] for r in rows if r["prior"] == "dwp"))  # first appearance
+    multi = len(dwp_specs) > 1
+    arms_of = {p: [(p, sp) for sp in dwp_specs] if p == "dwp" else [(p, "")] for p in priors}
+    arms = [a for p in priors for a in arms_of[p]]
+    label = {a: f"{LABELS[a[0]]} [{a[1] or '?'}]" if multi and a[0] == "dwp" else LABELS[a[0]] for a in arms}
+    st = _stats(rows, sizes, arms)
     epochs = sorted({int(r["epochs"]) for r in rows})
     per_size = {n: sorted({(int(r["epochs"]), int(r.get("batch") or 256), int(r["steps"])) for r in rows
                            if int(r["size"]) == n}) for n in sizes}
     budget = "; ".join(f"N={n}: " + ", ".join(f"{e} epochs x batch {min(b, n)} = {st} steps" for e, b, st in v)
                        for n, v in per_size.items() if v)
-    dwp_src = sorted({r["dwp_priors"] for r in rows if r["prior"] == "dwp" and r.get("dwp_priors")})
+    dwp_src = [sp for sp in dwp_specs if sp]
     lines = [
         "# Fig. 2a reproduction: MNIST test accuracy of variational inference",
         "",
@@ -173,32 +224,33 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
         "|---|" + "---|" * len(sizes),
     ]
     for p in priors:
-        cells = []
-        for n in sizes:
-            if (p, n) in st:
-                mu, sd, k = st[(p, n)]
-                cells.append(f"{mu:.3f} ± {sd:.3f} ({k})")
-            else:
-                cells.append("-")
-        lines.append(f"| {LABELS[p]} (ours) | " + " | ".join(cells) + " |")
+        for a in arms_of[p]:
+            cells = []
+            for n in sizes:
+                if (a, n) in st:
+                    mu, sd, k = st[(a, n)]
+                    cells.append(f"{mu:.3f} ± {sd:.3f} ({k})")
+                else:
+                    cells.append("-")
+            lines.append(f"| {label[a]} (ours) | " + " | ".join(cells) + " |")
         paper = dict(zip(SIZES, PAPER[p]))
         lines.append(f"| {LABELS[p]} (paper) | " + " | ".join(f"{paper[n]:.3f}" if n in paper else "-"
                                                             for n in sizes) + " |")
     lines += ["", "## Targets", ""]
-    if "dwp" in priors:
-        paper = dict(zip(SIZES, PAPER["dwp"]))
+    paper = dict(zip(SIZES, PAPER["dwp"]))
+    for a in arms_of.get("dwp", []):
         for n in sizes:
-            if ("dwp", n) in st and n in paper:
-                mu = st[("dwp", n)][0]
-                lines.append(f"- N={n}: deep weight prior {mu:.3f} vs paper {paper[n]:.3f}: "
+            if (a, n) in st and n in paper:
+                mu = st[(a, n)][0]
+                lines.append(f"- N={n}: {label[a]} {mu:.3f} vs paper {paper[n]:.3f}: "
                              f"{'met' if mu >= paper[n] else 'MISSED'}")
         for n in (50, 100):
             for other in ("log-uniform", "standard-normal"):
-                if ("dwp", n) in st and (other, n) in st:
-                    (m1, s1, _), (m2, s2, _) = st[("dwp", n)], st[(other, n)]
+                if (a, n) in st and ((other, ""), n) in st:
+                    (m1, s1, _), (m2, s2, _) = st[(a, n)], st[((other, ""), n)]
                     margin = max(s1, s2)
                     ok = m1 - m2 > margin
-                    lines.append(f"- N={n}: deep weight prior − {LABELS[other]} = {m1 - m2:+.3f} "
+                    lines.append(f"- N={n}: {label[a]} − {LABELS[other]} = {m1 - m2:+.3f} "
                                  f"(one seed std = {margin:.3f}): {'met' if ok else 'MISSED'}")
     max_steps = max(int(r["steps"]) for r in rows) if rows else 0
     diversity_link = os.path.relpath(REPO / "docs" / "results" / "prior_diversity.md", out_dir.resolve())
@@ -210,16 +262,19 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
             "(less under the linear decay), so every log σ² is still at most "
             f"{-10 + max_steps * 1e-3:.1f} (from its initial −10): the posteriors' variances stay tiny and the "
             "KL term acts mostly on the means. This is not yet the regime in which the paper compares priors.")
-    if ("log-uniform", sizes[0]) in st and st[("log-uniform", sizes[0])][0] < 0.5:
+    if (("log-uniform", ""), sizes[0]) in st and st[(("log-uniform", ""), sizes[0])][0] < 0.5:
         notes.append(
             "- Log-uniform: while log σ² ≈ −10, the Molchanov KL is large for every weight and falls as "
             "log α = log σ² − log θ² rises, i.e. as the mean θ shrinks; its gradient outweighs the data term "
             "(N · mean CE) and pulls the conv means to 0 before the variances can grow, so truncated runs end "
             "near chance accuracy. Longer runs let log σ² grow and the data term recover.")
-    if ("dwp", sizes[0]) in st and ("standard-normal", sizes[0]) in st and \
-            st[("dwp", sizes[0])][0] < st[("standard-normal", sizes[0])][0]:
+    sn = st.get((("standard-normal", ""), sizes[0]))
+    below = [a for a in arms_of.get("dwp", []) if _old_7x7(a[1]) and sn and (a, sizes[0]) in st
+             and st[(a, sizes[0])][0] < sn[0]]
+    if below:
+        which = "Deep weight prior" + (" " + ", ".join(f"[{a[1] or '?'}]" for a in below) if multi else "")
         notes.append(
-            "- Deep weight prior below the standard normal: its conv means start at decoder means of the 7x7 and "
+            f"- {which} below the standard normal: its conv means start at decoder means of the 7x7 and "
             "5x5 priors, and the shipped 7x7 prior's decoder means are nearly collinear (many copies of one smooth "
             f"pattern; see [prior_diversity.md]({diversity_link})): the first layer starts with little feature "
             "diversity, and the KL term keeps pulling its kernels towards that pattern.")
@@ -236,13 +291,16 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = plt.subplots(figsize=(6, 4.2 + 0.25 * len(arms) if multi else 4.2))
     colors = {"dwp": "C3", "log-uniform": "C0", "standard-normal": "C2", "deterministic": "C7"}
+    dwp_colors = ("C3", "C1", "C4", "C5", "C6", "C8", "C9")
     for p in priors:
-        xs = [n for n in sizes if (p, n) in st]
-        mus = [st[(p, n)][0] for n in xs]
-        sds = [st[(p, n)][1] for n in xs]
-        ax.errorbar(xs, mus, yerr=sds, marker="o", capsize=3, color=colors[p], label=f"{LABELS[p]} (ours)")
+        for i, a in enumerate(arms_of[p]):
+            xs = [n for n in sizes if (a, n) in st]
+            mus = [st[(a, n)][0] for n in xs]
+            sds = [st[(a, n)][1] for n in xs]
+            color = dwp_colors[i % len(dwp_colors)] if p == "dwp" else colors[p]
+            ax.errorbar(xs, mus, yerr=sds, marker="o", capsize=3, color=color, label=f"{label[a]} (ours)")
         ax.plot(SIZES, PAPER[p], ls="--", marker="x", color=colors[p], alpha=0.6, label=f"{LABELS[p]} (paper)")
     ax.set_xscale("log")
     ax.set_xticks(list(SIZES))
@@ -252,7 +310,10 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     ax.set_title("MNIST, VI with different priors" + (f" ({epochs[0]} epochs)" if len(epochs) == 1 else
                                                      f" ({max(int(r['steps']) for r in rows)} steps per run)"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if multi:  # long spec labels: one column below the axes
+        ax.legend(fontsize=7, ncol=1, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    else:
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     png = out_dir / f"{stem}.png"
     fig.savefig(png, dpi=130)
@@ -306,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         raise SystemExit(f"Unknown priors {sorted(bad)}; choose from {PRIORS}.")
     sizes, seeds = _ints(args.sizes), _ints(args.seeds)
-    done = {(int(r["size"]), r["prior"], int(r["seed"]), int(r["epochs"]), int(r.get("batch") or 256))
-            for r in read_rows(csv_path)}
+    done = {_run_key(r) for r in read_rows(csv_path)}
 
     def epochs_for(n: int) -> int:
         if args.steps is None:
@@ -320,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         {"size": n, "prior": p, "seed": s, "epochs": epochs_for(n), "batch": args.batch, "threads": threads, "dwp": args.dwp,
          "random_priors": args.random_priors, "bound": args.bound, "kernels_per_step": args.kernels_per_step,
          "eval_mc": args.eval_mc, "checkpoint_every": args.checkpoint_every, "work_dir": str(args.work_dir)}
-        for n in sizes for s in seeds for p in priors if (n, p, s, epochs_for(n), args.batch) not in done
+        for n in sizes for s in seeds for p in priors
     ]
+    jobs = [j for j in jobs if _run_key(j) not in done]
     print(f"{len(jobs)} run(s) to do ({len(done)} already in {csv_path}); {args.workers} worker(s) x {threads} thread(s)",
           flush=True)
     args.work_dir.mkdir(parents=True, exist_ok=True)
