@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dwp", "xavier", "filters")
 #: Extra arms (opt-in with --methods): prior samples rescaled per layer to std sqrt(2 / fan_in);
 #: the prior for one kernel size only (ablations: which prior helps or hurts), Xavier elsewhere.
-EXTRA_METHODS = ("dwp-fanin", "dwp-only7", "dwp-only5")
+EXTRA_METHODS = ("dwp-noise", "dwp-fanin", "dwp-only7", "dwp-only5")
 #: The shipped priors' architectures (tools/recipes), used for randomly initialised stand-ins.
-SHIPPED_ARCHS = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64), 3: ("mlp", 4, 32)}
+SHIPPED_ARCHS = {7: ("conv7", 2, 32, "elu"), 5: ("conv5", 4, 64, "elu"), 3: ("mlp", 4, 32, "relu")}
 #: Recipes whose harvest rule defines the learned-filter bank of each kernel size.
 FILTER_RECIPES = {7: REPO / "tools/recipes/notmnist-7x7.yaml", 5: REPO / "tools/recipes/notmnist-5x5.yaml"}
 PROTOCOL = "MNIST-10k protocol: train on all 5,000 images 0-4999 of the MNIST test file, evaluate on images 5000-9999"
@@ -68,8 +68,8 @@ def random_prior(kernel_size: int, seed: int = 0) -> Any:
     from dwp_hub.model.prior import DeepWeightPrior
     from dwp_hub.model.vae import KernelVAE
 
-    kind, z, hidden = SHIPPED_ARCHS[kernel_size]
-    arch = ArchConfig(kind, kernel_size, z, hidden)
+    kind, z, hidden, act = SHIPPED_ARCHS[kernel_size]
+    arch = ArchConfig(kind, kernel_size, z, hidden, act)
     torch.manual_seed(seed)
     vae = KernelVAE(arch)
     nan = float("nan")
@@ -185,7 +185,9 @@ def init_net_(net: nn.Module, method: str, generator: torch.Generator, priors: d
               bank: FilterBank | None = None) -> nn.Module:
     """Xavier everywhere, then the conv kernels by ``method`` (biases stay zero).
 
-    ``dwp``: decoder means of z ~ N(0, I) from the prior of each kernel size (the paper's choice);
+    ``dwp``: decoder means of z ~ N(0, I) from the prior of each kernel size (the paper's choice
+    for VI, recipe file; Sections 4.2/4.3 say "samples from the deep weight prior");
+    ``dwp-noise``: true samples of p(w): the decoder mean plus its Gaussian noise;
     ``dwp-fanin``: the same samples rescaled per layer to std ``sqrt(2 / fan_in)`` (``scale="fan_in"``);
     ``dwp-only7`` / ``dwp-only5``: the prior for 7x7 (or 5x5) kernels only, Xavier for the rest;
     ``filters``: learned kernels drawn with replacement; ``xavier``: nothing more.
@@ -195,12 +197,13 @@ def init_net_(net: nn.Module, method: str, generator: torch.Generator, priors: d
     xavier_all_(net, generator)
     if method == "xavier":
         return net
-    if method in ("dwp", "dwp-fanin", "dwp-only7", "dwp-only5"):
+    if method in ("dwp", "dwp-noise", "dwp-fanin", "dwp-only7", "dwp-only5"):
         assert priors is not None
         scale = "fan_in" if method == "dwp-fanin" else "prior"
         only = method.startswith("dwp-only")
         table = {int(method[-1]): priors[int(method[-1])]} if only else priors
-        report = init_model(net, table, generator=generator, strict=not only, scale=scale)
+        report = init_model(net, table, generator=generator, strict=not only, scale=scale,
+                            noise=method == "dwp-noise")
         assert only or len(report) == sum(isinstance(m, _CONV) for m in net.modules())
         return net
     if method == "filters":

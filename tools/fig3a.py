@@ -42,7 +42,8 @@ PAPER = {
     "xavier": {Fraction(1, 16): 0.930, Fraction(1, 8): 0.956, Fraction(1, 4): 0.972, Fraction(1, 2): 0.979, Fraction(1): 0.983},
     "filters": {Fraction(1, 16): 0.963, Fraction(1, 8): 0.972, Fraction(1, 4): 0.979, Fraction(1, 2): 0.984, Fraction(1): 0.987},
 }
-LABEL = {"dwp": "dwp samples", "xavier": "xavier", "filters": "learned filters", "dwp-fanin": "dwp, fan-in scale",
+LABEL = {"dwp": "dwp samples", "dwp-noise": "dwp samples with decoder noise", "xavier": "xavier", "filters": "learned filters",
+         "dwp-fanin": "dwp, fan-in scale",
          "dwp-only7": "dwp 7x7 only (xavier 5x5)", "dwp-only5": "dwp 5x5 only (xavier 7x7)"}
 BASE_WIDTHS = (32, 128)
 FIELDS = ["method", "k", "h0", "h1", "seed", "config", "test_accuracy", "train_accuracy",

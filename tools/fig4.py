@@ -42,9 +42,9 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _initexp as X
 
-LABEL = {"dwp": "dwp samples", "xavier": "xavier", "filters": "learned filters", "dwp-fanin": "dwp, fan-in scale",
+LABEL = {"dwp": "dwp samples", "dwp-noise": "dwp samples with decoder noise", "xavier": "xavier", "filters": "learned filters", "dwp-fanin": "dwp, fan-in scale",
          "dwp-only7": "dwp 7x7 only (xavier 5x5)", "dwp-only5": "dwp 5x5 only (xavier 7x7)"}
-COLORS = {"dwp": "tab:blue", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple", "dwp-only7": "tab:red",
+COLORS = {"dwp": "tab:blue", "dwp-noise": "tab:cyan", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple", "dwp-only7": "tab:red",
           "dwp-only5": "tab:brown"}
 FIELDS = ["part", "method", "seed", "config", "step", "metric", "train_metric", "seconds"]
 TARGET_ACC = 0.96

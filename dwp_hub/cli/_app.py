@@ -298,7 +298,7 @@ def fit_cmd(
 
     data = KernelDataset.load(kernels)
     k = int(data.train.shape[-1])
-    defaults = {7: ("conv7", 2, 32, "elu"), 5: ("conv5", 4, 64, "elu")}.get(k, ("mlp", 4, 32, "elu"))
+    defaults = {7: ("conv7", 2, 32, "elu"), 5: ("conv5", 4, 64, "elu")}.get(k, ("mlp", 4, 32, "relu"))  # mlp: cifar10-3x3@1.2.0's
     arch = ArchConfig(kind or defaults[0], k, z_dim or defaults[1], hidden or defaults[2], activation or defaults[3])
     recipe = FitRecipe(epochs or 300, lr, batch_size, seed, iw_k)
     try:
