@@ -161,7 +161,10 @@ class PriorCard:
         return f"{self.name}@{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["arch"]["activation"] == "elu":  # the default: cards stay readable by dwp-hub 0.1.0
+            del d["arch"]["activation"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -215,7 +218,8 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(fields)
     if unknown:
-        raise CardError(f"Unknown card field(s) in {where}: {', '.join(sorted(unknown))}.")
+        raise CardError(f"Unknown card field(s) in {where}: {', '.join(sorted(unknown))}. If the prior was "
+                        "published by a newer dwp-hub, upgrade: pip install -U dwp-hub.")
     kwargs = {}
     for name, f in fields.items():
         if name not in data:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -210,6 +211,7 @@ def test_build_from_real_source_training_is_reproducible(tmp_path: Path, data_ro
     ({"extra": 1}, "Unknown recipe key"),
     ({"harvest": {"layer": "x", "kernel_size": 5, "prune": {"rule": "min_norm", "value": "PRUNE"}}}, "must be a number"),
     ({"harvest": {"layer": "x", "kernel_size": 5, "prune": {"rule": "biggest"}}}, "Unknown prune rule"),
+    ({"vae": {"kind": "conv5", "z_dim": 2, "hidden": 4, "activation": "gelu"}}, "Unknown activation"),
 ])
 def test_bad_recipes(tmp_path: Path, edit: dict, match: str) -> None:
     data = yaml.safe_load(_tiny_recipe(tmp_path, []).read_text())
@@ -225,6 +227,41 @@ def test_recipe_file_errors(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+
+
+def test_relu_recipe_builds_a_relu_prior_and_elu_cards_omit_the_field(tmp_path: Path) -> None:
+    """``vae.activation`` travels recipe -> card -> loaded module; ELU (the default) is not written,
+    so ELU cards stay readable by dwp-hub 0.1.0, which does not know the field."""
+    from dwp_hub._api import load_folder
+
+    data = yaml.safe_load(_tiny_recipe(tmp_path, _fake_sources(tmp_path)).read_text())
+    data["vae"]["activation"] = "relu"
+    relu_dir = build(parse_recipe(data), tmp_path / "reg", tmp_path / "work", progress=False)
+    card = card_from_weights_file(relu_dir / "model.safetensors")
+    assert card.arch.activation == "relu" and json.loads(card.to_json())["arch"]["activation"] == "relu"
+    prior = load_folder(relu_dir)
+    acts = {type(m) for m in prior.vae.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ELU))}
+    assert acts == {torch.nn.ReLU}
+    elu = dataclasses.replace(card, arch=dataclasses.replace(card.arch, activation="elu"))
+    assert "activation" not in json.loads(elu.to_json())["arch"]
+
+
+def test_cli_fit_activation_defaults_and_override(tmp_path: Path) -> None:
+    runner = CliRunner()
+    spec = HarvestSpec(layer="0.weight", kernel_size=7, prune=PruneRule("none"), held_out=(3,))
+    meta = {**harvest(_fake_sources(tmp_path), spec).meta, "kernel_size": 3}
+    g = torch.Generator().manual_seed(0)
+    kernels = tmp_path / "k3.safetensors"
+    KernelDataset(torch.randn(40, 1, 3, 3, generator=g) * 0.1, torch.randn(8, 1, 3, 3, generator=g) * 0.1,
+                  meta).save(kernels)
+    for extra, expected in (([], "relu"), (["--activation", "elu"], "elu")):
+        out = tmp_path / f"fit-{expected}"
+        r = runner.invoke(app, ["fit", str(kernels), "--out", str(out), "--epochs", "1", "--hidden", "4",
+                                "--iw-k", "4", "-q", *extra])
+        assert r.exit_code == 0, r.output
+        assert card_from_weights_file(out / "model.safetensors").arch.activation == expected
+    r = runner.invoke(app, ["fit", str(kernels), "--out", str(tmp_path / "bad"), "--activation", "gelu", "-q"])
+    assert r.exit_code == 1 and "Unknown activation" in r.output and "Traceback" not in r.output
 
 
 def test_shipped_recipes_parse() -> None:

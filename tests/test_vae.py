@@ -11,7 +11,7 @@ from dwp_hub.model.vae import KernelVAE, count_parameters, gaussian_log_prob, kl
 
 PAPER_7X7 = ArchConfig("conv7", 7, 2, 32)
 PAPER_5X5 = ArchConfig("conv5", 5, 4, 64)
-SHIPPED_3X3 = ArchConfig("mlp", 3, 4, 64)
+CIFAR3X3_V1_0_0 = ArchConfig("mlp", 3, 4, 64)
 RELU_3X3 = ArchConfig("mlp", 3, 4, 32, "relu")
 
 
@@ -21,7 +21,7 @@ RELU_3X3 = ArchConfig("mlp", 3, 4, 32, "relu")
         (PAPER_7X7, 56_004, 56_674),  # recipe-and-results.md, paper Table 1
         (PAPER_5X5, 260_040, 304_194),
         # 3x3 mlp: enc 9*64+64 + 64*64+64 + 2*(64*4+4); dec 4*64+64 + 64*64+64 + 2*(64*9+9)
-        (SHIPPED_3X3, 5_320, 5_650),
+        (CIFAR3X3_V1_0_0, 5_320, 5_650),
     ],
     ids=["conv7", "conv5", "mlp3"],
 )
@@ -40,7 +40,7 @@ def test_mlp_counts_follow_formula() -> None:
         assert (count_parameters(vae.encoder), count_parameters(vae.decoder)) == (enc, dec)
 
 
-@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3, ArchConfig("mlp", 4, 3, 8), RELU_3X3,
+@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, CIFAR3X3_V1_0_0, ArchConfig("mlp", 4, 3, 8), RELU_3X3,
                                   ArchConfig("conv7", 7, 2, 4, "relu")],
                          ids=["conv7", "conv5", "mlp3", "mlp4", "mlp3-relu", "conv7-relu"])
 def test_shapes_and_positive_variances(arch: ArchConfig) -> None:
@@ -56,7 +56,7 @@ def test_shapes_and_positive_variances(arch: ArchConfig) -> None:
     assert (w_var > 0).all()
 
 
-@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3, RELU_3X3], ids=["conv7", "conv5", "mlp3", "mlp3-relu"])
+@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, CIFAR3X3_V1_0_0, RELU_3X3], ids=["conv7", "conv5", "mlp3", "mlp3-relu"])
 @pytest.mark.parametrize("chunk", [3, 4096])
 def test_fused_decoder_means_match_the_module(arch: ArchConfig, chunk: int) -> None:
     """``mean`` / ``mean_into`` (no variance head, fused MLP) equal the full decoder's mean."""
@@ -71,7 +71,7 @@ def test_fused_decoder_means_match_the_module(arch: ArchConfig, chunk: int) -> N
     torch.testing.assert_close(out.reshape(n, 1, k, k), ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, SHIPPED_3X3], ids=["conv7", "conv5", "mlp3"])
+@pytest.mark.parametrize("arch", [PAPER_7X7, PAPER_5X5, CIFAR3X3_V1_0_0], ids=["conv7", "conv5", "mlp3"])
 def test_elbo_and_iw_finite_and_ordered(arch: ArchConfig) -> None:
     torch.manual_seed(0)
     vae = KernelVAE(arch).eval()

@@ -12,7 +12,8 @@ Both are timed in the same process, interleaved, on the same model:
 
 Target (issue 6): dwp costs at most 3x the default initialisation. The prior is ``cifar10-3x3``
 when the registry has it; otherwise (or with ``--random-prior``) an untrained VAE with the
-shipped 3x3 architecture (``cifar10-3x3@1.1.0``: ``ArchConfig("mlp", 3, 4, 32)``), which costs exactly the same to sample.
+shipped 3x3 architecture (``cifar10-3x3@1.2.0``: ``ArchConfig("mlp", 3, 4, 32, "relu")``), which costs
+exactly the same to sample.
 
 Example::
 

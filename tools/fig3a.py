@@ -214,7 +214,7 @@ def _plot(stats: dict, ks: list[Fraction], methods: list[str], path: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"dwp": "tab:blue", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple", "dwp-only7": "tab:red",
+    colors = {"dwp": "tab:blue", "dwp-noise": "tab:cyan", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple", "dwp-only7": "tab:red",
           "dwp-only5": "tab:brown"}
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
