@@ -75,6 +75,30 @@ def _dwp_table(text: str) -> dict[int, str]:
     return table
 
 
+def _pin(spec: str) -> str:
+    """``--dwp`` with every prior pinned to the version it resolves to now (newest when unversioned),
+    so that CSV rows say exactly which priors a run used."""
+    from dwp_hub.registry import resolve
+
+    table = _dwp_table(spec)
+    return ",".join(f"{k}={resolve(ref).spec}" for k, ref in sorted(table.items(), reverse=True))
+
+
+def _row_spec(spec: str) -> str:
+    """A CSV row's ``dwp_priors`` with unversioned names read as 1.0.0: rows written before this tool
+    pinned versions were all made while 1.0.0 was the only version ("" : rows older than the column)."""
+    if spec == "random-vae":
+        return spec
+    if not spec:
+        spec = "7=notmnist-7x7,5=notmnist-5x5"
+    parts = []
+    for item in spec.split(","):
+        size, _, ref = item.partition("=")
+        ref = ref.strip()
+        parts.append(f"{size.strip()}={ref if '@' in ref else ref + '@1.0.0'}")
+    return ",".join(parts)
+
+
 def _dwp_spec(job: dict[str, Any]) -> str:
     """What run_one writes as ``dwp_priors`` for a job ("" for the other priors)."""
     if job["prior"] != "dwp":
@@ -87,7 +111,7 @@ def _run_key(item: dict[str, Any]) -> tuple[int, str, int, int, int, str]:
     if "random_priors" in item:  # a job
         spec = _dwp_spec(item)
     else:
-        spec = (item.get("dwp_priors") or "") if item["prior"] == "dwp" else ""
+        spec = _row_spec(item.get("dwp_priors") or "") if item["prior"] == "dwp" else ""
     return (int(item["size"]), item["prior"], int(item["seed"]), int(item["epochs"]), int(item.get("batch") or 256),
             spec)
 
@@ -97,13 +121,10 @@ def _spec_tag(spec: str) -> str:
 
 
 def _old_7x7(spec: str) -> bool:
-    """Whether a dwp spec uses the 1.0.0 notmnist-7x7 prior (pinned or unversioned; "": rows before the spec)."""
-    if not spec:
-        return True
-    for item in spec.split(","):
+    """Whether a dwp spec uses the 1.0.0 notmnist-7x7 prior."""
+    for item in _row_spec(spec).split(","):
         size, _, ref = item.partition("=")
-        name, _, version = ref.strip().partition("@")
-        if size.strip() == "7" and name == "notmnist-7x7" and version in ("", "1.0.0"):
+        if size.strip() == "7" and ref.strip() == "notmnist-7x7@1.0.0":
             return True
     return False
 
@@ -177,7 +198,7 @@ Arm = tuple[str, str]  # (prior, dwp spec; "" for the other priors)
 
 
 def _arm(r: dict[str, str]) -> Arm:
-    return (r["prior"], (r.get("dwp_priors") or "") if r["prior"] == "dwp" else "")
+    return (r["prior"], _row_spec(r.get("dwp_priors") or "") if r["prior"] == "dwp" else "")
 
 
 def _stats(rows: list[dict[str, str]], sizes: list[int],
@@ -211,7 +232,8 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     lines = [
         "# Fig. 2a reproduction: MNIST test accuracy of variational inference",
         "",
-        f"Command: `{command}`" + (f" (report rewritten by `{rewritten_by}`)" if rewritten_by else ""),
+        ("Commands (each added rows to the CSV): `" if "`; `" in command else "Command: `") + command + "`"
+        + (f" (report rewritten by `{rewritten_by}`)" if rewritten_by else ""),
         "",
         f"Training per run: {budget} (paper: 10,000 epochs, the whole set per step for N <= 256). Protocol: MNIST-10k (N stratified training images "
         "from MNIST-10k images 0-4999 by the data-split seed, test on images 5000-9999); the paper used the "
@@ -333,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=256, help="batch size (the whole set when N <= batch)")
     ap.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per run (0: cores // workers)")
-    ap.add_argument("--dwp", default="7=notmnist-7x7,5=notmnist-5x5", help="deep weight prior per kernel size")
+    ap.add_argument("--dwp", default="7=notmnist-7x7,5=notmnist-5x5", help="deep weight prior per kernel size; unversioned names are pinned to the newest version "
+                    "before the run (rows record the pinned spec)")
     ap.add_argument("--random-priors", action="store_true",
                     help="randomly initialised VAEs instead of hub priors (smoke tests only; marked in the CSV)")
     ap.add_argument("--bound", choices=("fast", "full"), default="fast")
@@ -349,10 +372,13 @@ def main(argv: list[str] | None = None) -> int:
 
     csv_path = args.csv or args.out_dir / "fig2a.csv"
     command = "python tools/fig2a.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    log = csv_path.with_suffix(".commands.txt")  # every command that added rows to this CSV, in order
     if args.report_only:
-        old_md = args.out_dir / "fig2a.md"  # keep the command that produced the rows
+        old_md = args.out_dir / "fig2a.md"  # keep the command(s) that produced the rows
         rewritten_by = ""
-        if old_md.exists():
+        if log.exists():
+            rewritten_by, command = command, "`; `".join(log.read_text().split("\n")).strip("`; ")
+        elif old_md.exists():
             for line in old_md.read_text().splitlines():
                 if line.startswith("Command: `") and "--report-only" not in line:
                     rewritten_by, command = command, line[len("Command: `"):].split("`")[0]
@@ -368,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"Unknown priors {sorted(bad)}; choose from {PRIORS}.")
     sizes, seeds = _ints(args.sizes), _ints(args.seeds)
     done = {_run_key(r) for r in read_rows(csv_path)}
+    dwp = _pin(args.dwp) if "dwp" in priors and not args.random_priors else args.dwp
 
     def epochs_for(n: int) -> int:
         if args.steps is None:
@@ -377,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     threads = args.threads or max(1, cores // max(1, args.workers))
     jobs = [
-        {"size": n, "prior": p, "seed": s, "epochs": epochs_for(n), "batch": args.batch, "threads": threads, "dwp": args.dwp,
+        {"size": n, "prior": p, "seed": s, "epochs": epochs_for(n), "batch": args.batch, "threads": threads, "dwp": dwp,
          "random_priors": args.random_priors, "bound": args.bound, "kernels_per_step": args.kernels_per_step,
          "eval_mc": args.eval_mc, "checkpoint_every": args.checkpoint_every, "work_dir": str(args.work_dir)}
         for n in sizes for s in seeds for p in priors
@@ -386,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(jobs)} run(s) to do ({len(done)} already in {csv_path}); {args.workers} worker(s) x {threads} thread(s)",
           flush=True)
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    if jobs and command not in (log.read_text().splitlines() if log.exists() else []):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as fh:
+            fh.write(command + "\n")
     t0 = time.perf_counter()
 
     def report(row: dict[str, Any]) -> None:
@@ -405,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
                 report(fut.result())
     rows = read_rows(csv_path)
     if rows:
+        if log.exists():
+            command = "`; `".join(log.read_text().split("\n")).strip("`; ")
         md, png = write_report(rows, args.out_dir, command)
         print(f"{len(jobs)} run(s) in {time.perf_counter() - t0:.0f} s; wrote {csv_path}, {md}, {png}")
     return 0
