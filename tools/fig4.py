@@ -175,6 +175,10 @@ def run(args: argparse.Namespace, priors: dict | None, bank: X.FilterBank | None
         if args.report_only:
             todo = []
         print(f"fig4{part}: {len(todo)} run(s) to do ({cfg})", flush=True)
+        log = args.out / f"fig4{part}.commands.txt"  # every command that added rows to this part's CSV
+        if todo and args.command not in (log.read_text().splitlines() if log.exists() else []):
+            with open(log, "a") as fh:
+                fh.write(args.command + "\n")
         for method, seed in todo:
             t = X.Timer()
             rows = (run_convnet if part == "b" else run_vae)(method, seed, args, data, priors, bank)
@@ -246,6 +250,15 @@ def _plot(curves: dict, path: Path, ylabel: str, title: str, hline: float | None
     plt.close(fig)
 
 
+def _commands(out: Path, part: str) -> list[str]:
+    """Lines naming the commands that produced this part's rows (``fig4{part}.commands.txt``)."""
+    log = out / f"fig4{part}.commands.txt"
+    if not log.exists():
+        return []
+    cmds = [c for c in log.read_text().splitlines() if c.strip()]
+    return ["Rows from: " + "; ".join(f"`{c}`" for c in cmds) + ".", ""]
+
+
 def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_note: str, bank_note: str) -> None:
     seeds, methods = X.parse_seeds(args.seeds), [m.strip() for m in args.methods.split(",")]
     lines = ["# Fig. 4: convergence from three initialisations", "",
@@ -266,7 +279,7 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
         _plot(curves, args.out / "fig4b.png", f"test accuracy (images 5000-{5000 + args.eval_n - 1})",
               f"Fig. 4b: fconv{tuple(args.net_widths)} on MNIST, batch {args.batch_size}", TARGET_ACC, (0.8, 1.0),
               {"dwp": (50, TARGET_ACC), "xavier": (100, TARGET_ACC)})
-        lines += ["## (b) ConvNet on MNIST: accuracy against training steps", "",
+        lines += ["## (b) ConvNet on MNIST: accuracy against training steps", "", *_commands(args.out, "b"),
                   (f"The paper's MNIST net, widths {tuple(args.net_widths)}, all layers trained, batch {args.batch_size}; "
                   f"test accuracy on {args.eval_n} images 5000-{5000 + args.eval_n - 1} every {args.eval_every} steps."),
                   (f"Paper (Fig. 4b, full MNIST): dwp and learned filters pass {TARGET_ACC} after about 50 steps, "
@@ -317,7 +330,7 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
               f"Fig. 4a: conv VAE on MNIST, batch {args.vae_batch_size}", None, (max(lo, -400), -100),
               {"dwp": (200, -120), "xavier": (200, -160)})
         n_params = sum(p.numel() for p in ConvVAE(args.z_dim).parameters())
-        lines += ["## (a) Convolutional VAE on MNIST: ELBO against training steps", "",
+        lines += ["## (a) Convolutional VAE on MNIST: ELBO against training steps", "", *_commands(args.out, "a"),
                   (f"Table 2's VAE with z_hid {args.z_dim} ({n_params:,} parameters; Table 2: 1,641,665), batch "
                   f"{args.vae_batch_size}; ELBO (one z sample, fixed noise) on {args.vae_eval_n} images "
                   f"5000-{5000 + args.vae_eval_n - 1} every {args.vae_eval_every} steps."),
