@@ -262,7 +262,8 @@ def _commands(out: Path, part: str) -> list[str]:
 def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_note: str, bank_note: str) -> None:
     seeds, methods = X.parse_seeds(args.seeds), [m.strip() for m in args.methods.split(",")]
     lines = ["# Fig. 4: convergence from three initialisations", "",
-             f"Command: `{args.command}`", "",
+             (f"Report rebuilt by: `{args.command} --report-only` (the runs: see each part)" if args.report_only
+              else f"Command: `{args.command}`"), "",
              f"- Data: {X.PROTOCOL}. The paper used the full MNIST (60k train / 10k test).",
              f"- Priors: {priors_note}.",
              f"- Learned filters: {bank_note}; drawn uniformly with replacement for every kernel slice.",
