@@ -31,6 +31,12 @@ METHODS = ("dwp", "xavier", "filters")
 #: Extra arms (opt-in with --methods): prior samples rescaled per layer to std sqrt(2 / fan_in);
 #: the prior for one kernel size only (ablations: which prior helps or hurts), Xavier elsewhere.
 EXTRA_METHODS = ("dwp-noise", "dwp-fanin", "dwp-only7", "dwp-only5")
+#: Display name and plot colour of every init method (all reproduction scripts).
+LABELS = {"dwp": "dwp samples", "dwp-noise": "dwp samples with decoder noise", "xavier": "xavier",
+          "filters": "learned filters", "dwp-fanin": "dwp, fan-in scale", "dwp-only7": "dwp 7x7 only (xavier 5x5)",
+          "dwp-only5": "dwp 5x5 only (xavier 7x7)"}
+COLORS = {"dwp": "tab:blue", "dwp-noise": "tab:cyan", "xavier": "tab:orange", "filters": "tab:green",
+          "dwp-fanin": "tab:purple", "dwp-only7": "tab:red", "dwp-only5": "tab:brown"}
 #: The shipped priors' architectures (tools/recipes), used for randomly initialised stand-ins.
 SHIPPED_ARCHS = {7: ("conv7", 2, 32, "elu"), 5: ("conv5", 4, 64, "elu"), 3: ("mlp", 4, 32, "relu")}
 #: Recipes whose harvest rule defines the learned-filter bank of each kernel size.

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import _runlog as runlog  # noqa: E402
 SIZES = (50, 100, 200, 500, 1000)
 PRIORS = ("dwp", "log-uniform", "standard-normal", "deterministic")
 LABELS = {"dwp": "deep weight prior", "log-uniform": "log-uniform", "standard-normal": "standard normal",
@@ -106,18 +108,10 @@ def _dwp_spec(job: dict[str, Any]) -> str:
     return "random-vae" if job["random_priors"] else job["dwp"]
 
 
-def _run_key(item: dict[str, Any]) -> tuple[int, str, int, int, int, str]:
-    """(size, prior, seed, epochs, batch, dwp spec) of a CSV row or a job: a run is done when its key is in the CSV."""
-    if "random_priors" in item:  # a job
-        spec = _dwp_spec(item)
-    else:
-        spec = _row_spec(item.get("dwp_priors") or "") if item["prior"] == "dwp" else ""
-    return (int(item["size"]), item["prior"], int(item["seed"]), int(item["epochs"]), int(item.get("batch") or 256),
-            spec)
-
-
-def _spec_tag(spec: str) -> str:
-    return hashlib.sha256(spec.encode()).hexdigest()[:8]
+def _run_key(row: dict[str, Any]) -> tuple[int, str, int, int, int, str]:
+    """(size, prior, seed, epochs, batch, dwp spec) of a CSV row: a run is done when its key is in the CSV."""
+    return (int(row["size"]), row["prior"], int(row["seed"]), int(row["epochs"]), int(row.get("batch") or 256),
+            _arm(row)[1])
 
 
 def _old_7x7(spec: str) -> bool:
@@ -156,7 +150,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
                       checkpoint_every=job["checkpoint_every"])
     fit = fit_deterministic if job["prior"] == "deterministic" else fit_vi
     spec = _dwp_spec(job)
-    tag = f"-{_spec_tag(spec)}" if job["prior"] == "dwp" else ""
+    tag = f"-{hashlib.sha256(spec.encode()).hexdigest()[:8]}" if job["prior"] == "dwp" else ""
     name = f"n{job['size']}-{job['prior']}{tag}-s{job['seed']}-e{job['epochs']}-b{job['batch']}.safetensors"
     ck = Path(job["work_dir"]) / name
     result = fit(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval, y_eval=split.y_eval,
@@ -376,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         old_md = args.out_dir / "fig2a.md"  # keep the command(s) that produced the rows
         rewritten_by = ""
-        if log.exists():
-            rewritten_by, command = command, "`; `".join(log.read_text().split("\n")).strip("`; ")
+        if runlog.commands(log):
+            rewritten_by, command = command, "`; `".join(runlog.commands(log))
         elif old_md.exists():
             for line in old_md.read_text().splitlines():
                 if line.startswith("Command: `") and "--report-only" not in line:
@@ -409,14 +403,12 @@ def main(argv: list[str] | None = None) -> int:
          "eval_mc": args.eval_mc, "checkpoint_every": args.checkpoint_every, "work_dir": str(args.work_dir)}
         for n in sizes for s in seeds for p in priors
     ]
-    jobs = [j for j in jobs if _run_key(j) not in done]
+    jobs = [j for j in jobs if _run_key({**j, "dwp_priors": _dwp_spec(j)}) not in done]
     print(f"{len(jobs)} run(s) to do ({len(done)} already in {csv_path}); {args.workers} worker(s) x {threads} thread(s)",
           flush=True)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    if jobs and command not in (log.read_text().splitlines() if log.exists() else []):
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as fh:
-            fh.write(command + "\n")
+    if jobs:
+        runlog.record(log, command)
     t0 = time.perf_counter()
 
     def report(row: dict[str, Any]) -> None:
@@ -436,8 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                 report(fut.result())
     rows = read_rows(csv_path)
     if rows:
-        if log.exists():
-            command = "`; `".join(log.read_text().split("\n")).strip("`; ")
+        command = "`; `".join(runlog.commands(log)) or command
         md, png = write_report(rows, args.out_dir, command)
         print(f"{len(jobs)} run(s) in {time.perf_counter() - t0:.0f} s; wrote {csv_path}, {md}, {png}")
     return 0

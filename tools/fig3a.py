@@ -42,9 +42,6 @@ PAPER = {
     "xavier": {Fraction(1, 16): 0.930, Fraction(1, 8): 0.956, Fraction(1, 4): 0.972, Fraction(1, 2): 0.979, Fraction(1): 0.983},
     "filters": {Fraction(1, 16): 0.963, Fraction(1, 8): 0.972, Fraction(1, 4): 0.979, Fraction(1, 2): 0.984, Fraction(1): 0.987},
 }
-LABEL = {"dwp": "dwp samples", "dwp-noise": "dwp samples with decoder noise", "xavier": "xavier", "filters": "learned filters",
-         "dwp-fanin": "dwp, fan-in scale",
-         "dwp-only7": "dwp 7x7 only (xavier 5x5)", "dwp-only5": "dwp 5x5 only (xavier 7x7)"}
 BASE_WIDTHS = (32, 128)
 FIELDS = ["method", "k", "h0", "h1", "seed", "config", "test_accuracy", "train_accuracy",
           "feature_dim", "extract_seconds", "train_seconds"]
@@ -205,7 +202,7 @@ def summarize(results: X.ResultFile, args: argparse.Namespace, priors_note: str,
 
 
 def X_label(method: str) -> str:
-    return LABEL.get(method, method)
+    return X.LABELS.get(method, method)
 
 
 def _plot(stats: dict, ks: list[Fraction], methods: list[str], path: Path) -> None:
@@ -214,18 +211,16 @@ def _plot(stats: dict, ks: list[Fraction], methods: list[str], path: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"dwp": "tab:blue", "dwp-noise": "tab:cyan", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple", "dwp-only7": "tab:red",
-          "dwp-only5": "tab:brown"}
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
         pts = [(float(k), *stats[(m, k)][:2]) for k in ks if (m, k) in stats]
         if pts:
             xs, ys, es = zip(*pts, strict=True)
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors.get(m), label=f"{X_label(m)} (ours)")
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=X.COLORS.get(m), label=f"{X_label(m)} (ours)")
         if m in PAPER:
             pk = sorted(PAPER[m])
             ax.plot([float(k) for k in pk], [PAPER[m][k] for k in pk], "--", marker="x", alpha=0.6,
-                    color=colors.get(m), label=f"{X_label(m)} (paper)")
+                    color=X.COLORS.get(m), label=f"{X_label(m)} (paper)")
     ax.set_xscale("log", base=2)
     ax.set_xticks([float(k) for k in ks], [str(k) for k in ks])
     ax.set_xlabel("width scale k (conv widths 32k, 128k)")

@@ -41,11 +41,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _initexp as X
+import _runlog as runlog
 
-LABEL = {"dwp": "dwp samples", "dwp-noise": "dwp samples with decoder noise", "xavier": "xavier", "filters": "learned filters", "dwp-fanin": "dwp, fan-in scale",
-         "dwp-only7": "dwp 7x7 only (xavier 5x5)", "dwp-only5": "dwp 5x5 only (xavier 7x7)"}
-COLORS = {"dwp": "tab:blue", "dwp-noise": "tab:cyan", "xavier": "tab:orange", "filters": "tab:green", "dwp-fanin": "tab:purple", "dwp-only7": "tab:red",
-          "dwp-only5": "tab:brown"}
 FIELDS = ["part", "method", "seed", "config", "step", "metric", "train_metric", "seconds"]
 TARGET_ACC = 0.96
 
@@ -175,10 +172,8 @@ def run(args: argparse.Namespace, priors: dict | None, bank: X.FilterBank | None
         if args.report_only:
             todo = []
         print(f"fig4{part}: {len(todo)} run(s) to do ({cfg})", flush=True)
-        log = args.out / f"fig4{part}.commands.txt"  # every command that added rows to this part's CSV
-        if todo and args.command not in (log.read_text().splitlines() if log.exists() else []):
-            with open(log, "a") as fh:
-                fh.write(args.command + "\n")
+        if todo:  # every command that added rows to this part's CSV
+            runlog.record(args.out / f"fig4{part}.commands.txt", args.command)
         for method, seed in todo:
             t = X.Timer()
             rows = (run_convnet if part == "b" else run_vae)(method, seed, args, data, priors, bank)
@@ -231,11 +226,11 @@ def _plot(curves: dict, path: Path, ylabel: str, title: str, hline: float | None
         if not len(steps):
             continue
         mean, std = vals.mean(0), vals.std(0, ddof=1) if len(vals) > 1 else np.zeros(len(steps))
-        ax.plot(steps, mean, color=COLORS.get(m), label=f"{LABEL.get(m, m)} (n={len(vals)})")
-        ax.fill_between(steps, mean - std, mean + std, color=COLORS.get(m), alpha=0.2)
+        ax.plot(steps, mean, color=X.COLORS.get(m), label=f"{X.LABELS.get(m, m)} (n={len(vals)})")
+        ax.fill_between(steps, mean - std, mean + std, color=X.COLORS.get(m), alpha=0.2)
     for m, (x, y) in (paper or {}).items():
-        ax.plot([x], [y], marker="X", ms=9, ls="none", color=COLORS.get(m), markeredgecolor="black",
-                label=f"{LABEL.get(m, m)} (paper, full MNIST)")
+        ax.plot([x], [y], marker="X", ms=9, ls="none", color=X.COLORS.get(m), markeredgecolor="black",
+                label=f"{X.LABELS.get(m, m)} (paper, full MNIST)")
     if hline is not None:
         ax.axhline(hline, color="grey", ls=":", lw=1)
     if ylim:
@@ -252,11 +247,8 @@ def _plot(curves: dict, path: Path, ylabel: str, title: str, hline: float | None
 
 def _commands(out: Path, part: str) -> list[str]:
     """Lines naming the commands that produced this part's rows (``fig4{part}.commands.txt``)."""
-    log = out / f"fig4{part}.commands.txt"
-    if not log.exists():
-        return []
-    cmds = [c for c in log.read_text().splitlines() if c.strip()]
-    return ["Rows from: " + "; ".join(f"`{c}`" for c in cmds) + ".", ""]
+    cmds = runlog.commands(out / f"fig4{part}.commands.txt")
+    return ["Rows from: " + "; ".join(f"`{c}`" for c in cmds) + ".", ""] if cmds else []
 
 
 def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_note: str, bank_note: str) -> None:
@@ -305,7 +297,7 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
             mean = (f"{np.mean(finite):.0f} ± {np.std(finite, ddof=1) if len(finite) > 1 else 0:.0f}"
                     + ("" if len(finite) == len(hits) else f" ({len(hits) - len(finite)} never)")) if finite else "never"
             per = ", ".join("never" if math.isnan(h) else f"{h:.0f}" for h in hits)
-            lines.append(f"| {LABEL.get(m, m)} | {mean} | {per} |" + "".join(f" {c} |" for c in cells))
+            lines.append(f"| {X.LABELS.get(m, m)} | {mean} | {per} |" + "".join(f" {c} |" for c in cells))
         if "dwp" in reach and "xavier" in reach:
             d = [h for h in reach["dwp"] if not math.isnan(h)]
             x = [h for h in reach["xavier"] if not math.isnan(h)]
@@ -348,7 +340,7 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
                 j = int(np.searchsorted(steps, s))
                 cells.append(_fmt(vals[:, j].mean(), vals[:, j].std(ddof=1) if len(vals) > 1 else 0.0, 1)
                              if j < len(steps) and steps[j] == s else "-")
-            lines.append(f"| {LABEL.get(m, m)} (n={len(vals)}) |" + "".join(f" {c} |" for c in cells))
+            lines.append(f"| {X.LABELS.get(m, m)} (n={len(vals)}) |" + "".join(f" {c} |" for c in cells))
         lines += ["", "![Fig. 4a](fig4a.png)", "", "Per-evaluation rows: [fig4a.csv](fig4a.csv).", ""]
     (args.out / "fig4.md").write_text("\n".join(lines))
     print("\n".join(lines))
