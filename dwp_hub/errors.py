@@ -59,6 +59,14 @@ class TrainingError(DwpHubError, RuntimeError):
     """Training diverged (NaN/inf loss) or cannot start."""
 
 
+class SourceDivergedError(TrainingError):
+    """A source network's loss became NaN or inf; ``index`` and ``epoch`` say which net and when."""
+
+    def __init__(self, message: str, *, index: int, epoch: int) -> None:
+        super().__init__(message)
+        self.index, self.epoch = index, epoch
+
+
 class RecipeError(DwpHubError, ValueError):
     """A recipe file is malformed."""
 

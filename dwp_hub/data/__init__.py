@@ -20,12 +20,14 @@ from dwp_hub.data._datasets import (
 )
 from dwp_hub.data._idx import read_idx
 from dwp_hub.data._splits import (
+    PROTOCOLS,
     Split,
     mnist10k_protocol,
     source_split,
 )
 
 __all__ = [
+    "PROTOCOLS",
     "CIFAR_DATASETS",
     "DATASETS",
     "CifarSpec",

@@ -52,16 +52,33 @@ def source_split(dataset: str, seed: int = 0, root: str | Path | None = None) ->
     return Split(x[tr], y[tr], x[va], y[va], protocol)
 
 
-def mnist10k_protocol(n_train: int, seed: int, root: str | Path | None = None) -> Split:
-    """The MNIST-10k protocol: ``n_train`` class-stratified images from 0-4999, test on 5000-9999."""
-    if n_train % 10 or not 10 <= n_train <= 5000:
-        raise ConfigError(f"n_train must be a multiple of 10 in [10, 5000], got {n_train}.")
-    x, y = load_idx_dataset("mnist", root)
-    pool_x, pool_y = x[:5000], y[:5000]
+#: Evaluation protocols of the 10k files: where training subsets are drawn from and what is scored.
+#: "test": the final tables (train from images 0-4999, score 5000-9999); "validation": choosing
+#: recipes and settings (train from 0-2499, score 2500-4999; images 5000-9999 are never touched).
+PROTOCOLS = {"test": ((0, 5000), (5000, 10000)), "validation": ((0, 2500), (2500, 5000))}
+
+
+def mnist10k_protocol(n_train: int, seed: int, root: str | Path | None = None, *,
+                      protocol: str = "test", dataset: str = "mnist") -> Split:
+    """The MNIST-10k protocol: ``n_train`` class-stratified images from 0-4999, test on 5000-9999.
+
+    ``protocol="validation"`` draws from images 0-2499 and scores 2500-4999 (for choosing recipes
+    without touching the test images). ``dataset="notmnist"`` applies the same protocol to the
+    notMNIST-10k file (the reverse direction: MNIST priors on notMNIST).
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"Unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+    if dataset not in ("mnist", "notmnist"):
+        raise ConfigError(f"The 10k protocol is defined for mnist and notmnist, not {dataset!r}.")
+    (a, b), (c, d) = PROTOCOLS[protocol]
+    if n_train % 10 or not 10 <= n_train <= b - a:
+        raise ConfigError(f"n_train must be a multiple of 10 in [10, {b - a}], got {n_train}.")
+    x, y = load_idx_dataset(dataset, root)
+    pool_x, pool_y = x[a:b], y[a:b]
     smallest = int(np.bincount(pool_y, minlength=10).min())
     if n_train // 10 > smallest:
         raise ConfigError(
-            f"n_train={n_train} needs {n_train // 10} images per class, but images 0-4999 hold only {smallest} "
+            f"n_train={n_train} needs {n_train // 10} images per class, but images {a}-{b - 1} hold only {smallest} "
             f"of the rarest class; use n_train <= {smallest * 10}."
         )
     rng = np.random.default_rng(seed)
@@ -69,7 +86,11 @@ def mnist10k_protocol(n_train: int, seed: int, root: str | Path | None = None) -
         [rng.choice(np.flatnonzero(pool_y == c), n_train // 10, replace=False) for c in range(10)]
     )
     idx = rng.permutation(idx)
+    title = "MNIST-10k" if dataset == "mnist" else "notMNIST-10k"
+    what = "test" if protocol == "test" else "validate on"
     return Split(
-        pool_x[idx], pool_y[idx], x[5000:], y[5000:],
+        pool_x[idx], pool_y[idx], x[c:d], y[c:d],
+        f"{title} {protocol} protocol: {n_train} stratified from {a}-{b - 1} (seed {seed}), {what} {c}-{d - 1}"
+        if (protocol, dataset) != ("test", "mnist") else
         f"MNIST-10k protocol: {n_train} stratified from 0-4999 (seed {seed}), test 5000-9999",
     )

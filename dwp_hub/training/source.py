@@ -2,6 +2,11 @@
 
 Recipe (paper / recipe file): Adam lr 1e-3 with linear decay to 0, batch 256, Xavier init,
 loss = mean cross-entropy + ``l2`` · Σ(squared conv-layer parameters), inputs in [0, 1].
+
+Optional data augmentation (not in the paper, whose nets saw 60k images): ``augment="affine"``
+draws a small random affine map per image (rotation, translation, scale, shear) and
+``"affine+elastic"`` adds an elastic distortion, both through ``torchvision.transforms.v2``'s
+functional ops with parameters drawn from the net's seeded generator (reproducible).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 from torch import nn
 
 from dwp_hub.data import dataset_sha256, source_split
-from dwp_hub.errors import TrainingError
+from dwp_hub.errors import SourceDivergedError, TrainingError
 from dwp_hub.model.nets import NetConfig, build_net, input_shape, xavier_init_
 from dwp_hub.training._ckpt import save_checkpoint
 
@@ -37,10 +42,17 @@ class SourceRecipe:
     batch_size: int = 256
     l2: float = 1e-3
     split_seed: int = 0
+    augment: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENTATIONS:
+            raise TrainingError(f"Unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTATIONS)}.")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["net"] = self.net.to_dict()
+        if d["augment"] == "none":  # omitted at its default: recipes (and their cache keys) from before it stay the same
+            del d["augment"]
         return d
 
     @classmethod
@@ -48,6 +60,40 @@ class SourceRecipe:
         d = dict(d)
         net = NetConfig.from_dict(d.pop("net")) if "net" in d else NetConfig("fconv", (256, 512))
         return cls(net=net, **d)
+
+
+#: Data augmentations a source recipe may name.
+AUGMENTATIONS = ("none", "affine", "affine+elastic")
+#: Ranges of the random affine map: rotation (degrees), translation (fraction of the side), scale, shear (degrees).
+AFFINE_RANGES = {"degrees": 10.0, "translate": 0.1, "scale": (0.9, 1.1), "shear": 5.0}
+#: Elastic distortion: displacement strength alpha (pixels) and smoothness sigma (pixels).
+ELASTIC = {"alpha": 8.0, "sigma": 3.0}
+
+
+def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
+    """A randomly distorted copy of the image batch ``x`` ``[B, C, H, W]``; one draw per image."""
+    if kind == "none":
+        return x
+    from torchvision.transforms.v2 import functional as TF
+
+    b, _, h, w = x.shape
+    r = AFFINE_RANGES
+    u = torch.rand(b, 6, generator=gen).double() * 2 - 1  # uniform in [-1, 1]
+    out = torch.empty_like(x)
+    for i in range(b):
+        lo, hi = r["scale"]
+        out[i] = TF.affine(x[i], angle=float(u[i, 0]) * r["degrees"],
+                           translate=[round(float(u[i, 1]) * r["translate"] * w), round(float(u[i, 2]) * r["translate"] * h)],
+                           scale=lo + (float(u[i, 3]) + 1) / 2 * (hi - lo), shear=[float(u[i, 4]) * r["shear"], 0.0],
+                           interpolation=TF.InterpolationMode.BILINEAR)
+    if kind == "affine+elastic":
+        # the displacement field of torchvision's ElasticTransform, drawn from our generator
+        disp = torch.rand(b, 2, h, w, generator=gen) * 2 - 1
+        k = int(8 * ELASTIC["sigma"] + 1) | 1
+        disp = TF.gaussian_blur(disp, [k, k], [ELASTIC["sigma"]] * 2) * ELASTIC["alpha"] / torch.tensor([w, h]).view(1, 2, 1, 1)
+        for i in range(b):
+            out[i] = TF.elastic(out[i], disp[i : i + 1].permute(0, 2, 3, 1), interpolation=TF.InterpolationMode.BILINEAR)
+    return out.clamp_(0.0, 1.0)
 
 
 def _linear_decay(opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -85,8 +131,13 @@ def train_one(
     out_dir: str | Path,
     threads: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
+    inspect: Callable[[int, nn.Module], None] | None = None,
 ) -> Path:
-    """Train source net number ``index`` (seed ``recipe.seed + index``); return its checkpoint."""
+    """Train source net number ``index`` (seed ``recipe.seed + index``); return its checkpoint.
+
+    ``inspect(epoch, net)``, if given, is called after every epoch (studies record kernel statistics
+    along the run with it); it must not change the net.
+    """
     if threads:
         torch.set_num_threads(threads)
     seed = recipe.seed + index
@@ -106,12 +157,13 @@ def train_one(
         perm = torch.randperm(len(x_tr), generator=gen)
         for i in range(0, len(x_tr), recipe.batch_size):
             idx = perm[i : i + recipe.batch_size]
-            loss = nn.functional.cross_entropy(net(x_tr[idx]), y_tr[idx])
+            xb = augment_batch(x_tr[idx], recipe.augment, gen)
+            loss = nn.functional.cross_entropy(net(xb), y_tr[idx])
             loss = loss + recipe.l2 * sum((p**2).sum() for m in convs for p in m.parameters())
             if not torch.isfinite(loss):
-                raise TrainingError(
+                raise SourceDivergedError(
                     f"Source net {index} (seed {seed}): loss became {loss.item()} in epoch {epoch}. "
-                    "Lower the learning rate or the L2 weight."
+                    "Lower the learning rate or the L2 weight.", index=index, epoch=epoch,
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -120,6 +172,8 @@ def train_one(
         val_acc = _accuracy(net, x_va, y_va)
         if on_epoch is not None:
             on_epoch(epoch, val_acc)
+        if inspect is not None:
+            inspect(epoch, net)
     meta = {
         "recipe": recipe.to_dict(),
         "index": index,
@@ -138,8 +192,37 @@ def train_one(
 def _worker(args: tuple[SourceRecipe, int, str, int]) -> tuple[str, float]:
     recipe, index, out_dir, threads = args
     accs: list[float] = []
-    path = train_one(recipe, index, out_dir, threads, on_epoch=lambda e, a: accs.append(a))
+    try:
+        path = train_one(recipe, index, out_dir, threads, on_epoch=lambda e, a: accs.append(a))
+    except SourceDivergedError as err:
+        _record_diverged(Path(out_dir), err)
+        return "", float("nan")
     return str(path), accs[-1]
+
+
+#: File in a source folder listing the nets that diverged (index, epoch, message); they are not retried.
+DIVERGED_FILE = "diverged.json"
+
+
+def _record_diverged(out_dir: Path, err: SourceDivergedError) -> None:
+    import json
+
+    from dwp_hub._fs import atomic_path
+
+    path = out_dir / DIVERGED_FILE
+    found = json.loads(path.read_text()) if path.is_file() else []
+    found = [d for d in found if d["index"] != err.index] + [{"index": err.index, "epoch": err.epoch,
+                                                                "message": str(err)}]
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(sorted(found, key=lambda d: d["index"]), indent=1))
+
+
+def diverged(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The nets of a source folder that diverged (``[]`` when none did)."""
+    import json
+
+    path = Path(out_dir) / DIVERGED_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def train_sources(
@@ -157,17 +240,21 @@ def train_sources(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    skip = {d["index"] for d in diverged(out_dir)}
     todo = [
         i for i in range(recipe.n_nets)
-        if not (out_dir / f"{recipe.dataset}-{recipe.net.arch}-{i:03d}.safetensors").exists()
+        if not (out_dir / f"{recipe.dataset}-{recipe.net.arch}-{i:03d}.safetensors").exists() and i not in skip
     ]
     threads = max(1, torch.get_num_threads() // max(1, workers))
     with progress_bar(progress) as bar:
         if workers <= 1:
             task = bar.add_task(f"source nets ({recipe.dataset})", total=len(todo) * recipe.epochs)
             for i in todo:
-                train_one(recipe, i, out_dir, threads,
-                          on_epoch=lambda e, a: bar.update(task, advance=1, acc=f"val acc {a:.3f}"))
+                try:
+                    train_one(recipe, i, out_dir, threads,
+                              on_epoch=lambda e, a: bar.update(task, advance=1, acc=f"val acc {a:.3f}"))
+                except SourceDivergedError as err:  # stop that net, record it, go on with the others
+                    _record_diverged(out_dir, err)
         else:
             task = bar.add_task(f"source nets ({recipe.dataset})", total=len(todo))
             ctx = mp.get_context("spawn")
@@ -176,7 +263,17 @@ def train_sources(
                 for fut in cf.as_completed(futures):
                     _, acc = fut.result()
                     bar.update(task, advance=1, acc=f"val acc {acc:.3f}")
-    return sorted(out_dir.glob(f"{recipe.dataset}-{recipe.net.arch}-*.safetensors"))
+    paths = sorted(out_dir.glob(f"{recipe.dataset}-{recipe.net.arch}-*.safetensors"))
+    bad = diverged(out_dir)
+    if bad:
+        import warnings
+
+        warnings.warn(f"{len(bad)} of {recipe.n_nets} source nets diverged and are left out: "
+                      + "; ".join(d["message"] for d in bad), stacklevel=2)
+    if not paths:
+        raise TrainingError(f"Every source net diverged ({len(bad)} of {recipe.n_nets}); lower the learning rate "
+                            f"or the L2 weight (delete {out_dir / DIVERGED_FILE} to retry them).")
+    return paths
 
 
 def summarize(paths: list[Path]) -> dict[str, float]:
