@@ -17,6 +17,7 @@ from dwp_hub.inference import (
     BayesConv2d,
     DeepWeightPriorKL,
     LogUniformKL,
+    SparseLogUniformKL,
     StandardNormalKL,
     VIRecipe,
     bayesian_layers,
@@ -123,19 +124,19 @@ def test_standard_normal_kl_matches_monte_carlo() -> None:
     assert abs(mc2.mean() - StandardNormalKL(std=2.0).kl(layer)) < 4 * mc2.std() / math.sqrt(len(mc2))
 
 
-def test_log_uniform_kl_formula_and_limits() -> None:
+def test_sparse_log_uniform_kl_formula_and_limits() -> None:
     layer = _layer(out=1, inp=1, k=1)
     with torch.no_grad():
         layer.weight.fill_(0.5)
         layer.log_sigma2.fill_(math.log(0.01))
     log_alpha = math.log(0.01) - math.log(0.25 + 1e-8)
     expected = -(K1 / (1 + math.exp(-(K2 + K3 * log_alpha))) - 0.5 * math.log1p(math.exp(-log_alpha)) - K1)
-    assert LogUniformKL().kl(layer).item() == pytest.approx(expected, rel=1e-5)
+    assert SparseLogUniformKL().kl(layer).item() == pytest.approx(expected, rel=1e-5)
     kls = []
     for la in (-8.0, -2.0, 0.0, 4.0, 30.0):  # KL decreases with alpha and tends to 0
         with torch.no_grad():
             layer.log_sigma2.fill_(la + math.log(0.25))
-        kls.append(LogUniformKL().kl(layer).item())
+        kls.append(SparseLogUniformKL().kl(layer).item())
     assert all(a > b for a, b in zip(kls, kls[1:]))
     assert abs(kls[-1]) < 1e-6 and kls[0] > 3.0
 

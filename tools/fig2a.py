@@ -41,9 +41,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 import _runlog as runlog  # noqa: E402
 SIZES = (50, 100, 200, 500, 1000)
-PRIORS = ("dwp", "log-uniform", "standard-normal", "deterministic")
-LABELS = {"dwp": "deep weight prior", "log-uniform": "log-uniform", "standard-normal": "standard normal",
-          "deterministic": "deterministic net + L2"}
+#: Arms: (paper_net prior, mean initialisation). "sn-dwp-init" and "dwp-xavier-init" separate the deep
+#: weight prior's initialisation from the prior itself; "sparse-log-uniform" is the additive-family
+#: log-uniform (Molchanov et al. 2017), which rows written before the paper's variational-dropout arm
+#: existed used under the name "log-uniform" (relabelled in the committed CSVs).
+ARMS = {"dwp": ("dwp", "dwp"), "log-uniform": ("log-uniform", "xavier"),
+        "standard-normal": ("standard-normal", "xavier"), "deterministic": ("deterministic", "xavier"),
+        "sn-dwp-init": ("standard-normal", "dwp"), "dwp-xavier-init": ("dwp", "xavier"),
+        "sparse-log-uniform": ("sparse-log-uniform", "xavier")}
+PRIORS = tuple(ARMS)
+DEFAULT_PRIORS = ("dwp", "log-uniform", "standard-normal", "deterministic", "sn-dwp-init", "dwp-xavier-init")
+LABELS = {"dwp": "deep weight prior", "log-uniform": "log-uniform (variational dropout)",
+          "standard-normal": "standard normal", "deterministic": "deterministic net + L2",
+          "sn-dwp-init": "standard normal, dwp-initialised means", "dwp-xavier-init": "deep weight prior, Xavier means",
+          "sparse-log-uniform": "sparse log-uniform (additive family)"}
+
+
+def uses_dwp(prior: str) -> bool:
+    """Whether an arm needs the deep weight priors (as prior or for its initialisation)."""
+    return "dwp" in ARMS[prior]
 #: Fig. 2a of the paper (mean of 10 data-split seeds, read off the figure; recipe file).
 PAPER = {
     "dwp": (0.800, 0.867, 0.915, 0.945, 0.961),
@@ -52,7 +68,8 @@ PAPER = {
     "deterministic": (0.751, 0.827, 0.879, 0.926, 0.954),
 }
 FIELDS = ("size", "prior", "seed", "epochs", "batch", "acc_ensemble", "acc_mean", "nll_ensemble", "steps", "seconds",
-          "ms_per_step", "bound", "kernels_per_step", "dwp_priors", "protocol", "torch", "threads", "finished")
+          "ms_per_step", "bound", "kernels_per_step", "dwp_priors", "protocol", "torch", "threads", "finished",
+          "gap_per_kernel", "dwp_hub", "commit")
 
 
 def _ints(text: str) -> list[int]:
@@ -103,7 +120,7 @@ def _row_spec(spec: str) -> str:
 
 def _dwp_spec(job: dict[str, Any]) -> str:
     """What run_one writes as ``dwp_priors`` for a job ("" for the other priors)."""
-    if job["prior"] != "dwp":
+    if not uses_dwp(job["prior"]):
         return ""
     return "random-vae" if job["random_priors"] else job["dwp"]
 
@@ -144,28 +161,38 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(job["threads"])
     split = mnist10k_protocol(job["size"], job["seed"])
     priors: dict[int, Any] = _random_priors() if job["random_priors"] else _dwp_table(job["dwp"])
-    model = paper_net(job["prior"], dwp_priors=priors, seed=job["seed"], bound=job["bound"],
-                      kernels_per_step=job["kernels_per_step"])
+    prior, init = ARMS[job["prior"]]
+    model = paper_net(prior, dwp_priors=priors, seed=job["seed"], bound=job["bound"],
+                      kernels_per_step=job["kernels_per_step"], init=init)
     recipe = VIRecipe(epochs=job["epochs"], batch_size=job["batch"], seed=job["seed"], eval_mc=job["eval_mc"],
                       checkpoint_every=job["checkpoint_every"])
     fit = fit_deterministic if job["prior"] == "deterministic" else fit_vi
     spec = _dwp_spec(job)
-    tag = f"-{hashlib.sha256(spec.encode()).hexdigest()[:8]}" if job["prior"] == "dwp" else ""
+    tag = f"-{hashlib.sha256(spec.encode()).hexdigest()[:8]}" if uses_dwp(job["prior"]) else ""
     name = f"n{job['size']}-{job['prior']}{tag}-s{job['seed']}-e{job['epochs']}-b{job['batch']}.safetensors"
     ck = Path(job["work_dir"]) / name
     result = fit(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval, y_eval=split.y_eval,
                  checkpoint=ck, progress=False, metadata={"protocol": split.protocol})
     m = result.metrics
+    gap = ""
+    if prior == "dwp" and job.get("gap_k"):  # Appendix F: the auxiliary bound's gap per layer, end of run
+        from dwp_hub.inference import bound_gap
+
+        est = bound_gap(model, k=job["gap_k"], generator=torch.Generator().manual_seed(job["seed"]))
+        gap = ";".join(f"{name}={g.gap_per_kernel:.3f}" for name, g in est.items())
+    from dwp_hub import __version__
+
     return {
         "size": job["size"], "prior": job["prior"], "seed": job["seed"], "epochs": job["epochs"], "batch": job["batch"],
         "acc_ensemble": round(m["acc_ensemble"], 4), "acc_mean": round(m["acc_mean"], 4),
         "nll_ensemble": round(m["nll_ensemble"], 4), "steps": result.steps, "seconds": round(result.seconds, 1),
         "ms_per_step": round(result.ms_per_step, 2),
-        "bound": job["bound"] if job["prior"] == "dwp" else "",
-        "kernels_per_step": job["kernels_per_step"] or "" if job["prior"] == "dwp" else "",
+        "bound": job["bound"] if prior == "dwp" else "",
+        "kernels_per_step": job["kernels_per_step"] or "" if prior == "dwp" else "",
         "dwp_priors": spec,
         "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck),
+        "gap_per_kernel": gap, "dwp_hub": __version__, "commit": job.get("commit", ""),
     }
 
 
@@ -179,6 +206,20 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def append_row(path: Path, row: dict[str, Any]) -> None:
     new = not path.exists() or path.stat().st_size == 0
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not new:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if tuple(header) != FIELDS:  # a CSV from before new columns: rewrite it with the current header
+            old = read_rows(path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=FIELDS)
+                writer.writeheader()
+                for r in old:
+                    writer.writerow({k: r.get(k, "") for k in FIELDS})
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)
         if new:
@@ -192,7 +233,7 @@ Arm = tuple[str, str]  # (prior, dwp spec; "" for the other priors)
 
 
 def _arm(r: dict[str, str]) -> Arm:
-    return (r["prior"], _row_spec(r.get("dwp_priors") or "") if r["prior"] == "dwp" else "")
+    return (r["prior"], _row_spec(r.get("dwp_priors") or "") if uses_dwp(r["prior"]) else "")
 
 
 def _stats(rows: list[dict[str, str]], sizes: list[int],
@@ -206,16 +247,24 @@ def _stats(rows: list[dict[str, str]], sizes: list[int],
     return out
 
 
+def _paired_diffs(rows: list[dict[str, str]], a: Arm, b: Arm, n: int) -> list[float]:
+    """acc(a) − acc(b) per data-split seed that both arms ran at size ``n``."""
+    pa = {r["seed"]: float(r["acc_ensemble"]) for r in rows if _arm(r) == a and int(r["size"]) == n}
+    pb = {r["seed"]: float(r["acc_ensemble"]) for r in rows if _arm(r) == b and int(r["size"]) == n}
+    return [pa[s] - pb[s] for s in sorted(set(pa) & set(pb))]
+
+
 def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: str = "fig2a",
                  rewritten_by: str = "") -> tuple[Path, Path]:
     """Markdown table (ours beside the paper's) and plot from the CSV rows."""
     sizes = sorted({int(r["size"]) for r in rows}) or list(SIZES)
     priors = [p for p in PRIORS if any(r["prior"] == p for r in rows)]
-    dwp_specs = list(dict.fromkeys(_arm(r)[1] for r in rows if r["prior"] == "dwp"))  # first appearance
+    dwp_specs = list(dict.fromkeys(_arm(r)[1] for r in rows if uses_dwp(r["prior"])))  # first appearance
     multi = len(dwp_specs) > 1
-    arms_of = {p: [(p, sp) for sp in dwp_specs] if p == "dwp" else [(p, "")] for p in priors}
+    arms_of = {p: [(p, sp) for sp in dwp_specs if any(_arm(r) == (p, sp) for r in rows)] if uses_dwp(p)
+               else [(p, "")] for p in priors}
     arms = [a for p in priors for a in arms_of[p]]
-    label = {a: f"{LABELS[a[0]]} [{a[1] or '?'}]" if multi and a[0] == "dwp" else LABELS[a[0]] for a in arms}
+    label = {a: f"{LABELS[a[0]]} [{a[1] or '?'}]" if multi and uses_dwp(a[0]) else LABELS[a[0]] for a in arms}
     st = _stats(rows, sizes, arms)
     epochs = sorted({int(r["epochs"]) for r in rows})
     per_size = {n: sorted({(int(r["epochs"]), int(r.get("batch") or 256), int(r["steps"])) for r in rows
@@ -249,9 +298,10 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
                 else:
                     cells.append("-")
             lines.append(f"| {label[a]} (ours) | " + " | ".join(cells) + " |")
-        paper = dict(zip(SIZES, PAPER[p]))
-        lines.append(f"| {LABELS[p]} (paper) | " + " | ".join(f"{paper[n]:.3f}" if n in paper else "-"
-                                                            for n in sizes) + " |")
+        if p in PAPER:
+            paper = dict(zip(SIZES, PAPER[p]))
+            lines.append(f"| {LABELS[p]} (paper) | " + " | ".join(f"{paper[n]:.3f}" if n in paper else "-"
+                                                                for n in sizes) + " |")
     lines += ["", "## Targets", ""]
     paper = dict(zip(SIZES, PAPER["dwp"]))
     for a in arms_of.get("dwp", []):
@@ -261,13 +311,22 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
                 lines.append(f"- N={n}: {label[a]} {mu:.3f} vs paper {paper[n]:.3f}: "
                              f"{'met' if mu >= paper[n] else 'MISSED'}")
         for n in (50, 100):
-            for other in ("log-uniform", "standard-normal"):
-                if (a, n) in st and ((other, ""), n) in st:
-                    (m1, s1, _), (m2, s2, _) = st[(a, n)], st[((other, ""), n)]
-                    margin = max(s1, s2)
-                    ok = m1 - m2 > margin
-                    lines.append(f"- N={n}: {label[a]} − {LABELS[other]} = {m1 - m2:+.3f} "
-                                 f"(one seed std = {margin:.3f}): {'met' if ok else 'MISSED'}")
+            for other in [b for b in arms if b[0] != "dwp"]:
+                diffs = _paired_diffs(rows, a, other, n)
+                if len(diffs) >= 2:
+                    mu, sd = statistics.mean(diffs), statistics.stdev(diffs)
+                    lines.append(f"- N={n}: {label[a]} − {label[other]} = {mu:+.3f} (paired over {len(diffs)} seeds, "
+                                 f"std {sd:.3f}): {'met' if mu > sd else 'MISSED'}")
+    for p in ("log-uniform", "standard-normal", "deterministic"):
+        for n in (50, 100):
+            if ((p, ""), n) in st and p in PAPER:
+                mu, ref = st[((p, ""), n)][0], dict(zip(SIZES, PAPER[p]))[n]
+                lines.append(f"- N={n}: {label[(p, '')]} {mu:.3f} vs paper {ref:.3f}: "
+                             f"{'within 0.03' if abs(mu - ref) <= 0.03 else 'NOT within 0.03'}")
+    gaps = [(int(r["size"]), r["seed"], r["gap_per_kernel"]) for r in rows if r.get("gap_per_kernel")]
+    if gaps:
+        lines += ["", "## Appendix F: gap of the auxiliary bound at the end of each run (nats per kernel, per layer)", ""]
+        lines += [f"- N={n}, seed {sd}: {g}" for n, sd, g in sorted(gaps)]
     max_steps = max(int(r["steps"]) for r in rows) if rows else 0
     diversity_link = os.path.relpath(REPO / "docs" / "results" / "prior_diversity.md", out_dir.resolve())
     notes = []
@@ -278,9 +337,10 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
             "(less under the linear decay), so every log σ² is still at most "
             f"{-10 + max_steps * 1e-3:.1f} (from its initial −10): the posteriors' variances stay tiny and the "
             "KL term acts mostly on the means. This is not yet the regime in which the paper compares priors.")
-    if (("log-uniform", ""), sizes[0]) in st and st[(("log-uniform", ""), sizes[0])][0] < 0.5:
+    if (("sparse-log-uniform", ""), sizes[0]) in st and st[(("sparse-log-uniform", ""), sizes[0])][0] < 0.5:
         notes.append(
-            "- Log-uniform: while log σ² ≈ −10, the Molchanov KL is large for every weight and falls as "
+            "- Sparse log-uniform (the additive family; rows made before the paper's variational-dropout arm "
+            "existed, when it was called log-uniform): while log σ² ≈ −10, the Molchanov KL is large for every weight and falls as "
             "log α = log σ² − log θ² rises, i.e. as the mean θ shrinks; its gradient outweighs the data term "
             "(N · mean CE) and pulls the conv means to 0 before the variances can grow, so truncated runs end "
             "near chance accuracy. Longer runs let log σ² grow and the data term recover.")
@@ -308,16 +368,18 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2 + 0.25 * len(arms) if multi else 4.2))
-    colors = {"dwp": "C3", "log-uniform": "C0", "standard-normal": "C2", "deterministic": "C7"}
+    colors = {"dwp": "C3", "log-uniform": "C0", "standard-normal": "C2", "deterministic": "C7", "sn-dwp-init": "C1",
+              "dwp-xavier-init": "C4", "sparse-log-uniform": "C9"}
     dwp_colors = ("C3", "C1", "C4", "C5", "C6", "C8", "C9")
     for p in priors:
         for i, a in enumerate(arms_of[p]):
             xs = [n for n in sizes if (a, n) in st]
             mus = [st[(a, n)][0] for n in xs]
             sds = [st[(a, n)][1] for n in xs]
-            color = dwp_colors[i % len(dwp_colors)] if p == "dwp" else colors[p]
+            color = dwp_colors[i % len(dwp_colors)] if p == "dwp" and multi else colors[p]
             ax.errorbar(xs, mus, yerr=sds, marker="o", capsize=3, color=color, label=f"{label[a]} (ours)")
-        ax.plot(SIZES, PAPER[p], ls="--", marker="x", color=colors[p], alpha=0.6, label=f"{LABELS[p]} (paper)")
+        if p in PAPER:
+            ax.plot(SIZES, PAPER[p], ls="--", marker="x", color=colors[p], alpha=0.6, label=f"{LABELS[p]} (paper)")
     ax.set_xscale("log")
     ax.set_xticks(list(SIZES))
     ax.set_xticklabels([str(s) for s in SIZES])
@@ -340,7 +402,10 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Reproduce the paper's Fig. 2a on the MNIST-10k protocol.")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    ap.add_argument("--priors", default=",".join(PRIORS), help=f"subset of {','.join(PRIORS)}")
+    ap.add_argument("--priors", default=",".join(DEFAULT_PRIORS), help=f"arms, a subset of {','.join(PRIORS)}")
+    ap.add_argument("--gap-k", type=int, default=0,
+                    help="at the end of each deep-weight-prior run, estimate the bound's gap (Appendix F) with K "
+                         "importance samples (0: skip)")
     ap.add_argument("--seeds", default="0-4", help="data-split seeds, e.g. 0-4 or 0,3")
     ap.add_argument("--epochs", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=None,
@@ -388,7 +453,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"Unknown priors {sorted(bad)}; choose from {PRIORS}.")
     sizes, seeds = _ints(args.sizes), _ints(args.seeds)
     done = {_run_key(r) for r in read_rows(csv_path)}
-    dwp = _pin(args.dwp) if "dwp" in priors and not args.random_priors else args.dwp
+    dwp = _pin(args.dwp) if any(uses_dwp(p) for p in priors) and not args.random_priors else args.dwp
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = ""
 
     def epochs_for(n: int) -> int:
         if args.steps is None:
@@ -400,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [
         {"size": n, "prior": p, "seed": s, "epochs": epochs_for(n), "batch": args.batch, "threads": threads, "dwp": dwp,
          "random_priors": args.random_priors, "bound": args.bound, "kernels_per_step": args.kernels_per_step,
-         "eval_mc": args.eval_mc, "checkpoint_every": args.checkpoint_every, "work_dir": str(args.work_dir)}
+         "eval_mc": args.eval_mc, "checkpoint_every": args.checkpoint_every, "work_dir": str(args.work_dir),
+         "gap_k": args.gap_k, "commit": commit}
         for n in sizes for s in seeds for p in priors
     ]
     jobs = [j for j in jobs if _run_key({**j, "dwp_priors": _dwp_spec(j)}) not in done]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dwp_hub.inference.layers import (
     BayesConv2d,
     ConversionReport,
+    Family,
     bayesian_layers,
     mean_weights,
     set_stochastic,
@@ -27,7 +28,9 @@ from dwp_hub.inference.priors import (
     GapEstimate,
     LogUniformKL,
     PriorKL,
+    SparseLogUniformKL,
     StandardNormalKL,
+    prior_families,
 )
 from dwp_hub.inference.train import (
     VIRecipe,
@@ -46,9 +49,11 @@ __all__ = [
     "BayesConv2d",
     "ConversionReport",
     "DeepWeightPriorKL",
+    "Family",
     "GapEstimate",
     "LogUniformKL",
     "PriorKL",
+    "SparseLogUniformKL",
     "StandardNormalKL",
     "VIRecipe",
     "VIResult",
@@ -65,6 +70,7 @@ __all__ = [
     "neg_elbo",
     "paper_net",
     "predict_proba",
+    "prior_families",
     "save_checkpoint",
     "set_stochastic",
     "to_bayesian",

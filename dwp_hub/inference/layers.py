@@ -1,13 +1,21 @@
 """Bayesian convolution layers and the conversion of any ``nn.Module`` to them.
 
-:class:`BayesConv2d` is the paper's variational family (Section 4.1): a fully factorised Gaussian
-q(w) = N(θ, σ²) per weight with the *additive* parameterisation of Molchanov et al. (2017) — the
-trainable parameters are the mean θ (``weight``) and ``log_sigma2`` (initialised to −10) — and the
-*local reparameterisation* trick of Kingma et al. (2015): the layer samples its pre-activations,
+:class:`BayesConv2d` holds a fully factorised Gaussian q(w) per weight, in one of two variational
+families (:class:`Family`):
+
+* ``"gaussian"`` (the paper's family for the standard-normal and deep-weight-prior runs, Section
+  4.1): q(w) = N(θ, σ²) with the *additive* parameterisation of Molchanov et al. (2017) — the
+  trainable parameters are the mean θ (``weight``) and ``log_sigma2`` (initialised to −10);
+* ``"variational-dropout"`` (the paper's family for its log-uniform runs; Kingma et al. 2015):
+  q(w) = N(θ, α·θ²) with α = sigmoid(a) ∈ (0, 1) per weight (``logit_alpha`` = a, initialised to
+  −2, α ≈ 0.12).
+
+Both use the *local reparameterisation* trick of Kingma et al. (2015): the layer samples its
+pre-activations,
 
     mean = conv(x, θ) + b,    var = conv(x², σ²),    out = mean + sqrt(var) · ε,
 
-instead of a weight sample. Biases are deterministic. Each layer carries its prior (a
+instead of a weight sample (σ² = α·θ² for variational dropout). Biases are deterministic. Each layer carries its prior (a
 :class:`~dwp_hub.inference.priors.PriorKL` submodule, so a deep weight prior's trainable reverse
 model is part of ``model.parameters()``).
 
@@ -22,6 +30,7 @@ import fnmatch
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Union
 
 import torch
@@ -36,6 +45,27 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: log σ² of every weight at initialisation (the paper's value).
 LOG_SIGMA2_INIT = -10.0
+#: a = logit α of every weight of the variational-dropout family at initialisation (the paper's: α ≈ 0.12).
+LOGIT_ALPHA_INIT = -2.0
+#: Added to θ² inside logarithms of the variational-dropout variance α·θ² (θ may be exactly 0).
+_THETA2_EPS = 1e-16
+
+
+class Family(str, Enum):
+    """Variational family of a Bayesian layer (see the module docstring)."""
+
+    GAUSSIAN = "gaussian"
+    VARIATIONAL_DROPOUT = "variational-dropout"
+
+    @classmethod
+    def parse(cls, value: str | Family) -> Family:
+        try:
+            return cls(value)
+        except ValueError:
+            from dwp_hub.errors import ConfigError
+
+            raise ConfigError(f"Unknown variational family {value!r}; use one of "
+                              f"{', '.join(f.value for f in cls)}.") from None
 #: Added to the output variance before the square root: conv(x², σ²) is exactly 0 where the input
 #: patch is all zeros (MNIST borders), and d sqrt(v)/dv is infinite at 0.
 VAR_EPS = 1e-8
@@ -47,13 +77,16 @@ class BayesConv2d(nn.Module):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
             padding_mode: as ``nn.Conv2d``.
-        log_sigma2_init: initial log σ² of every weight (−10, the paper's value).
+        family: ``"gaussian"`` (θ, log σ²) or ``"variational-dropout"`` (θ, logit α).
+        log_sigma2_init: initial log σ² of every weight (−10, the paper's value; gaussian family).
+        logit_alpha_init: initial logit α of every weight (−2, the paper's value; variational dropout).
         prior: the :class:`~dwp_hub.inference.priors.PriorKL` of this layer (``None``: no KL term;
             set one later with :meth:`set_prior`).
 
     Attributes:
         weight: the variational means θ, ``[out, in/groups, kh, kw]``.
-        log_sigma2: log σ² per weight, same shape.
+        log_sigma2: log σ² per weight, same shape (gaussian family).
+        logit_alpha: a = logit α per weight, same shape (variational-dropout family).
         bias: deterministic bias (or ``None``).
         prior: the layer's prior and KL estimator.
         stochastic: sample the outputs (``True``) or use the means (``False``).
@@ -61,9 +94,11 @@ class BayesConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", *, log_sigma2_init: float = LOG_SIGMA2_INIT,
+                 padding_mode: str = "zeros", *, family: Family | str = Family.GAUSSIAN,
+                 log_sigma2_init: float = LOG_SIGMA2_INIT, logit_alpha_init: float = LOGIT_ALPHA_INIT,
                  prior: PriorKL | None = None, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
+        self.family = Family.parse(family)
         proto = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                           padding_mode, device=device, dtype=dtype)
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -72,7 +107,10 @@ class BayesConv2d(nn.Module):
         self.groups, self.padding_mode = groups, padding_mode
         self._reversed_padding_repeated_twice = proto._reversed_padding_repeated_twice
         self.weight = nn.Parameter(proto.weight.detach().clone())
-        self.log_sigma2 = nn.Parameter(torch.full_like(proto.weight, float(log_sigma2_init)))
+        if self.family is Family.GAUSSIAN:
+            self.log_sigma2 = nn.Parameter(torch.full_like(proto.weight, float(log_sigma2_init)))
+        else:
+            self.logit_alpha = nn.Parameter(torch.full_like(proto.weight, float(logit_alpha_init)))
         self.bias = nn.Parameter(proto.bias.detach().clone()) if proto.bias is not None else None
         self.stochastic = True
         self.prior: PriorKL | None = None
@@ -80,14 +118,16 @@ class BayesConv2d(nn.Module):
             self.set_prior(prior)
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, *, log_sigma2_init: float = LOG_SIGMA2_INIT,
+    def from_conv(cls, conv: nn.Conv2d, *, family: Family | str = Family.GAUSSIAN,
+                  log_sigma2_init: float = LOG_SIGMA2_INIT, logit_alpha_init: float = LOGIT_ALPHA_INIT,
                   prior: PriorKL | None = None) -> BayesConv2d:
         """A Bayesian copy of ``conv`` whose means are ``conv``'s weights (bias copied too)."""
         if not isinstance(conv, nn.Conv2d):
             raise UnsupportedLayerError(f"from_conv takes an nn.Conv2d, got {type(conv).__name__}.")
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
-                    log_sigma2_init=log_sigma2_init, device=conv.weight.device, dtype=conv.weight.dtype)
+                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, family=family,
+                    log_sigma2_init=log_sigma2_init, logit_alpha_init=logit_alpha_init,
+                    device=conv.weight.device, dtype=conv.weight.dtype)
         with torch.no_grad():
             layer.weight.copy_(conv.weight)
             if conv.bias is not None:
@@ -106,8 +146,23 @@ class BayesConv2d(nn.Module):
     # -- the variational distribution ---------------------------------------------------
     @property
     def sigma2(self) -> Tensor:
-        """σ² per weight."""
-        return self.log_sigma2.exp()
+        """σ² per weight (α·θ² for variational dropout)."""
+        if self.family is Family.GAUSSIAN:
+            return self.log_sigma2.exp()
+        return torch.sigmoid(self.logit_alpha) * self.weight**2
+
+    def log_variance(self) -> Tensor:
+        """log σ² per weight (log α + log θ² for variational dropout)."""
+        if self.family is Family.GAUSSIAN:
+            return self.log_sigma2
+        return F.logsigmoid(self.logit_alpha) + torch.log(self.weight**2 + _THETA2_EPS)
+
+    @property
+    def alpha(self) -> Tensor:
+        """α = σ²/θ² per weight (the dropout rate's odds): sigmoid(a) for variational dropout."""
+        if self.family is Family.VARIATIONAL_DROPOUT:
+            return torch.sigmoid(self.logit_alpha)
+        return self.log_sigma2.exp() / (self.weight**2 + _THETA2_EPS)
 
     @property
     def n_kernels(self) -> int:
@@ -117,7 +172,7 @@ class BayesConv2d(nn.Module):
     def sample_weight(self, generator: torch.Generator | None = None) -> Tensor:
         """One reparameterised weight sample θ + σ·ε (differentiable in θ and log σ²)."""
         eps = torch.randn(self.weight.shape, generator=generator, device=self.weight.device, dtype=self.weight.dtype)
-        return self.weight + (0.5 * self.log_sigma2).exp() * eps
+        return self.weight + self.sigma2.sqrt() * eps
 
     def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         if self.padding_mode != "zeros":
@@ -129,7 +184,7 @@ class BayesConv2d(nn.Module):
         mean = self._conv(x, self.weight, self.bias)
         if not self.stochastic:
             return mean
-        var = self._conv(x * x, self.log_sigma2.exp(), None)
+        var = self._conv(x * x, self.sigma2, None)
         return mean + (var + VAR_EPS).sqrt() * torch.randn_like(mean)
 
     def kl(self) -> Tensor:
@@ -158,6 +213,8 @@ class BayesConv2d(nn.Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.family is not Family.GAUSSIAN:
+            s += f", family={self.family.value}"
         return s + ("" if self.stochastic else ", deterministic")
 
 
@@ -235,7 +292,9 @@ def to_bayesian(
     priors: PriorsArg = "auto",
     *,
     default: PriorEntry = "standard-normal",
+    family: Family | str = "auto",
     log_sigma2_init: float = LOG_SIGMA2_INIT,
+    logit_alpha_init: float = LOGIT_ALPHA_INIT,
     bound: str = "fast",
     kernels_per_step: int | None = None,
     mc_samples: int = 1,
@@ -260,7 +319,12 @@ def to_bayesian(
               over kernel sizes; unmatched layers get ``default``. An entry ``None`` / ``"none"``
               leaves the layer a plain ``nn.Conv2d``.
         default: entry for layers that ``priors`` does not cover (``None`` leaves them as they are).
-        log_sigma2_init: initial log σ² (−10, the paper's value).
+        family: the variational family of every converted layer: ``"auto"`` (the family each
+            prior is defined on: variational dropout for ``"log-uniform"``, the Gaussian family for
+            the others), ``"gaussian"`` or ``"variational-dropout"``. A prior that is not defined on
+            the family given is an error that names the valid combinations.
+        log_sigma2_init: initial log σ² (−10, the paper's value; gaussian family).
+        logit_alpha_init: initial logit α (−2, the paper's value; variational-dropout family).
         bound: for deep weight priors, ``"fast"`` (subsampled, see
             :class:`~dwp_hub.inference.priors.DeepWeightPriorKL`) or ``"full"`` (all kernels every step).
         kernels_per_step: kernels per layer and step of the fast bound (default
@@ -305,9 +369,16 @@ def to_bayesian(
             prior = make_prior(entry, conv, cache=cache, **options)
         except UnsupportedLayerError as err:
             raise UnsupportedLayerError(f"Layer {name!r}: {err}") from err
-        layer = BayesConv2d.from_conv(conv, log_sigma2_init=log_sigma2_init, prior=prior)
+        fam = Family.parse(prior.families[0] if family == "auto" else family)
+        layer = BayesConv2d.from_conv(conv, family=fam, log_sigma2_init=log_sigma2_init,
+                                      logit_alpha_init=logit_alpha_init)
+        try:
+            layer.set_prior(prior)
+        except UnsupportedLayerError as err:
+            raise UnsupportedLayerError(f"Layer {name!r}: {err}") from err
         replacements.append((name, layer))
-        report.converted.append((name, tuple(layer.weight.shape), prior.describe()))
+        how = prior.describe() + ("" if fam is Family.GAUSSIAN else f" [{fam.value}]")
+        report.converted.append((name, tuple(layer.weight.shape), how))
     if strict and report.skipped:
         raise UnsupportedLayerError("Conv layers left deterministic:\n" +
                                     "\n".join(f"  {n}: {r}" for n, r in report.skipped))

@@ -4,10 +4,17 @@ Convention (the same everywhere in :mod:`dwp_hub.inference`): a prior's :meth:`P
 the KL divergence KL(q(W) ‖ p(W)) of one layer **summed over all its weights** (nats), and the
 negative ELBO is ``N · mean cross-entropy + Σ_layers KL`` (see :func:`~dwp_hub.inference.objective.neg_elbo`).
 
-* :class:`StandardNormalKL`: p(w) = N(0, 1) per weight; closed form.
-* :class:`LogUniformKL`: the improper log-uniform prior of sparse variational dropout, with the
-  approximation of Molchanov et al. (2017): with log α = log σ² − log θ²,
-  −KL ≈ k1·sigmoid(k2 + k3·log α) − 0.5·log1p(exp(−log α)) − k1.
+Each prior declares the variational families it is defined on (``families``; the first is what
+:func:`~dwp_hub.inference.to_bayesian` picks with ``family="auto"``).
+
+* :class:`StandardNormalKL`: p(w) = N(0, 1) per weight; closed form (both families).
+* :class:`LogUniformKL` (``"log-uniform"``, the paper's arm): the improper log-uniform prior on the
+  variational-dropout family q(w) = N(θ, α·θ²), α = sigmoid(a) ∈ (0, 1), with the approximation of
+  Kingma et al. (2015), up to a constant: KL ≈ −0.5·log α − c1·α − c2·α² − c3·α³.
+* :class:`SparseLogUniformKL` (``"sparse-log-uniform"``): the same prior on the additive Gaussian
+  family (sparse variational dropout), with the approximation of Molchanov et al. (2017): with
+  log α = log σ² − log θ², −KL ≈ k1·sigmoid(k2 + k3·log α) − 0.5·log1p(exp(−log α)) − k1. Not the
+  paper's Fig. 2a arm: from log σ² = −10 it pulls every mean to 0 long before the variances grow.
 * :class:`DeepWeightPriorKL`: a hub prior p(w) = ∫ p(w|z) N(z|0, I) dz over k x k kernels, through
   the paper's auxiliary bound (Eq. 7-8, Algorithm 1), per kernel w of the layer:
 
@@ -51,8 +58,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from dwp_hub.inference.layers import BayesConv2d
     from dwp_hub.model.prior import DeepWeightPrior
 
-#: Molchanov et al. (2017) constants of the log-uniform KL approximation.
+#: Molchanov et al. (2017) constants of the sparse-variational-dropout KL approximation.
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
+#: Kingma et al. (2015) constants of the variational-dropout KL approximation.
+C1, C2, C3 = 1.16145124, -1.50204118, 0.58629921
 #: Kernels per layer and step of the fast deep-weight-prior bound (see tools/bench_vi.py).
 DEFAULT_KERNELS_PER_STEP = 64
 _LOG_2PI_E = math.log(2 * math.pi) + 1.0
@@ -64,9 +73,22 @@ class PriorKL(nn.Module):
 
     #: Short name used in reports and checkpoints.
     kind: str = "prior"
+    #: Variational families (values of :class:`~dwp_hub.inference.layers.Family`) this prior's KL is
+    #: defined on; the first is the default.
+    families: tuple[str, ...] = ("gaussian", "variational-dropout")
 
     def check(self, layer: BayesConv2d) -> None:
         """Raise :class:`UnsupportedLayerError` if this prior cannot serve ``layer``."""
+        self.check_family(layer)
+
+    def check_family(self, layer: Any) -> None:
+        family = getattr(layer, "family", "gaussian")
+        family = getattr(family, "value", family)
+        if family not in self.families:
+            raise UnsupportedLayerError(
+                f"the {self.kind} prior is not defined on the {family} family. Valid combinations: "
+                + "; ".join(f"{kind}: {', '.join(fams)}" for kind, fams in prior_families().items()) + "."
+            )
 
     def kl(self, layer: BayesConv2d) -> Tensor:
         """KL(q ‖ p) of ``layer``'s weights, summed over weights (nats)."""
@@ -91,7 +113,7 @@ class StandardNormalKL(PriorKL):
     def kl(self, layer: BayesConv2d) -> Tensor:
         log_s2 = 2 * math.log(self.std)
         s2 = self.std**2
-        ls2 = layer.log_sigma2
+        ls2 = layer.log_variance()
         return 0.5 * ((ls2.exp() + layer.weight**2) / s2 - 1.0 - ls2 + log_s2).sum()
 
     def describe(self) -> str:
@@ -99,13 +121,33 @@ class StandardNormalKL(PriorKL):
 
 
 class LogUniformKL(PriorKL):
-    """The log-uniform prior p(|w|) ∝ 1/|w| with the Molchanov et al. (2017) KL approximation.
+    """The log-uniform prior p(|w|) ∝ 1/|w| on the variational-dropout family (the paper's arm).
+
+    q(w) = N(θ, α·θ²) with α = sigmoid(a); per weight, up to an additive constant (the prior is
+    improper), the KL approximation of Kingma et al. (2015, Eq. 15 and its appendix)
+    KL ≈ −0.5·log α − c1·α − c2·α² − c3·α³, with c1, c2, c3 = :data:`C1`, :data:`C2`, :data:`C3`.
+    It does not depend on θ: the prior is scale invariant.
+    """
+
+    kind = "log-uniform"
+    families = ("variational-dropout",)
+
+    def kl(self, layer: BayesConv2d) -> Tensor:
+        a = layer.logit_alpha
+        alpha = torch.sigmoid(a)
+        return -(0.5 * F.logsigmoid(a) + alpha * (C1 + alpha * (C2 + alpha * C3))).sum()
+
+
+class SparseLogUniformKL(PriorKL):
+    """The log-uniform prior on the additive Gaussian family, with the Molchanov et al. (2017)
+    approximation (sparse variational dropout).
 
     ``log α = log σ² − log(θ² + eps)``; the KL is up to an additive constant (the prior is
     improper), chosen so that it tends to 0 as α → ∞.
     """
 
-    kind = "log-uniform"
+    kind = "sparse-log-uniform"
+    families = ("gaussian",)
 
     def __init__(self, eps: float = 1e-8) -> None:
         super().__init__()
@@ -161,6 +203,7 @@ class DeepWeightPriorKL(PriorKL):
     """
 
     kind = "dwp"
+    families = ("gaussian",)
 
     def __init__(self, prior: DeepWeightPrior | KernelVAE, *, mc_samples: int = 1, bound: str = "fast",
                  kernels_per_step: int | None = None, sampler: str = "cycle", control_variate: bool = True,
@@ -217,6 +260,7 @@ class DeepWeightPriorKL(PriorKL):
         return self
 
     def check(self, layer: BayesConv2d) -> None:
+        self.check_family(layer)
         k = self.kernel_size
         ks = tuple(layer.kernel_size)
         if ks[0] != ks[1]:
@@ -294,10 +338,12 @@ class DeepWeightPriorKL(PriorKL):
 
     # -- initialisation and diagnostics ----------------------------------------------------
     @torch.no_grad()
-    def init_means_(self, layer: BayesConv2d, generator: torch.Generator | None = None) -> None:
-        """Set the layer's means to decoder means of z ~ N(0, I) (the paper's init for dwp runs)."""
+    def init_means_(self, layer: BayesConv2d | nn.Conv2d, generator: torch.Generator | None = None) -> None:
+        """Set the layer's means (or a plain conv's weights) to decoder means of z ~ N(0, I) (the
+        paper's init for dwp runs)."""
         k = self.kernel_size
-        z = torch.randn((layer.n_kernels, self.z_dim), generator=generator, device="cpu")
+        n = layer.weight.shape[0] * layer.weight.shape[1]
+        z = torch.randn((n, self.z_dim), generator=generator, device="cpu")
         z = z.to(device=layer.weight.device, dtype=layer.weight.dtype)
         mean, _ = self.decoder(z)
         layer.weight.copy_(mean.reshape(layer.weight.shape[0], layer.weight.shape[1], k, k))
@@ -356,7 +402,13 @@ class DeepWeightPriorKL(PriorKL):
 
 # -- building priors from user entries -----------------------------------------------------
 _SN_NAMES = {"standard-normal", "standard_normal", "normal", "sn", "gaussian", "n(0,1)"}
-_LU_NAMES = {"log-uniform", "log_uniform", "loguniform", "lu"}
+_LU_NAMES = {"log-uniform", "log_uniform", "loguniform", "lu", "variational-dropout", "vd"}
+_SPARSE_LU_NAMES = {"sparse-log-uniform", "sparse_log_uniform", "sparse-vd", "svd"}
+
+
+def prior_families() -> dict[str, tuple[str, ...]]:
+    """Each prior kind and the variational families it is defined on."""
+    return {cls.kind: cls.families for cls in (StandardNormalKL, LogUniformKL, SparseLogUniformKL, DeepWeightPriorKL)}
 
 
 def auto_prior(kernel_size: int, cache: dict[Any, Any] | None = None) -> DeepWeightPrior | None:
@@ -404,6 +456,8 @@ def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = No
             prior = StandardNormalKL()
         elif key in _LU_NAMES:
             prior = LogUniformKL()
+        elif key in _SPARSE_LU_NAMES:
+            prior = SparseLogUniformKL()
         elif key == "dwp":
             found = auto_prior(ks[0], cache) if ks[0] == ks[1] else None
             if found is None:
@@ -425,7 +479,7 @@ def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = No
         class _Probe:
             kernel_size = ks
 
-        prior.check(_Probe())  # type: ignore[arg-type]
+        prior.check(_Probe())  # type: ignore[arg-type]  (no family: the layer checks it)
     return prior
 
 

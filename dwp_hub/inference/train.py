@@ -443,33 +443,51 @@ PAPER_PRIORS = ("dwp", "log-uniform", "standard-normal", "deterministic")
 PAPER_DWP = {7: "notmnist-7x7", 5: "notmnist-5x5"}
 
 
+#: Initialisations of the conv means in :func:`paper_net`: ``"xavier"`` (seeded Xavier) or ``"dwp"``
+#: (decoder means of z ~ N(0, I) under the deep weight priors); ``"auto"``: dwp for the dwp prior, else xavier.
+PAPER_INITS = ("auto", "xavier", "dwp")
+
+
 def paper_net(prior: str, *, dwp_priors: dict[int, Any] | None = None, widths: tuple[int, int] = (32, 128),
               seed: int = 0, bound: str = "fast", kernels_per_step: int | None = None,
-              mc_samples: int = 1) -> nn.Module:
+              mc_samples: int = 1, init: str = "auto") -> nn.Module:
     """The paper's MNIST classifier (fconv 32/128) with the conv layers under ``prior``.
 
     Xavier initialisation (seeded); for ``"dwp"`` the conv means are then set to decoder means of
-    z ~ N(0, I) (the paper's initialisation). ``"deterministic"`` returns the plain net.
+    z ~ N(0, I) (the paper's initialisation). ``"deterministic"`` returns the plain net. ``"log-uniform"``
+    is the paper's arm: the variational-dropout family (α = sigmoid(a), a = −2) with Xavier means.
 
     Args:
         prior: one of :data:`PAPER_PRIORS`.
         dwp_priors: ``{kernel_size: spec | DeepWeightPrior | KernelVAE}`` (default :data:`PAPER_DWP`).
+        init: the means' initialisation (:data:`PAPER_INITS`); ``"xavier"`` with ``"dwp"`` and ``"dwp"``
+            with another prior separate the deep weight prior's initialisation from the prior itself.
     """
+    from dwp_hub.errors import ConfigError
     from dwp_hub.inference.layers import to_bayesian
+    from dwp_hub.inference.priors import make_prior
     from dwp_hub.model.nets import NetConfig, build_net, xavier_init_
 
     if prior not in PAPER_PRIORS:
-        raise ValueError(f"prior must be one of {PAPER_PRIORS}, got {prior!r}.")
+        raise ConfigError(f"prior must be one of {', '.join(PAPER_PRIORS)}, got {prior!r}.")
+    if init not in PAPER_INITS:
+        raise ConfigError(f"init must be one of {', '.join(PAPER_INITS)}, got {init!r}.")
+    if init == "auto":
+        init = "dwp" if prior == "dwp" else "xavier"
     gen = torch.Generator().manual_seed(seed)
     net = xavier_init_(build_net(NetConfig("fconv", tuple(widths))), gen)
+    table = dict(PAPER_DWP if dwp_priors is None else dwp_priors)
+    if init == "dwp":
+        cache: dict[Any, Any] = {}
+        for conv in [m for m in net.modules() if isinstance(m, nn.Conv2d)]:
+            ks = conv.kernel_size[0]
+            if ks not in table:
+                raise ConfigError(f"init='dwp' needs a deep weight prior for the {ks}x{ks} layer; dwp_priors has "
+                                  f"{sorted(table)}.")
+            make_prior(table[ks], conv, cache=cache).init_means_(conv, gen)  # type: ignore[attr-defined]
     if prior == "deterministic":
         return net
     if prior != "dwp":
         return to_bayesian(net, prior)
-    table = dict(PAPER_DWP if dwp_priors is None else dwp_priors)
-    model = to_bayesian(net, table, default=None, strict=True, bound=bound, kernels_per_step=kernels_per_step,
-                        mc_samples=mc_samples)
-    for _, layer in bayesian_layers(model):
-        if isinstance(layer.prior, DeepWeightPriorKL):
-            layer.prior.init_means_(layer, gen)
-    return model
+    return to_bayesian(net, table, default=None, strict=True, bound=bound, kernels_per_step=kernels_per_step,
+                       mc_samples=mc_samples)
