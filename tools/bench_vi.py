@@ -2,10 +2,12 @@
 
 Measures milliseconds per training step (forward, KL, backward, Adam; CPU time with one thread,
 wall time otherwise) for the standard normal,
-log-uniform, deep weight prior with the full bound (all kernels every step, the paper's
-estimator) and with the fast bound (m kernels per layer and step), interleaved round by round so
-that machine load affects every configuration alike, and prints medians as ratios to the
-standard-normal step. Peak memory of each configuration is measured in a fresh subprocess:
+log-uniform (the paper's variational-dropout family), sparse log-uniform (the additive family),
+deep weight prior with the full bound (all kernels every step, the paper's estimator) and with the
+fast bound (m kernels per layer and step), interleaved round by round with a 1024x1024 fp32
+``torch.mm`` so that machine load affects every configuration alike, and prints medians as ratios
+to the standard-normal step, and the standard-normal step's FLOP rate (FlopCounterMode) as a
+fraction of the in-run GEMM rate. The targets of issue 12 are checked on these ratios. Peak memory of each configuration is measured in a fresh subprocess:
 the resident-set high-water mark during a few steps (reset after the build, Linux), and its
 increase over the resident set before the steps (the step's transient memory).
 
@@ -37,7 +39,31 @@ from typing import Any
 
 import torch
 
-CONFIGS = ("standard-normal", "log-uniform", "dwp-full", "dwp-fast")
+CONFIGS = ("standard-normal", "log-uniform", "sparse-log-uniform", "dwp-full", "dwp-fast")
+#: Targets (issue 12), checked on the ratios of one run.
+TARGETS = {"sn_gemm_fraction": 0.60, "dwp-fast": 1.3, "log-uniform": 1.1, "sparse-log-uniform": 1.1}
+#: Side of the square fp32 matrix product whose rate is the in-run reference.
+GEMM_N = 1024
+
+
+def _gemm_fn(dtype: torch.dtype = torch.float32) -> Any:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(GEMM_N, GEMM_N, generator=g).to(dtype)
+    b = torch.randn(GEMM_N, GEMM_N, generator=g).to(dtype)
+
+    def gemm() -> None:
+        torch.mm(a, b)
+
+    return gemm
+
+
+def _step_flops(step: Any) -> int:
+    """FLOPs of one training step (forward and backward), counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
 
 
 def _priors(kind: str) -> tuple[dict[int, Any], str]:
@@ -82,7 +108,7 @@ def _step_fn(config: str, priors: dict[int, Any], x: torch.Tensor, y: torch.Tens
         model = paper_net("dwp", dwp_priors=priors, bound="full" if config == "dwp-full" else "fast",
                           kernels_per_step=m)
     else:
-        model = paper_net(config)
+        model = paper_net(config)  # "log-uniform": the paper's variational-dropout family
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     n = len(x)
 
@@ -171,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     priors, prior_desc = _priors(args.priors)
     x, y, data_desc = _batch(args.batch)
     configs: dict[str, Any] = {c: _step_fn(c, priors, x, y, m) for c in CONFIGS}
+    sn_flops = _step_flops(configs["standard-normal"])
+    configs["gemm-fp32"] = _gemm_fn()
     for extra in [int(v) for v in args.also_m.split(",") if v.strip()]:
         configs[f"dwp-fast-m{extra}"] = _step_fn("dwp-fast", priors, x, y, extra)
     print(f"bench_vi: fconv 32/128, batch {args.batch} ({data_desc}), torch {torch.__version__}, "
@@ -193,8 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     basis = "cpu" if threads == 1 else "wall"
     times = cpu if basis == "cpu" else wall
     base = statistics.median(times["standard-normal"])
+    gemm_ms = statistics.median(times.pop("gemm-fp32"))
+    configs.pop("gemm-fp32")
+    gemm_rate = 2 * GEMM_N**3 / (gemm_ms / 1000)
+    step_rate = sn_flops / (base / 1000)
+    fraction = step_rate / gemm_rate
     results: dict[str, Any] = {"threads": threads, "batch": args.batch, "priors": prior_desc, "m": m,
-                               "ratio_basis": basis, "load_average": list(os.getloadavg()), "configs": {}}
+                               "ratio_basis": basis, "load_average": list(os.getloadavg()), "configs": {},
+                               "sn_step_gflop": sn_flops / 1e9, "sn_step_gflops_per_s": step_rate / 1e9,
+                               "gemm_fp32_gflops_per_s": gemm_rate / 1e9, "sn_gemm_fraction": fraction}
+    print(f"standard-normal step: {sn_flops / 1e9:.2f} GFLOP (FlopCounterMode) in {base:.1f} ms = "
+          f"{step_rate / 1e9:.1f} GFLOP/s; fp32 {GEMM_N}x{GEMM_N} torch.mm in the same run: {gemm_rate / 1e9:.1f} "
+          f"GFLOP/s; fraction {fraction:.2f} (target >= {TARGETS['sn_gemm_fraction']:.2f}: "
+          f"{'met' if fraction >= TARGETS['sn_gemm_fraction'] else 'MISSED'})")
     memory: dict[str, dict[str, float]] = {}
     if not args.no_memory:
         ctx = mp.get_context("spawn")
@@ -214,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<18} {statistics.median(cpu[name]):8.1f} {statistics.median(wall[name]):8.1f} "
               f"{med / base:6.2f} {mem.get('peak_rss_mb', float('nan')):9.0f} "
               f"{mem.get('step_peak_increase_mb', float('nan')):9.1f}")
+    results["targets"] = {}
+    for name, limit in TARGETS.items():
+        if name in results["configs"]:
+            ratio = results["configs"][name]["ratio"]
+            results["targets"][name] = {"ratio": ratio, "limit": limit, "met": ratio <= limit}
+            print(f"target: {name} <= {limit:.2f}x the standard-normal step: {ratio:.2f}x "
+                  f"({'met' if ratio <= limit else 'MISSED'})")
     if args.accuracy_epochs:
         seeds = [int(s) for s in args.accuracy_seeds.split(",") if s.strip()]
         print(f"\naccuracy, fast (m={m}) vs full bound, {args.accuracy_epochs} epochs:")

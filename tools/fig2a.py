@@ -155,7 +155,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from dwp_hub.data import mnist10k_protocol
-    from dwp_hub.inference import VIRecipe, fit_deterministic, fit_vi, paper_net
+    from dwp_hub.inference import DEFAULT_KERNELS_PER_STEP, VIRecipe, fit_deterministic, fit_vi, paper_net
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -188,7 +188,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "nll_ensemble": round(m["nll_ensemble"], 4), "steps": result.steps, "seconds": round(result.seconds, 1),
         "ms_per_step": round(result.ms_per_step, 2),
         "bound": job["bound"] if prior == "dwp" else "",
-        "kernels_per_step": job["kernels_per_step"] or "" if prior == "dwp" else "",
+        "kernels_per_step": (job["kernels_per_step"] or DEFAULT_KERNELS_PER_STEP) if prior == "dwp" else "",
         "dwp_priors": spec,
         "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck),

@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextvars
 import math
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -70,8 +72,41 @@ class _Heads(nn.Module):
         return self.mean(h), F.softplus(self.var(h))
 
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "relu": nn.ReLU}
-_ACTIVATIONS_INPLACE = {"elu": F.elu_, "relu": F.relu_}
+class _EluFunction(torch.autograd.Function):
+    """ELU through ``exp`` rather than ``expm1``: torch's CPU ELU kernel computes ``expm1`` element
+    by element (about 15x slower than its vectorised ``exp`` here), and the kernel VAEs' ELUs were
+    the largest single cost of a fast-bound VI step. ``exp(x) − 1`` differs from ``expm1(x)`` by at
+    most a few float32 ulps of 1 (absolute error below 1e-7), far under any weight's scale."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # noqa: D102
+        y = elu_fast_(x.clone())
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # noqa: D102
+        (y,) = ctx.saved_tensors
+        return grad * y.clamp(max=0.0).add_(1.0)  # 1 where x > 0, exp(x) = y + 1 elsewhere
+
+
+def elu_fast_(x: Tensor) -> Tensor:
+    """In-place ELU (alpha 1): ``max(x, 0) + exp(min(x, 0)) − 1``."""
+    neg = x.clamp(max=0.0).exp_().sub_(1.0)
+    return x.clamp_(min=0.0).add_(neg)
+
+
+class ELU(nn.ELU):
+    """``nn.ELU()`` (alpha 1), computed by :class:`_EluFunction`; no parameters (same state dict)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _EluFunction.apply(x)
+        return elu_fast_(x.clone())
+
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": ELU, "relu": nn.ReLU}
+_ACTIVATIONS_INPLACE = {"elu": elu_fast_, "relu": F.relu_}
 
 
 def _encoder(cfg: ArchConfig) -> tuple[nn.Module, _Heads]:
