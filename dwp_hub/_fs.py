@@ -57,3 +57,13 @@ def atomic_write_bytes(dest: str | Path, data: bytes) -> None:
 def atomic_write_text(dest: str | Path, text: str) -> None:
     """Write UTF-8 ``text`` to ``dest`` through a temp file and rename."""
     atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+def md5_file(path: str | Path) -> str:
+    """Hex md5 of a file, read in 1 MiB chunks: only to compare downloads with published md5 sums
+    (data mirrors publish md5); everything dwp-hub pins itself uses :func:`sha256_file`."""
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -21,7 +21,7 @@ from dwp_hub.data import (
     read_idx,
     source_split,
 )
-from dwp_hub.data._datasets import _md5
+from dwp_hub._fs import md5_file as _md5
 from dwp_hub.errors import DataIntegrityError, DataNotFoundError, OfflineError
 
 

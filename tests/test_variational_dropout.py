@@ -124,7 +124,7 @@ def test_to_bayesian_family_auto_and_valid_combinations(tiny_registry: object) -
     with pytest.raises(UnsupportedLayerError, match=r"dwp prior is not defined on the variational-dropout"):
         to_bayesian(build_net(NetConfig("fconv", (4, 8))), {"0": "tiny-7x7"}, default=None,
                     family="variational-dropout")
-    with pytest.raises(ConfigError, match="Unknown variational family"):
+    with pytest.raises(ConfigError, match="Unknown family .dropout.; use one of gaussian, variational-dropout"):
         to_bayesian(build_net(NetConfig("fconv", (4, 8))), "standard-normal", family="dropout")
     assert prior_families()["sparse-log-uniform"] == ("gaussian",)
 
@@ -159,3 +159,14 @@ def test_paper_net_init_ablation_separates_init_from_prior(tiny_registry: object
         assert not torch.equal(a.weight, conv.weight)
     with pytest.raises(ConfigError, match="init must be one of"):
         paper_net("dwp", dwp_priors=table, widths=(2, 4), init="kaiming")
+
+
+def test_paper_net_mixes_a_deep_weight_prior_with_gaussian_layers(tiny_registry: object) -> None:
+    from dwp_hub.inference import DeepWeightPriorKL
+
+    model = paper_net("dwp", dwp_priors={7: "tiny-7x7", 5: "standard-normal"}, widths=(2, 4), seed=1)
+    xavier = paper_net("deterministic", widths=(2, 4), seed=1)
+    first, second = (m for _, m in bayesian_layers(model))
+    assert isinstance(first.prior, DeepWeightPriorKL) and isinstance(second.prior, StandardNormalKL)
+    assert torch.equal(second.weight, xavier[3].weight)  # Gaussian layer: Xavier means
+    assert not torch.equal(first.weight, xavier[0].weight)

@@ -38,7 +38,7 @@ def vi_cmd(
 
     from dwp_hub.data import mnist10k_protocol
     from dwp_hub.inference.layers import to_bayesian_report
-    from dwp_hub.inference.train import PAPER_DWP, PAPER_PRIORS, VIRecipe, fit_deterministic, fit_vi, paper_net
+    from dwp_hub.inference.vi import PAPER_DWP, PAPER_PRIORS, VIRecipe, fit_deterministic, fit_vi, paper_net
 
     if prior not in PAPER_PRIORS:
         raise typer.BadParameter(f"--prior must be one of {', '.join(PAPER_PRIORS)}.")

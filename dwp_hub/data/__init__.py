@@ -3,6 +3,8 @@ downloads and fixed splits."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dwp_hub.data._cifar import (
     CIFAR_DATASETS,
     CifarSpec,
@@ -14,8 +16,8 @@ from dwp_hub.data._cifar import (
 from dwp_hub.data._datasets import (
     DATASETS,
     DatasetSpec,
-    dataset_sha256,
     ensure_dataset,
+    idx_sha256,
     load_idx_dataset,
 )
 from dwp_hub.data._idx import read_idx
@@ -25,6 +27,17 @@ from dwp_hub.data._splits import (
     mnist10k_protocol,
     source_split,
 )
+
+
+
+def dataset_sha256(name: str, root: str | Path | None = None) -> str:
+    """The provenance hash recorded in cards: sha256 over the image file then the label file for
+    MNIST-format datasets, over the binary record files for ``cifar10`` / ``cifar100``
+    (:func:`cifar_sha256`)."""
+    if name in CIFAR_DATASETS:
+        return cifar_sha256(name, root)
+    return idx_sha256(name, root)
+
 
 __all__ = [
     "PROTOCOLS",

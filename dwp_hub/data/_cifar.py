@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dwp_hub import constants
-from dwp_hub.data._datasets import _md5
+from dwp_hub._fs import md5_file
 from dwp_hub.errors import ConfigError, DataIntegrityError, DataNotFoundError, OfflineError
 
 #: Pixels per image (3 x 32 x 32).
@@ -198,7 +198,7 @@ def ensure_cifar(name: str, root: str | Path | None = None, download: bool = Tru
         return base
     archive = folder / spec.archive
     if archive.is_file():
-        digest = _md5(archive)
+        digest = md5_file(archive)
         if digest != spec.md5:
             raise DataIntegrityError(
                 f"{archive} has md5 {digest}, expected {spec.md5}. Delete it and download {spec.url} again."

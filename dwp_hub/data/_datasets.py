@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dwp_hub import constants
+from dwp_hub._fs import md5_file
 from dwp_hub.data._idx import read_idx
 from dwp_hub.errors import DataIntegrityError, DataNotFoundError, OfflineError
 
@@ -94,12 +95,6 @@ def _spec(name: str) -> DatasetSpec:
         ) from err
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _download(file: _File, dest: Path) -> None:
@@ -143,24 +138,16 @@ def ensure_dataset(name: str, root: str | Path | None = None, download: bool = T
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
             _download(file, path)
-        if file.md5 is not None and _md5(path) != file.md5:
+        if file.md5 is not None and md5_file(path) != file.md5:
             raise DataIntegrityError(
-                f"{path} has md5 {_md5(path)}, expected {file.md5}. Delete it and download again."
+                f"{path} has md5 {md5_file(path)}, expected {file.md5}. Delete it and download again."
             )
         out.append(path)
     return out[0], out[1]
 
 
-def dataset_sha256(name: str, root: str | Path | None = None) -> str:
-    """sha256 over the image file then the label file: the provenance hash recorded in cards.
-
-    For ``cifar10``/``cifar100``: sha256 over their binary record files (see
-    :func:`dwp_hub.data._cifar.cifar_sha256`).
-    """
-    from dwp_hub.data._cifar import CIFAR_DATASETS, cifar_sha256
-
-    if name in CIFAR_DATASETS:
-        return cifar_sha256(name, root)
+def idx_sha256(name: str, root: str | Path | None = None) -> str:
+    """sha256 over the image file then the label file of an IDX dataset (see :func:`dwp_hub.data.dataset_sha256`)."""
     images, labels = ensure_dataset(name, root, download=False)
     h = hashlib.sha256()
     for path in (images, labels):

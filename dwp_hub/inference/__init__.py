@@ -11,10 +11,10 @@ Convention: a layer's KL is summed over its weights; the loss is ``N · mean CE 
 
 from __future__ import annotations
 
+from dwp_hub.inference._protocols import Bound, Family, Sampler, VariationalLayer
 from dwp_hub.inference.layers import (
     BayesConv2d,
     ConversionReport,
-    Family,
     bayesian_layers,
     mean_weights,
     set_stochastic,
@@ -27,12 +27,13 @@ from dwp_hub.inference.priors import (
     DeepWeightPriorKL,
     GapEstimate,
     LogUniformKL,
+    PRIOR_CLASSES,
     PriorKL,
     SparseLogUniformKL,
     StandardNormalKL,
     prior_families,
 )
-from dwp_hub.inference.train import (
+from dwp_hub.inference.vi import (
     VIRecipe,
     VIResult,
     evaluate,
@@ -47,16 +48,20 @@ from dwp_hub.inference.train import (
 __all__ = [
     "DEFAULT_KERNELS_PER_STEP",
     "BayesConv2d",
+    "Bound",
     "ConversionReport",
     "DeepWeightPriorKL",
     "Family",
     "GapEstimate",
     "LogUniformKL",
+    "PRIOR_CLASSES",
     "PriorKL",
+    "Sampler",
     "SparseLogUniformKL",
     "StandardNormalKL",
     "VIRecipe",
     "VIResult",
+    "VariationalLayer",
     "bayesian_layers",
     "bound_gap",
     "data_term",

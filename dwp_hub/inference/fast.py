@@ -20,19 +20,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-if TYPE_CHECKING:  # pragma: no cover
-    from dwp_hub.inference.layers import BayesConv2d
-    from dwp_hub.inference.priors import DeepWeightPriorKL
+from dwp_hub.inference._protocols import VariationalLayer
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def dwp_vae_terms(items: Sequence[tuple[BayesConv2d, DeepWeightPriorKL]],
+class KernelTermPrior(Protocol):
+    """What the batched kernel term needs of a deep weight prior
+    (:class:`~dwp_hub.inference.priors.DeepWeightPriorKL` is one)."""
+
+    kernel_size: int
+    mc_samples: int
+    control_variate: bool
+    cv_decay: float
+    decoder: nn.Module
+
+    def select(self, layer: VariationalLayer, generator: torch.Generator | None = None) -> Tensor | None: ...
+
+    def kernel_terms(self, w: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def cv_state(self, layer: VariationalLayer) -> dict[str, Tensor]: ...
+
+
+def dwp_vae_terms(items: Sequence[tuple[VariationalLayer, KernelTermPrior]],
                   generator: torch.Generator | None = None) -> list[Tensor]:
     """Estimates of Σ_i E_q[KL(r(z|w_i) ‖ N(0, I)) − E_r log p(w_i|z)] for each (layer, prior) pair.
 
@@ -55,7 +70,7 @@ def dwp_vae_terms(items: Sequence[tuple[BayesConv2d, DeepWeightPriorKL]],
             k = prior.kernel_size
             n = layer.n_kernels
             theta = layer.weight.reshape(n, k, k)
-            log_s2 = layer.log_sigma2.reshape(n, k, k)
+            log_s2 = layer.log_variance().reshape(n, k, k)
             idx = prior.select(layer, generator)
             if idx is not None:
                 theta, log_s2 = theta.index_select(0, idx), log_s2.index_select(0, idx)
@@ -83,7 +98,7 @@ def dwp_vae_terms(items: Sequence[tuple[BayesConv2d, DeepWeightPriorKL]],
     return out  # type: ignore[return-value]
 
 
-def _with_control_variate(term: Tensor, layer: BayesConv2d, prior: DeepWeightPriorKL, idx: Tensor,
+def _with_control_variate(term: Tensor, layer: VariationalLayer, prior: KernelTermPrior, idx: Tensor,
                           theta_s: Tensor, log_s2_s: Tensor) -> Tensor:
     """Add a per-kernel control variate to the subsampled term's gradient (SAGA-style).
 
@@ -99,11 +114,10 @@ def _with_control_variate(term: Tensor, layer: BayesConv2d, prior: DeepWeightPri
     """
     n, k = layer.n_kernels, prior.kernel_size
     ratio = n / idx.numel()
-    cv = prior.cv_state(layer, create=True)
-    assert cv is not None
+    cv = prior.cv_state(layer)
     a_th, a_ls = cv["theta"], cv["log_sigma2"]
     theta = layer.weight.reshape(n, k, k)
-    log_s2 = layer.log_sigma2.reshape(n, k, k)
+    log_s2 = layer.log_variance().reshape(n, k, k)
     lin_all = (a_th * theta).sum() + (a_ls * log_s2).sum()
     lin_sub = ratio * ((a_th.index_select(0, idx) * theta.index_select(0, idx)).sum()
                        + (a_ls.index_select(0, idx) * log_s2.index_select(0, idx)).sum())

@@ -30,18 +30,16 @@ import fnmatch
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dwp_hub.errors import UnsupportedLayerError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dwp_hub.inference.priors import PriorKL
-    from dwp_hub.model.prior import DeepWeightPrior
+from dwp_hub.inference._protocols import Family
+from dwp_hub.inference.priors import PriorKL, auto_prior, make_prior
+from dwp_hub.model.prior import DeepWeightPrior
 
 #: log σ² of every weight at initialisation (the paper's value).
 LOG_SIGMA2_INIT = -10.0
@@ -49,23 +47,6 @@ LOG_SIGMA2_INIT = -10.0
 LOGIT_ALPHA_INIT = -2.0
 #: Added to θ² inside logarithms of the variational-dropout variance α·θ² (θ may be exactly 0).
 _THETA2_EPS = 1e-16
-
-
-class Family(str, Enum):
-    """Variational family of a Bayesian layer (see the module docstring)."""
-
-    GAUSSIAN = "gaussian"
-    VARIATIONAL_DROPOUT = "variational-dropout"
-
-    @classmethod
-    def parse(cls, value: str | Family) -> Family:
-        try:
-            return cls(value)
-        except ValueError:
-            from dwp_hub.errors import ConfigError
-
-            raise ConfigError(f"Unknown variational family {value!r}; use one of "
-                              f"{', '.join(f.value for f in cls)}.") from None
 #: Added to the output variance before the square root: conv(x², σ²) is exactly 0 where the input
 #: patch is all zeros (MNIST borders), and d sqrt(v)/dv is infinite at 0.
 VAR_EPS = 1e-8
@@ -137,9 +118,11 @@ class BayesConv2d(nn.Module):
         return layer
 
     def set_prior(self, prior: PriorKL | None) -> BayesConv2d:
-        """Attach ``prior`` (checked against this layer: kernel size, square kernels)."""
+        """Attach ``prior`` (checked against this layer: family, kernel size, square kernels); the
+        prior registers the per-layer state of its estimator as buffers of this layer."""
         if prior is not None:
             prior.check(self)
+            prior.prepare(self)
         self.prior = prior
         return self
 
@@ -249,7 +232,7 @@ def mean_weights(model: nn.Module) -> Iterator[nn.Module]:
 #: What a prior entry may be: a name ("standard-normal", "log-uniform", "dwp" = the hub prior for the
 #: layer's kernel size, "none"), a hub spec ("notmnist-5x5@1.0.0"), a loaded DeepWeightPrior, a
 #: PriorKL instance (shared by every layer it is given to), or None (leave the layer deterministic).
-PriorEntry = Union[str, "DeepWeightPrior", "PriorKL", None]
+PriorEntry = Union[str, DeepWeightPrior, PriorKL, None]
 PriorsArg = Union[PriorEntry, Mapping[Union[int, str], PriorEntry]]
 
 
@@ -341,8 +324,6 @@ def to_bayesian(
             its layer; ``"dwp"`` requested for a kernel size with no hub prior; ``strict`` and some
             layer left deterministic.
     """
-    from dwp_hub.inference.priors import make_prior
-
     convs = _plain_convs(model)
     if not convs:
         if bayesian_layers(model):
@@ -414,8 +395,6 @@ def _plain_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
 
 def _auto_entry(conv: nn.Conv2d, default: PriorEntry, cache: dict[Any, Any]) -> PriorEntry:
     """``"dwp"`` when a hub prior exists for the conv's kernel size, else ``default``."""
-    from dwp_hub.inference.priors import auto_prior
-
     ks = conv.kernel_size
     if ks[0] != ks[1]:
         return default

@@ -45,18 +45,17 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dwp_hub.errors import PriorNotFoundError, UnsupportedLayerError
+from dwp_hub.errors import ConfigError, PriorNotFoundError, UnsupportedLayerError
+from dwp_hub.inference._protocols import Bound, Family, Sampler, VariationalLayer
+from dwp_hub.inference.fast import dwp_vae_terms
+from dwp_hub.model.prior import DeepWeightPrior
 from dwp_hub.model.vae import KernelVAE, kl_to_standard_normal
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dwp_hub.inference.layers import BayesConv2d
-    from dwp_hub.model.prior import DeepWeightPrior
 
 #: Molchanov et al. (2017) constants of the sparse-variational-dropout KL approximation.
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
@@ -70,29 +69,48 @@ _LOG_2PI_E = math.log(2 * math.pi) + 1.0
 _LOG_2PI = math.log(2 * math.pi)
 
 
+#: Prior classes by ``kind`` (and by each alias); filled as classes are defined (see :meth:`PriorKL.__init_subclass__`).
+PRIOR_CLASSES: dict[str, type[PriorKL]] = {}
+
+
 class PriorKL(nn.Module):
-    """A prior over one Bayesian layer's weights, with a (possibly stochastic) KL estimator."""
+    """A prior over one Bayesian layer's weights, with a (possibly stochastic) KL estimator.
 
-    #: Short name used in reports and checkpoints.
-    kind: str = "prior"
-    #: Variational families (values of :class:`~dwp_hub.inference.layers.Family`) this prior's KL is
-    #: defined on; the first is the default.
-    families: tuple[str, ...] = ("gaussian", "variational-dropout")
+    A subclass declares ``kind`` (its name, the key of :data:`PRIOR_CLASSES`), ``aliases`` (other
+    names users may type) and ``families`` (the variational families its KL is defined on; the first
+    is what ``to_bayesian(family="auto")`` picks); defining the class registers it.
+    """
 
-    def check(self, layer: BayesConv2d) -> None:
+    #: Short name used in reports and checkpoints, and the registry key.
+    kind: ClassVar[str] = "prior"
+    #: Other names that select this class.
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: Variational families this prior's KL is defined on; the first is the default.
+    families: ClassVar[tuple[Family, ...]] = (Family.GAUSSIAN, Family.VARIATIONAL_DROPOUT)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for key in (cls.kind, *cls.aliases):
+            PRIOR_CLASSES[key] = cls
+
+    def check(self, layer: VariationalLayer) -> None:
         """Raise :class:`UnsupportedLayerError` if this prior cannot serve ``layer``."""
-        self.check_family(layer)
+        self.check_family(layer.family)
 
-    def check_family(self, layer: Any) -> None:
-        family = getattr(layer, "family", "gaussian")
-        family = getattr(family, "value", family)
-        if family not in self.families:
+    def check_family(self, family: Family | str) -> None:
+        """Raise :class:`UnsupportedLayerError`, listing the valid combinations, if this prior is not
+        defined on ``family``."""
+        if Family.parse(family) not in self.families:
             raise UnsupportedLayerError(
-                f"the {self.kind} prior is not defined on the {family} family. Valid combinations: "
+                f"the {self.kind} prior is not defined on the {Family.parse(family).value} family. Valid combinations: "
                 + "; ".join(f"{kind}: {', '.join(fams)}" for kind, fams in prior_families().items()) + "."
             )
 
-    def kl(self, layer: BayesConv2d) -> Tensor:
+    def prepare(self, layer: VariationalLayer) -> None:
+        """Register the per-layer state this prior's estimator keeps (buffers of ``layer``); called
+        when the prior is attached. Default: none."""
+
+    def kl(self, layer: VariationalLayer) -> Tensor:
         """KL(q ‖ p) of ``layer``'s weights, summed over weights (nats)."""
         raise NotImplementedError
 
@@ -105,14 +123,15 @@ class StandardNormalKL(PriorKL):
     """p(w) = N(0, std²) per weight; KL in closed form."""
 
     kind = "standard-normal"
+    aliases = ("standard_normal", "normal", "sn", "gaussian", "n(0,1)")
 
     def __init__(self, std: float = 1.0) -> None:
         super().__init__()
         if not std > 0:
-            raise ValueError(f"std must be positive, got {std}.")
+            raise ConfigError(f"std must be positive, got {std}.")
         self.std = float(std)
 
-    def kl(self, layer: BayesConv2d) -> Tensor:
+    def kl(self, layer: VariationalLayer) -> Tensor:
         log_s2 = 2 * math.log(self.std)
         s2 = self.std**2
         ls2 = layer.log_variance()
@@ -132,10 +151,11 @@ class LogUniformKL(PriorKL):
     """
 
     kind = "log-uniform"
-    families = ("variational-dropout",)
+    aliases = ("log_uniform", "loguniform", "lu", "variational-dropout", "vd")
+    families = (Family.VARIATIONAL_DROPOUT,)
 
-    def kl(self, layer: BayesConv2d) -> Tensor:
-        a = layer.logit_alpha
+    def kl(self, layer: VariationalLayer) -> Tensor:
+        a = layer.logit_alpha  # type: ignore[attr-defined]  (the variational-dropout family's parameter)
         alpha = torch.sigmoid(a)
         return -(0.5 * F.logsigmoid(a) + alpha * (C1 + alpha * (C2 + alpha * C3))).sum()
 
@@ -149,14 +169,15 @@ class SparseLogUniformKL(PriorKL):
     """
 
     kind = "sparse-log-uniform"
-    families = ("gaussian",)
+    aliases = ("sparse_log_uniform", "sparse-vd", "svd")
+    families = (Family.GAUSSIAN,)
 
     def __init__(self, eps: float = 1e-8) -> None:
         super().__init__()
         self.eps = float(eps)
 
-    def kl(self, layer: BayesConv2d) -> Tensor:
-        log_alpha = layer.log_sigma2 - torch.log(layer.weight**2 + self.eps)
+    def kl(self, layer: VariationalLayer) -> Tensor:
+        log_alpha = layer.log_variance() - torch.log(layer.weight**2 + self.eps)
         neg_kl = K1 * torch.sigmoid(K2 + K3 * log_alpha) - 0.5 * F.softplus(-log_alpha) - K1
         return -neg_kl.sum()
 
@@ -205,32 +226,31 @@ class DeepWeightPriorKL(PriorKL):
     """
 
     kind = "dwp"
-    families = ("gaussian",)
+    families = (Family.GAUSSIAN,)
+    #: Names of the layer buffers that hold this prior's per-layer estimator state.
+    STATE_BUFFERS: ClassVar[tuple[str, ...]] = ("dwp_perm", "dwp_cursor", "dwp_cv_theta", "dwp_cv_log_sigma2",
+                                               "dwp_cv_seen")
 
-    def __init__(self, prior: DeepWeightPrior | KernelVAE, *, mc_samples: int = 1, bound: str = "fast",
-                 kernels_per_step: int | None = None, sampler: str = "cycle", control_variate: bool = True,
-                 cv_decay: float = 0.5, label: str | None = None) -> None:
+    def __init__(self, prior: DeepWeightPrior | KernelVAE, *, mc_samples: int = 1, bound: Bound | str = Bound.FAST,
+                 kernels_per_step: int | None = None, sampler: Sampler | str = Sampler.CYCLE,
+                 control_variate: bool = True, cv_decay: float = 0.5, label: str | None = None) -> None:
         super().__init__()
         vae = prior if isinstance(prior, KernelVAE) else prior.vae
         if label is None:
             label = f"{vae.cfg.kind}-vae" if isinstance(prior, KernelVAE) else prior.card.spec
         if mc_samples < 1:
-            raise ValueError(f"mc_samples must be >= 1, got {mc_samples}.")
-        if bound not in ("fast", "full"):
-            raise ValueError(f"bound must be 'fast' or 'full', got {bound!r}.")
-        if sampler not in ("cycle", "uniform"):
-            raise ValueError(f"sampler must be 'cycle' or 'uniform', got {sampler!r}.")
+            raise ConfigError(f"mc_samples must be >= 1, got {mc_samples}.")
         m = DEFAULT_KERNELS_PER_STEP if kernels_per_step is None else int(kernels_per_step)
         if m < 1:
-            raise ValueError(f"kernels_per_step must be >= 1, got {m}.")
+            raise ConfigError(f"kernels_per_step must be >= 1, got {m}.")
         if not 0.0 < cv_decay <= 1.0:
-            raise ValueError(f"cv_decay must be in (0, 1], got {cv_decay}.")
+            raise ConfigError(f"cv_decay must be in (0, 1], got {cv_decay}.")
         self.label = label
         self.cfg = vae.cfg
         self.mc_samples = int(mc_samples)
-        self.bound = bound
+        self.bound = Bound.parse(bound)
         self.kernels_per_step = m
-        self.sampler = sampler
+        self.sampler = Sampler.parse(sampler)
         self.control_variate = bool(control_variate)
         self.cv_decay = float(cv_decay)
         self.encoder = copy.deepcopy(vae.encoder)
@@ -239,8 +259,6 @@ class DeepWeightPriorKL(PriorKL):
         self.decoder = vae.decoder
         for p in self.decoder.parameters():
             p.requires_grad_(False)
-        self._cycles: dict[int, tuple[Tensor, int]] = {}
-        self._cv: dict[int, dict[str, Tensor]] = {}
 
     @property
     def kernel_size(self) -> int:
@@ -251,8 +269,8 @@ class DeepWeightPriorKL(PriorKL):
         return self.cfg.z_dim
 
     def describe(self) -> str:
-        how = "full bound" if self.bound == "full" else f"fast bound, {self.kernels_per_step} kernels/step"
-        if self.bound == "fast" and self.control_variate:
+        how = "full bound" if self.bound is Bound.FULL else f"fast bound, {self.kernels_per_step} kernels/step"
+        if self.bound is Bound.FAST and self.control_variate:
             how += ", control variate"
         return f"dwp {self.label} ({how}, {self.mc_samples} MC)"
 
@@ -261,12 +279,12 @@ class DeepWeightPriorKL(PriorKL):
         self.decoder.eval()
         return self
 
-    def check(self, layer: BayesConv2d) -> None:
-        self.check_family(layer)
+    def check_kernel_size(self, ks: tuple[int, ...]) -> None:
+        """Raise :class:`UnsupportedLayerError` unless ``ks`` is this prior's k x k."""
         k = self.kernel_size
-        ks = tuple(layer.kernel_size)
+        ks = tuple(ks)
         if ks[0] != ks[1]:
-            raise UnsupportedLayerError(f"{type(layer).__name__} has non-square kernels {ks}; "
+            raise UnsupportedLayerError(f"the layer has non-square kernels {ks}; "
                                         f"the deep weight prior {self.label} covers {k}x{k} kernels.")
         if ks != (k, k):
             raise UnsupportedLayerError(
@@ -274,58 +292,60 @@ class DeepWeightPriorKL(PriorKL):
                 f"Assign a {ks[0]}x{ks[0]} prior to it (or 'standard-normal' / 'log-uniform')."
             )
 
+    def check(self, layer: VariationalLayer) -> None:
+        self.check_family(layer.family)
+        self.check_kernel_size(tuple(layer.kernel_size))
+
+    # -- per-layer estimator state: buffers of the layer ----------------------------------
+    def prepare(self, layer: VariationalLayer) -> None:
+        """Register the fast bound's state on ``layer`` (kept by ``state_dict`` and checkpoints): the
+        cycle sampler's permutation and cursor, and the control variate's per-kernel gradient memory."""
+        n, k = layer.n_kernels, self.kernel_size
+        like = layer.weight.detach()
+        if getattr(layer, "dwp_perm", None) is not None and layer.dwp_perm.numel() == n:  # type: ignore[attr-defined]
+            return
+        layer.register_buffer("dwp_perm", torch.arange(n, device=like.device))
+        layer.register_buffer("dwp_cursor", torch.tensor(n, device=like.device))  # n: start a new cycle
+        layer.register_buffer("dwp_cv_theta", like.new_zeros((n, k, k)))
+        layer.register_buffer("dwp_cv_log_sigma2", like.new_zeros((n, k, k)))
+        layer.register_buffer("dwp_cv_seen", torch.zeros(n, dtype=torch.bool, device=like.device))
+
     # -- pieces of the bound --------------------------------------------------------------
-    def neg_entropy(self, layer: BayesConv2d) -> Tensor:
+    def neg_entropy(self, layer: VariationalLayer) -> Tensor:
         """−H(q) over all the layer's weights, in closed form."""
-        return -0.5 * (_LOG_2PI_E * layer.log_sigma2.numel() + layer.log_sigma2.sum())
+        log_var = layer.log_variance()
+        return -0.5 * (_LOG_2PI_E * log_var.numel() + log_var.sum())
 
     def subset_size(self, n: int) -> int:
         """How many of ``n`` kernels one step evaluates."""
-        return n if self.bound == "full" else min(n, self.kernels_per_step)
+        return n if self.bound is Bound.FULL else min(n, self.kernels_per_step)
 
-    def select(self, layer: BayesConv2d, generator: torch.Generator | None = None) -> Tensor | None:
+    def select(self, layer: VariationalLayer, generator: torch.Generator | None = None) -> Tensor | None:
         """Indices of this step's kernels of ``layer`` (``None``: all of them)."""
         n = layer.n_kernels
         m = self.subset_size(n)
         if m >= n:
             return None
         device = layer.weight.device
-        if self.sampler == "uniform":
+        if self.sampler is Sampler.UNIFORM:
             return torch.randperm(n, generator=generator, device="cpu")[:m].to(device)
         # Consecutive blocks of a random permutation; the last block of a cycle holds the n mod m
         # left over (each block is a uniformly random subset, scaled by n / its size: unbiased).
-        key = id(layer)
-        perm, cursor = self._cycles.get(key, (None, n))
-        if perm is None or perm.numel() != n or cursor >= n:
-            perm, cursor = torch.randperm(n, generator=generator, device="cpu"), 0
-        idx = perm[cursor : cursor + m]
-        self._cycles[key] = (perm, cursor + idx.numel())
+        self.prepare(layer)
+        perm, cursor = layer.dwp_perm, int(layer.dwp_cursor)  # type: ignore[attr-defined]
+        if cursor >= n:
+            perm.copy_(torch.randperm(n, generator=generator, device="cpu").to(perm.device))
+            cursor = 0
+        idx = perm[cursor : cursor + m].clone()
+        layer.dwp_cursor.fill_(cursor + idx.numel())  # type: ignore[attr-defined]
         return idx.to(device)
 
-    def sampler_state(self, layer: BayesConv2d) -> tuple[Tensor, int] | None:
-        """The cycle sampler's (permutation, cursor) for ``layer`` (for checkpoints), if any."""
-        return self._cycles.get(id(layer))
-
-    def set_sampler_state(self, layer: BayesConv2d, perm: Tensor, cursor: int) -> None:
-        """Restore what :meth:`sampler_state` returned."""
-        self._cycles[id(layer)] = (perm.to(torch.long).cpu(), int(cursor))
-
-    def cv_state(self, layer: BayesConv2d, create: bool = False) -> dict[str, Tensor] | None:
-        """The control variate's per-kernel gradient memory for ``layer`` (``theta``, ``log_sigma2``:
-        ``[n, k, k]``; ``seen``: ``[n]`` bool), created on first use."""
-        key = id(layer)
-        if key not in self._cv and create:
-            n, k = layer.n_kernels, self.kernel_size
-            like = layer.weight.detach()
-            self._cv[key] = {"theta": like.new_zeros((n, k, k)), "log_sigma2": like.new_zeros((n, k, k)),
-                             "seen": torch.zeros(n, dtype=torch.bool, device=like.device)}
-        return self._cv.get(key)
-
-    def set_cv_state(self, layer: BayesConv2d, state: dict[str, Tensor]) -> None:
-        """Restore what :meth:`cv_state` returned (for checkpoints)."""
-        dev = layer.weight.device
-        self._cv[id(layer)] = {"theta": state["theta"].to(dev), "log_sigma2": state["log_sigma2"].to(dev),
-                               "seen": state["seen"].to(device=dev, dtype=torch.bool)}
+    def cv_state(self, layer: VariationalLayer) -> dict[str, Tensor]:
+        """The control variate's per-kernel gradient memory of ``layer`` (its buffers, updated in
+        place): ``theta``, ``log_sigma2`` ``[n, k, k]`` and ``seen`` ``[n]`` bool."""
+        self.prepare(layer)
+        return {"theta": layer.dwp_cv_theta, "log_sigma2": layer.dwp_cv_log_sigma2,  # type: ignore[attr-defined]
+                "seen": layer.dwp_cv_seen}  # type: ignore[attr-defined]
 
     def kernel_terms(self, w: Tensor) -> tuple[Tensor, Tensor]:
         """For kernels ``w`` ``[B, 1, k, k]``: z samples ``[B, z]`` from r(z|w) and KL(r(z|w) ‖ N(0, I)) ``[B]``."""
@@ -333,14 +353,12 @@ class DeepWeightPriorKL(PriorKL):
         z = mu + var.sqrt() * torch.randn_like(mu)
         return z, kl_to_standard_normal(mu, var).sum(1)
 
-    def kl(self, layer: BayesConv2d) -> Tensor:
-        from dwp_hub.inference.fast import dwp_vae_terms
-
+    def kl(self, layer: VariationalLayer) -> Tensor:
         return self.neg_entropy(layer) + dwp_vae_terms([(layer, self)])[0]
 
     # -- initialisation and diagnostics ----------------------------------------------------
     @torch.no_grad()
-    def init_means_(self, layer: BayesConv2d | nn.Conv2d, generator: torch.Generator | None = None) -> None:
+    def init_means_(self, layer: VariationalLayer | nn.Conv2d, generator: torch.Generator | None = None) -> None:
         """Set the layer's means (or a plain conv's weights) to decoder means of z ~ N(0, I) (the
         paper's init for dwp runs)."""
         k = self.kernel_size
@@ -351,7 +369,7 @@ class DeepWeightPriorKL(PriorKL):
         layer.weight.copy_(mean.reshape(layer.weight.shape[0], layer.weight.shape[1], k, k))
 
     @torch.no_grad()
-    def gap(self, layer: BayesConv2d, k: int = 1000, max_kernels: int | None = 256,
+    def gap(self, layer: VariationalLayer, k: int = 1000, max_kernels: int | None = 256,
             generator: torch.Generator | None = None, chunk: int = 100_000) -> GapEstimate:
         """Importance-weighted estimate of the bound's gap (paper Appendix F, Eq. 16-19).
 
@@ -368,7 +386,7 @@ class DeepWeightPriorKL(PriorKL):
         n = layer.n_kernels
         ks = self.kernel_size
         theta = layer.weight.detach().reshape(n, 1, ks, ks)
-        log_s2 = layer.log_sigma2.detach().reshape(n, 1, ks, ks)
+        log_s2 = layer.log_variance().detach().reshape(n, 1, ks, ks)
         if max_kernels is not None and max_kernels < n:
             idx = torch.randperm(n, generator=generator)[:max_kernels].to(theta.device)
             theta, log_s2 = theta[idx], log_s2[idx]
@@ -403,19 +421,15 @@ class DeepWeightPriorKL(PriorKL):
 
 
 # -- building priors from user entries -----------------------------------------------------
-_SN_NAMES = {"standard-normal", "standard_normal", "normal", "sn", "gaussian", "n(0,1)"}
-_LU_NAMES = {"log-uniform", "log_uniform", "loguniform", "lu", "variational-dropout", "vd"}
-_SPARSE_LU_NAMES = {"sparse-log-uniform", "sparse_log_uniform", "sparse-vd", "svd"}
-
-
 def prior_families() -> dict[str, tuple[str, ...]]:
     """Each prior kind and the variational families it is defined on."""
-    return {cls.kind: cls.families for cls in (StandardNormalKL, LogUniformKL, SparseLogUniformKL, DeepWeightPriorKL)}
+    kinds = {cls.kind: cls for cls in PRIOR_CLASSES.values()}
+    return {kind: tuple(f.value for f in cls.families) for kind, cls in kinds.items()}
 
 
 def auto_prior(kernel_size: int, cache: dict[Any, Any] | None = None) -> DeepWeightPrior | None:
     """The hub prior for ``kernel_size`` (:data:`dwp_hub.init.AUTO_PRIORS`), or ``None`` when absent."""
-    from dwp_hub.init import AUTO_PRIORS
+    from dwp_hub.init import AUTO_PRIORS  # deferred: init imports the registry (loading priors)
 
     spec = AUTO_PRIORS.get(kernel_size)
     if spec is None:
@@ -436,16 +450,18 @@ def _load_cached(spec: str, cache: dict[Any, Any] | None) -> DeepWeightPrior:
     return cache[key]
 
 
-def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = None, bound: str = "fast",
+def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = None, bound: Bound | str = Bound.FAST,
                kernels_per_step: int | None = None, mc_samples: int = 1) -> PriorKL:
     """A :class:`PriorKL` for one conv layer from a user entry (see :func:`~dwp_hub.inference.to_bayesian`).
+
+    Names are looked up in :data:`PRIOR_CLASSES` by each class's ``kind`` and ``aliases``; ``"dwp"``
+    is the hub prior for the layer's kernel size; any other string is a hub spec.
 
     Raises:
         UnsupportedLayerError: kernel-size mismatch, or ``"dwp"`` with no hub prior for the size.
         PriorNotFoundError: a hub spec that no registry holds.
+        ConfigError: an entry of a type that cannot make a prior.
     """
-    from dwp_hub.model.prior import DeepWeightPrior
-
     dwp_opts = {"bound": bound, "kernels_per_step": kernels_per_step, "mc_samples": mc_samples}
     ks = tuple(conv.kernel_size)
     if isinstance(entry, PriorKL):
@@ -454,12 +470,9 @@ def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = No
         prior = DeepWeightPriorKL(entry, **dwp_opts)
     elif isinstance(entry, str):
         key = entry.strip().lower()
-        if key in _SN_NAMES:
-            prior = StandardNormalKL()
-        elif key in _LU_NAMES:
-            prior = LogUniformKL()
-        elif key in _SPARSE_LU_NAMES:
-            prior = SparseLogUniformKL()
+        cls = PRIOR_CLASSES.get(key)
+        if cls is not None and cls is not DeepWeightPriorKL:
+            prior = cls()
         elif key == "dwp":
             found = auto_prior(ks[0], cache) if ks[0] == ks[1] else None
             if found is None:
@@ -474,14 +487,11 @@ def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = No
         else:
             prior = DeepWeightPriorKL(_load_cached(entry.strip(), cache), **dwp_opts)
     else:
-        raise TypeError(f"Cannot build a prior from {type(entry).__name__}; use a name ('standard-normal', "
-                        "'log-uniform', 'dwp'), a hub spec, a DeepWeightPrior, a PriorKL or None.")
-    if isinstance(prior, DeepWeightPriorKL):
-        # BayesConv2d.set_prior checks again; checking here gives the message before conversion.
-        class _Probe:
-            kernel_size = ks
-
-        prior.check(_Probe())  # type: ignore[arg-type]  (no family: the layer checks it)
+        raise ConfigError(f"Cannot build a prior from {type(entry).__name__}; use a name "
+                          f"({', '.join(sorted({c.kind for c in PRIOR_CLASSES.values()}))}), a hub spec, a "
+                          "DeepWeightPrior, a PriorKL or None.")
+    if isinstance(prior, DeepWeightPriorKL):  # the layer checks again; here the message comes before conversion
+        prior.check_kernel_size(ks)
     return prior
 
 

@@ -38,7 +38,9 @@ from dwp_hub.inference.priors import DeepWeightPriorKL, frozen_state_prefixes
 
 #: Header key of the checkpoint metadata.
 CHECKPOINT_META_KEY = "dwp_hub.vi_checkpoint"
-_FORMAT_VERSION = 1
+#: 2: the fast bound's sampler and control-variate state are layer buffers (in the model state);
+#: 1 kept them as extra tensors (still read, see :func:`_legacy_sampler_states`).
+_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     skip = tuple(frozen_state_prefixes(model))
     missing, unexpected = model.load_state_dict(state, strict=False) if state else ([], [])
     missing = [k for k in missing if not (skip and k.startswith(skip))]
+    if meta.get("format_version", 1) < 2:  # format 1 kept the fast bound's state outside the model
+        missing = [k for k in missing if k.rpartition(".")[2] not in DeepWeightPriorKL.STATE_BUFFERS]
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not fit this model (missing {missing[:5]}, unexpected {unexpected[:5]}). "
@@ -245,27 +249,20 @@ def _conv_l2(model: nn.Module) -> Tensor:
     return torch.stack([(p**2).sum() for p in params]).sum()
 
 
-def _sampler_states(model: nn.Module) -> dict[str, Tensor]:
-    out = {}
-    for name, layer in bayesian_layers(model):
-        if isinstance(layer.prior, DeepWeightPriorKL):
-            state = layer.prior.sampler_state(layer)
-            if state is not None:
-                out[f"cycle/{name}/perm"], out[f"cycle/{name}/cursor"] = state[0], torch.tensor(state[1])
-            cv = layer.prior.cv_state(layer)
-            for key, value in (cv or {}).items():
-                out[f"cv/{name}/{key}"] = value.to(torch.uint8) if value.dtype == torch.bool else value
-    return out
-
-
-def _set_sampler_states(model: nn.Module, extra: dict[str, Tensor]) -> None:
+def _legacy_sampler_states(model: nn.Module, extra: dict[str, Tensor]) -> None:
+    """Checkpoints of format 1 kept the fast bound's sampler and control-variate state beside the
+    model (``extra/cycle/*``, ``extra/cv/*``); format 2 keeps it in the layers' buffers. Move it there."""
     for name, layer in bayesian_layers(model):
         if not isinstance(layer.prior, DeepWeightPriorKL):
             continue
-        if f"cycle/{name}/perm" in extra:
-            layer.prior.set_sampler_state(layer, extra[f"cycle/{name}/perm"], int(extra[f"cycle/{name}/cursor"]))
-        if f"cv/{name}/seen" in extra:
-            layer.prior.set_cv_state(layer, {k: extra[f"cv/{name}/{k}"] for k in ("theta", "log_sigma2", "seen")})
+        with torch.no_grad():
+            if f"cycle/{name}/perm" in extra:
+                layer.dwp_perm.copy_(extra[f"cycle/{name}/perm"].to(torch.long))
+                layer.dwp_cursor.fill_(int(extra[f"cycle/{name}/cursor"]))
+            if f"cv/{name}/seen" in extra:
+                layer.dwp_cv_theta.copy_(extra[f"cv/{name}/theta"])
+                layer.dwp_cv_log_sigma2.copy_(extra[f"cv/{name}/log_sigma2"])
+                layer.dwp_cv_seen.copy_(extra[f"cv/{name}/seen"].to(torch.bool))
 
 
 def _check_finite(value: Tensor, step: int, epoch: int, term: str, hint: str) -> None:
@@ -318,14 +315,15 @@ def _fit(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, objecti
         extra = meta["extra"]
         if "rng_torch" in extra:
             torch.set_rng_state(extra["rng_torch"])
-        _set_sampler_states(model, extra)
+        if meta.get("format_version", 1) < 2:
+            _legacy_sampler_states(model, extra)
     resumed_from = step
 
     def write_checkpoint() -> None:
         if checkpoint is None:
             return
         save_checkpoint(checkpoint, model, opt, {**run_meta, "step": step, "history": history},
-                        extra={"rng_torch": torch.get_rng_state(), **_sampler_states(model)})
+                        extra={"rng_torch": torch.get_rng_state()})
 
     from dwp_hub._progress import progress_bar
 
@@ -485,7 +483,9 @@ def paper_net(prior: str, *, dwp_priors: dict[int, Any] | None = None, widths: t
             if ks not in table:
                 raise ConfigError(f"init='dwp' needs a deep weight prior for the {ks}x{ks} layer; dwp_priors has "
                                   f"{sorted(table)}.")
-            make_prior(table[ks], conv, cache=cache).init_means_(conv, gen)  # type: ignore[attr-defined]
+            prior_kl = make_prior(table[ks], conv, cache=cache)
+            if isinstance(prior_kl, DeepWeightPriorKL):  # layers under a Gaussian prior keep Xavier means
+                prior_kl.init_means_(conv, gen)
     if prior == "deterministic":
         return net
     if prior != "dwp":

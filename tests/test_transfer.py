@@ -1,0 +1,37 @@
+"""The transfer benefit of a prior (VI with it against the standard normal, paired over seeds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dwp_hub
+from dwp_hub.errors import ConfigError
+from dwp_hub.training.transfer import TransferResult, TransferSpec, evaluate_transfer
+
+
+def test_spec_is_validated() -> None:
+    with pytest.raises(ConfigError, match="transfer.dataset"):
+        TransferSpec(dataset="cifar10")
+    with pytest.raises(ConfigError, match="at least one seed"):
+        TransferSpec(seeds=())
+
+
+def test_result_pairs_seeds() -> None:
+    r = TransferResult(TransferSpec(seeds=(0, 1)), (0.8, 0.7), (0.75, 0.72))
+    assert r.benefit == pytest.approx(0.015) and r.benefit_std == pytest.approx(0.0495, abs=1e-3)
+    d = r.to_dict()
+    assert d["spec"]["seeds"] == [0, 1] and d["benefit"] == 0.015
+    assert "+0.015" in r.summary() and "mnist" in r.summary()
+
+
+def test_evaluate_transfer_runs_both_arms_on_the_target_domain(tiny_registry: Path, data_root: Path) -> None:
+    runs = []
+    spec = TransferSpec(dataset="notmnist", protocol="validation", n_train=10, seeds=(0,), steps=2, batch_size=10)
+    r = evaluate_transfer(dwp_hub.load("tiny-7x7"), 7, spec, on_run=lambda arm, s, a: runs.append((arm, s)))
+    assert runs == [("prior", 0), ("standard-normal", 0)]
+    assert len(r.acc_prior) == 1 and 0.0 <= r.acc_prior[0] <= 1.0
+    assert "notMNIST-10k validation protocol" in r.split_protocol
+    with pytest.raises(ConfigError, match="no 3x3 layer"):
+        evaluate_transfer(dwp_hub.load("tiny-3x3"), 3, spec)
