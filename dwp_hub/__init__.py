@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DeepWeightPrior",
+    "DeepWeightPriorDistribution",
     "InitReport",
     "PriorCard",
     "PriorInfo",
@@ -44,6 +45,7 @@ _LAZY = {
     "init_model": "dwp_hub.init",
     "InitReport": "dwp_hub.init",
     "DeepWeightPrior": "dwp_hub.model.prior",
+    "DeepWeightPriorDistribution": "dwp_hub.model.distribution",
     "publish": "dwp_hub.training.publish",
 }
 

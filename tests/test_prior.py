@@ -42,11 +42,34 @@ def test_sample_shapes(prior: DeepWeightPrior) -> None:
 def test_expand(prior: DeepWeightPrior) -> None:
     k = prior.kernel_size
     ex = prior.expand((6, 2))
-    assert ex.batch_shape == (6, 2)
-    assert ex.sample(generator=_g()).shape == (6, 2, k, k)
-    assert ex.rsample(generator=_g()).shape == (6, 2, k, k)
-    assert torch.equal(ex.sample(generator=_g(3)), prior.sample((6, 2), generator=_g(3)).reshape(6, 2, k, k))
-    assert prior.expand(4).sample().shape == (4, k, k)
+    assert isinstance(ex, torch.distributions.Distribution)
+    assert ex.batch_shape == (6, 2) and ex.event_shape == (1, k, k)
+    assert ex.sample(generator=_g()).shape == (6, 2, 1, k, k)
+    assert ex.sample((5,), generator=_g()).shape == (5, 6, 2, 1, k, k)
+    assert ex.rsample((3,), generator=_g()).shape == (3, 6, 2, 1, k, k)
+    assert torch.equal(ex.sample(generator=_g(3)), prior.sample((6, 2), generator=_g(3)))
+    assert prior.expand(4).sample().shape == (4, 1, k, k)
+    w = ex.sample((5,), generator=_g())
+    assert ex.log_prob(w, generator=_g()).shape == (5, 6, 2)
+    assert ex.expand((3, 6, 2)).batch_shape == (3, 6, 2)
+
+
+def test_distribution_contract(prior: DeepWeightPrior) -> None:
+    """Shapes are sample_shape + batch_shape + event_shape everywhere; no guessing from dim -3."""
+    k = prior.kernel_size
+    assert prior.batch_shape == () and prior.event_shape == (1, k, k) and prior.has_rsample
+    assert prior.support.event_dim == 3
+    one = prior.sample((), generator=_g())  # [1, k, k]: one event
+    assert prior.elbo(one, generator=_g()).shape == () and prior.log_prob(one, k=8, generator=_g()).shape == ()
+    two = prior.sample(2, generator=_g())
+    assert prior.elbo(two, generator=_g()).shape == (2,)
+    with pytest.raises(UnsupportedLayerError, match=r"unsqueeze\(-3\)"):
+        prior.log_prob(torch.zeros(2, 3, k, k))  # a conv weight [out, in, k, k] must say which dims are batch
+    d = prior.as_distribution(k=16, generator=_g(5))
+    assert isinstance(d, torch.distributions.Distribution) and d.sample((4,)).shape == (4, 1, k, k)
+    x = d.sample((4,))
+    assert torch.equal(d.log_prob(x, generator=_g(1)), d.log_prob(x, generator=_g(1)))  # reproducible estimate
+    assert torch.equal(prior.iw_log_prob(x, k=16, generator=_g(1)), d.log_prob(x, generator=_g(1)))
 
 
 def test_sample_like(prior: DeepWeightPrior) -> None:
@@ -143,9 +166,9 @@ def test_load_with_dtype(tiny_registry: Path) -> None:
 
 def test_elbo_and_log_prob_shapes(prior: DeepWeightPrior) -> None:
     k = prior.kernel_size
-    for shape, batch in [((6, 1, k, k), (6,)), ((2, 3, k, k), (2, 3)), ((2, 3, 1, k, k), (2, 3)), ((k, k), ()),
-                         ((5, k, k), (5,))]:
-        w = prior.sample(shape[: -2] if shape[-3:-2] != (1,) else shape[:-3], generator=_g()).reshape(shape)
+    # sample_shape + batch_shape + event_shape (1, k, k) -> sample_shape + batch_shape
+    for shape, batch in [((6, 1, k, k), (6,)), ((2, 3, 1, k, k), (2, 3)), ((1, k, k), ())]:
+        w = prior.sample(shape[:-3], generator=_g())
         elbo = prior.elbo(w, generator=_g())
         lp = prior.log_prob(w, k=32, generator=_g())
         assert elbo.shape == lp.shape == batch, shape
@@ -156,6 +179,9 @@ def test_elbo_and_log_prob_shapes(prior: DeepWeightPrior) -> None:
     assert prior.log_prob(w, k=256, generator=_g()).mean() >= prior.elbo(w, generator=_g()).mean() - 1.0
     with pytest.raises(UnsupportedLayerError, match=f"{k}x{k}"):
         prior.elbo(torch.zeros(3, 1, k + 1, k + 1))
+    for bad in ((2, 3, k, k), (k, k), (5, k, k)):  # no event dim (1, k, k): refused, never guessed
+        with pytest.raises(UnsupportedLayerError, match="event_shape"):
+            prior.log_prob(torch.zeros(bad))
     with pytest.raises(UnsupportedLayerError):
         prior.log_prob(torch.zeros(3, 1, k, k + 1))
 

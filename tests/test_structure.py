@@ -100,3 +100,13 @@ def test_no_import_cycle_even_through_deferred_imports() -> None:
     graph = _graph(deferred=True)
     graph = {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in graph.items()}
     assert _cycles(graph) == []
+
+
+def test_top_level_all_matches_the_lazy_table() -> None:
+    """``dwp_hub.__all__`` and the lazy-import table name the same objects, and each resolves."""
+    import importlib
+
+    names = set(dwp_hub.__all__) - {"__version__"}
+    assert names == set(dwp_hub._LAZY)
+    for name, module in dwp_hub._LAZY.items():
+        assert getattr(importlib.import_module(module), name) is getattr(dwp_hub, name)

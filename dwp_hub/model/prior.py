@@ -7,8 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torch.distributions import constraints
+
 from dwp_hub.card import PriorCard
 from dwp_hub.errors import UnsupportedLayerError
+from dwp_hub.model.distribution import DeepWeightPriorDistribution
 from dwp_hub.model.vae import KernelVAE
 
 _Shape = int | tuple[int, ...] | torch.Size
@@ -68,7 +71,18 @@ class DeepWeightPrior(nn.Module):
 
     @property
     def event_shape(self) -> torch.Size:
+        """One kernel, ``(1, k, k)``: what :meth:`sample` returns per draw."""
         return torch.Size((1, self.kernel_size, self.kernel_size))
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """Empty: one prior over one kernel (:meth:`expand` adds a batch shape)."""
+        return torch.Size()
+
+    #: Kernels are real-valued; ``(1, k, k)`` is one event.
+    support = constraints.independent(constraints.real, 3)
+    #: :meth:`rsample` is reparameterised (differentiable in the VAE's parameters).
+    has_rsample = True
 
     @property
     def _param(self) -> Tensor:
@@ -168,10 +182,17 @@ class DeepWeightPrior(nn.Module):
         out = self.sample(tuple(weight.shape[:2]), generator=generator, noise=noise)
         return out.reshape(weight.shape).to(device=weight.device, dtype=weight.dtype)
 
-    def expand(self, batch_shape: _Shape) -> _Expanded:
-        """A view whose ``sample()`` returns ``[*batch_shape, k, k]`` (e.g. a conv weight shape
-        ``(out, in)``), like ``torch.distributions.Distribution.expand``."""
-        return _Expanded(self, self._n(batch_shape)[1])
+    def expand(self, batch_shape: _Shape) -> DeepWeightPriorDistribution:
+        """This prior as a ``torch.distributions.Distribution`` with ``batch_shape`` independent kernels
+        (e.g. a conv weight's ``(out, in)``): ``sample(sample_shape)`` returns
+        ``sample_shape + batch_shape + (1, k, k)``, ``log_prob`` the matching ``sample_shape + batch_shape``."""
+        return DeepWeightPriorDistribution(self, self._n(batch_shape)[1])
+
+    def as_distribution(self, *, k: int = 1000, noise: bool = True,
+                        generator: torch.Generator | None = None) -> DeepWeightPriorDistribution:
+        """This prior as a ``torch.distributions.Distribution`` (empty batch shape; see
+        :class:`~dwp_hub.model.distribution.DeepWeightPriorDistribution`)."""
+        return DeepWeightPriorDistribution(self, torch.Size(), k=k, noise=noise, generator=generator)
 
     # -- densities -----------------------------------------------------------------------
     def _check(self, kernels: Tensor) -> Tensor:
@@ -182,16 +203,43 @@ class DeepWeightPrior(nn.Module):
             )
         return kernels.reshape(-1, 1, k, k).to(device=self.device, dtype=self.dtype)
 
+    def _batch(self, kernels: Tensor) -> torch.Size:
+        """``kernels.shape`` without the event shape ``(1, k, k)``; anything else is an error."""
+        k = self.kernel_size
+        if kernels.ndim < 3 or tuple(kernels.shape[-3:]) != (1, k, k):
+            hint = (" For a conv weight [out, in, k, k] use weight.unsqueeze(-3)."
+                    if kernels.ndim >= 2 and tuple(kernels.shape[-2:]) == (k, k) else "")
+            raise UnsupportedLayerError(
+                f"This prior is over {k}x{k} kernels: expected a tensor [..., 1, {k}, {k}] (sample_shape + batch_shape + event_shape "
+                f"(1, {k}, {k})), got {tuple(kernels.shape)}.{hint}"
+            )
+        return kernels.shape[:-3]
+
     def elbo(self, kernels: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Per-kernel ELBO (nats), one z sample; shape ``kernels.shape[:-2]`` (without the
-        channel dim when it is 1)."""
-        batch = kernels.shape[:-3] if kernels.ndim >= 3 and kernels.shape[-3] == 1 else kernels.shape[:-2]
+        """Per-kernel ELBO (nats), one z sample: a stochastic lower bound of log p(w).
+
+        Args:
+            kernels: ``[..., 1, k, k]``; the result has shape ``[...]``.
+            generator: makes the estimate reproducible.
+        """
+        batch = self._batch(kernels)
         return self.vae.elbo(self._check(kernels), generator=generator).reshape(batch)
 
     def log_prob(self, kernels: Tensor, k: int = 1000, generator: torch.Generator | None = None) -> Tensor:
-        """Importance-weighted estimate of log p(w) with ``k`` samples (nats per kernel)."""
-        batch = kernels.shape[:-3] if kernels.ndim >= 3 and kernels.shape[-3] == 1 else kernels.shape[:-2]
+        """A **stochastic** importance-weighted estimate of log p(w) with ``k`` samples of r(z|w)
+        (nats per kernel; a lower bound in expectation that tightens as ``k`` grows).
+
+        Args:
+            kernels: ``[..., 1, k, k]`` (``sample_shape + batch_shape + event_shape``); the result
+                has shape ``[...]``.
+            k: importance samples per kernel.
+            generator: makes the estimate reproducible (same generator state, same value).
+        """
+        batch = self._batch(kernels)
         return self.vae.iw_log_prob(self._check(kernels), k=k, generator=generator).reshape(batch)
+
+    #: The explicit name of :meth:`log_prob`: it is an importance-weighted estimate, not exact.
+    iw_log_prob = log_prob
 
     def encode(self, kernels: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance of r(z|w), each ``[N, z_dim]``."""
@@ -212,19 +260,3 @@ class DeepWeightPrior(nn.Module):
             "source": c.source.domain, "heldout_elbo": c.metrics.heldout_elbo,
             "heldout_iw_log_likelihood": c.metrics.heldout_iw_log_likelihood,
         }
-
-
-class _Expanded:
-    """A prior expanded to a batch shape (see :meth:`DeepWeightPrior.expand`)."""
-
-    def __init__(self, prior: DeepWeightPrior, batch_shape: tuple[int, ...]) -> None:
-        self.prior = prior
-        self.batch_shape = torch.Size(batch_shape)
-
-    def sample(self, generator: torch.Generator | None = None, noise: bool = True) -> Tensor:
-        k = self.prior.kernel_size
-        return self.prior.sample(self.batch_shape, generator, noise).reshape(*self.batch_shape, k, k)
-
-    def rsample(self, generator: torch.Generator | None = None, noise: bool = True) -> Tensor:
-        k = self.prior.kernel_size
-        return self.prior.rsample(self.batch_shape, generator, noise).reshape(*self.batch_shape, k, k)
