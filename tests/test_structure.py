@@ -21,7 +21,16 @@ def _module_name(path: Path) -> str:
 def _imports(path: Path, deferred: bool) -> set[str]:
     """dwp_hub modules imported by ``path``: at module level (``deferred=False``) or anywhere."""
     tree = ast.parse(path.read_text("utf-8"))
-    nodes = ast.walk(tree) if deferred else iter(tree.body)
+
+    def walk(node: ast.AST) -> list[ast.AST]:  # every node, except inside `if TYPE_CHECKING:` blocks
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return []
+        out = [node]
+        for child in ast.iter_child_nodes(node):
+            out += walk(child)
+        return out
+
+    nodes = walk(tree) if deferred else iter(tree.body)
     out: set[str] = set()
     pkg = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
     for node in nodes:
