@@ -96,3 +96,15 @@ def test_format_1_checkpoint_resumes_with_its_sampler_state(tiny_registry: Path,
         assert torch.equal(state[key], value), key
     result = fit_vi(build(), x, y, recipe, checkpoint=ck, progress=False)
     assert result.resumed_from == 2 and result.steps == 6
+
+
+def test_fit_vi_leaves_the_global_generator_alone() -> None:
+    x, y = _data()
+    m1, m2 = paper_net("standard-normal", widths=(2, 4)), paper_net("standard-normal", widths=(2, 4))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = fit_vi(m1, x, y, VIRecipe(epochs=2, batch_size=10, seed=7), x_eval=x, y_eval=y, progress=False)
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream continues as if fit_vi never ran
+    b = fit_vi(m2, x, y, VIRecipe(epochs=2, batch_size=10, seed=7), x_eval=x, y_eval=y, progress=False)
+    assert a.final == b.final and a.metrics == b.metrics  # and the run is still seeded by its recipe

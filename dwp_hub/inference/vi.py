@@ -284,10 +284,23 @@ def _as_tensors(x: Any, y: Any) -> tuple[Tensor, Tensor]:
     return xt.float(), yt.long()
 
 
-def _fit(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, objective: str, *,
-         x_eval: Any = None, y_eval: Any = None, checkpoint: str | Path | None = None, resume: bool = True,
-         progress: bool = True, metadata: dict[str, Any] | None = None,
-         callback: Callable[[int, dict[str, float]], None] | None = None) -> VIResult:
+def _fit(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, objective: str, **kwargs: Any) -> VIResult:
+    """Run :func:`_fit_seeded` on a fork of torch's random state: the run is seeded by ``recipe.seed``
+    (weight noise, MC evaluation) and the caller's global generator is left as it was."""
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(recipe.seed)
+        return _fit_seeded(model, x_train, y_train, recipe, objective, **kwargs)
+
+
+def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, objective: str, *,
+                x_eval: Any = None, y_eval: Any = None, checkpoint: str | Path | None = None, resume: bool = True,
+                progress: bool = True, metadata: dict[str, Any] | None = None,
+                callback: Callable[[int, dict[str, float]], None] | None = None) -> VIResult:
     x, y = _as_tensors(x_train, y_train)
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
@@ -299,7 +312,6 @@ def _fit(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, objecti
     if not params:
         raise TrainingError("The model has no trainable parameters.")
     opt = torch.optim.Adam(params, lr=recipe.lr)
-    torch.manual_seed(recipe.seed)
     run_meta = {"recipe": recipe.to_dict(), "objective": objective, "n_train": n, "total_steps": total,
                 "priors": _priors_meta(model), "user": metadata or {}}
     step, history = 0, []
