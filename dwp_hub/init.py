@@ -217,6 +217,8 @@ def init_model(
             reason = f"grouped convolution (groups={conv.groups})"
         elif tuple(conv.dilation) != (1, 1):
             reason = f"dilated convolution (dilation={tuple(conv.dilation)})"
+        elif priors == "auto" and table[ks[0]].mismatch(conv):  # explicit choices are the user's to make
+            reason = f"auto: {table[ks[0]].mismatch(conv)}"
         if reason:
             report.skipped.append((name, reason))
             continue

@@ -285,3 +285,21 @@ def test_cuda_model_from_cpu_prior_and_back(priors: dict[int, DeepWeightPrior]) 
     assert conv.weight.device.type == "cpu"
     with pytest.raises(ValueError, match="generator is on cpu"):
         init_(conv, p_cuda, generator=_g())
+
+
+def test_auto_skips_a_grayscale_input_prior_on_an_rgb_stem() -> None:
+    """priors="auto" must not give resnet18's RGB 7x7 stem the notMNIST first-layer prior silently."""
+    torchvision = pytest.importorskip("torchvision")
+    import dwp_hub
+    from dwp_hub.inference import StandardNormalKL, to_bayesian, to_bayesian_report
+
+    net = torchvision.models.resnet18(num_classes=10)
+    report = dwp_hub.init_model(net, "auto", generator=torch.Generator().manual_seed(0))
+    skipped = dict(report.skipped)
+    assert "conv1" in skipped and "1-channel input layers" in skipped["conv1"] and "3 input channels" in skipped["conv1"]
+    assert any(li.name == "layer1.0.conv1" for li in report.initialized)  # the 3x3 layers still get theirs
+    model = to_bayesian(torchvision.models.resnet18(num_classes=10), "auto", kernels_per_step=8)
+    assert isinstance(model.conv1.prior, StandardNormalKL)
+    assert "3 input channels" in str(to_bayesian_report(model))
+    gray = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 7))
+    assert [li.name for li in dwp_hub.init_model(gray, "auto").initialized] == ["0"]  # grayscale input: used

@@ -341,8 +341,9 @@ def to_bayesian(
         found, entry = _lookup(priors, name, conv)
         if not found:
             entry = default
+        note = ""
         if isinstance(entry, str) and entry == "auto":
-            entry = _auto_entry(conv, default, cache)
+            entry, note = _auto_entry_why(conv, default, cache)
         if entry is None or (isinstance(entry, str) and entry.lower() == "none"):
             report.skipped.append((name, "no prior assigned (left deterministic)"))
             continue
@@ -358,7 +359,7 @@ def to_bayesian(
         except UnsupportedLayerError as err:
             raise UnsupportedLayerError(f"Layer {name!r}: {err}") from err
         replacements.append((name, layer))
-        how = prior.describe() + ("" if fam is Family.GAUSSIAN else f" [{fam.value}]")
+        how = prior.describe() + ("" if fam is Family.GAUSSIAN else f" [{fam.value}]") + (f" ({note})" if note else "")
         report.converted.append((name, tuple(layer.weight.shape), how))
     if strict and report.skipped:
         raise UnsupportedLayerError("Conv layers left deterministic:\n" +
@@ -395,11 +396,22 @@ def _plain_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
 
 def _auto_entry(conv: nn.Conv2d, default: PriorEntry, cache: dict[Any, Any]) -> PriorEntry:
     """``"dwp"`` when a hub prior exists for the conv's kernel size, else ``default``."""
+    entry, _ = _auto_entry_why(conv, default, cache)
+    return entry
+
+
+def _auto_entry_why(conv: nn.Conv2d, default: PriorEntry, cache: dict[Any, Any]) -> tuple[PriorEntry, str]:
+    """The ``"auto"`` choice for ``conv`` and, when it falls back to ``default``, why."""
     ks = conv.kernel_size
     if ks[0] != ks[1]:
-        return default
+        return default, ""
     prior = auto_prior(ks[0], cache)
-    return prior if prior is not None else default
+    if prior is None:
+        return default, f"auto: no hub prior for {ks[0]}x{ks[1]} kernels"
+    why = prior.mismatch(conv)
+    if why:
+        return default, f"auto: {why}"
+    return prior, ""
 
 
 def to_bayesian_report(model: nn.Module) -> ConversionReport | None:

@@ -96,6 +96,30 @@ class DeepWeightPrior(nn.Module):
     def dtype(self) -> torch.dtype:
         return self._param.dtype
 
+    @property
+    def source_in_channels(self) -> int | None:
+        """Input channels of the source layer when it is a source net's input layer (1 for the first
+        conv of an MNIST/notMNIST fconv net), else ``None`` (an inner layer: any input width fits)."""
+        src = self.card.source
+        if src.layer in ("0.weight", "0.*") and src.network.startswith("fconv") and src.domain in ("mnist", "notmnist"):
+            return 1
+        return None
+
+    def mismatch(self, conv: nn.Module) -> str | None:
+        """Why this prior's kernels do not suit ``conv`` (``None`` when they do): a kernel-size
+        mismatch, or kernels learned on grayscale input layers offered to a layer with several input
+        channels (e.g. an RGB stem)."""
+        ks = tuple(getattr(conv, "kernel_size", ()))
+        k = self.kernel_size
+        if ks != (k, k):
+            return f"{self.card.spec} is a {k}x{k} prior; the layer has {'x'.join(map(str, ks))} kernels"
+        want = self.source_in_channels
+        have = getattr(conv, "in_channels", None)
+        if want is not None and have is not None and have != want:
+            return (f"{self.card.spec} was learned on the {want}-channel input layers of {self.card.source.domain} "
+                    f"nets; this layer takes {have} input channels")
+        return None
+
     def __repr__(self) -> str:
         return (f"DeepWeightPrior({self.card.spec}, kernel {self.kernel_size}x{self.kernel_size}, "
                 f"z_dim {self.z_dim}, source={self.card.source.domain!r})")
