@@ -8,12 +8,14 @@ imports torch, so ``dwp-hub list`` / ``info`` stay fast.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dwp_hub._fs import NotRegularFileError, open_regular
 from dwp_hub.constants import CARD_METADATA_KEY, CARD_SCHEMA_VERSION, SCHEMA_METADATA_KEY
 from dwp_hub.errors import CardError, IntegrityError
 
@@ -23,6 +25,16 @@ T = TypeVar("T")
 VAE_KINDS = ("conv7", "conv5", "mlp")
 #: Hidden-layer activations a kernel VAE may use (the paper's is ELU).
 ACTIVATIONS = ("elu", "relu")
+#: What ``weights_sha256`` covers. ``"tensors"``: the tensors only (cards published before
+#: dwp-hub bound the architecture into the hash); ``"tensors+arch"``: the tensors and every
+#: field that changes the computation (``arch``), see :func:`bound_weights_sha256`.
+WEIGHTS_SCOPES = ("tensors", "tensors+arch")
+#: The scope every new card is written with.
+WEIGHTS_SCOPE = "tensors+arch"
+#: Largest nesting depth of free-form card fields (``recipe``, ``source.checkpoints``).
+MAX_CARD_DEPTH = 32
+#: Integers in a card must fit in 64 bits.
+_MAX_INT = 2**63
 
 
 @dataclass(frozen=True)
@@ -46,13 +58,15 @@ class ArchConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in VAE_KINDS:
-            raise CardError(f"Unknown VAE kind {self.kind!r}; expected one of {VAE_KINDS}.")
+            raise CardError(f"Unknown VAE kind {_short(repr(self.kind), 40)}; expected one of {VAE_KINDS}.",
+                            field="arch.kind")
         if self.kind == "conv7" and self.kernel_size != 7:
             raise CardError("kind 'conv7' needs kernel_size 7.")
         if self.kind == "conv5" and self.kernel_size != 5:
             raise CardError("kind 'conv5' needs kernel_size 5.")
         if self.activation not in ACTIVATIONS:
-            raise CardError(f"Unknown activation {self.activation!r}; expected one of {ACTIVATIONS}.")
+            raise CardError(f"Unknown activation {_short(repr(self.activation), 40)}; expected one of {ACTIVATIONS}.",
+                            field="arch.activation")
         if not (1 <= self.kernel_size <= 15 and 1 <= self.z_dim <= 256 and 1 <= self.hidden <= 4096):
             raise CardError(f"Architecture sizes out of range: {self}.")
 
@@ -147,6 +161,19 @@ class PriorCard:
     )
     recipe: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
+    weights_sha256_scope: str = "tensors"
+
+    def __post_init__(self) -> None:
+        if self.weights_sha256_scope not in WEIGHTS_SCOPES:
+            raise CardError(f"Unknown weights_sha256_scope {_short(repr(self.weights_sha256_scope), 40)}; expected one of "
+                            f"{WEIGHTS_SCOPES}. Upgrade dwp-hub if the prior is newer.", field="card.weights_sha256_scope")
+
+    def expected_weights_sha256(self, tensors_hex: str) -> str:
+        """What ``weights_sha256`` must be for tensors whose :func:`~dwp_hub.model._io.tensors_sha256`
+        is ``tensors_hex``, under this card's scope."""
+        if self.weights_sha256_scope == "tensors":
+            return tensors_hex
+        return bound_weights_sha256(tensors_hex, self.arch)
 
     @property
     def kernel_size(self) -> int:
@@ -164,6 +191,8 @@ class PriorCard:
         d = asdict(self)
         if d["arch"]["activation"] == "elu":  # the default: cards stay readable by dwp-hub 0.1.0
             del d["arch"]["activation"]
+        if d["weights_sha256_scope"] == "tensors":  # the legacy default: old cards re-serialise unchanged
+            del d["weights_sha256_scope"]
         return d
 
     def to_json(self) -> str:
@@ -186,9 +215,71 @@ class PriorCard:
     def from_json(cls, text: str) -> PriorCard:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CardError(f"Card is not valid JSON: {err}") from err
+        except RecursionError as err:
+            raise CardError("Card JSON is nested too deeply.") from err
+        except ValueError as err:  # JSONDecodeError, and integers beyond Python's digit limit
+            raise CardError(f"Card is not valid JSON: {_short(str(err))}") from err
         return cls.from_dict(data)
+
+
+def arch_json(arch: ArchConfig) -> str:
+    """Canonical JSON of every architecture field (defaults written out): what the weights hash binds."""
+    return json.dumps(asdict(arch), sort_keys=True, separators=(",", ":"))
+
+
+def bound_weights_sha256(tensors_hex: str, arch: ArchConfig) -> str:
+    """``weights_sha256`` of scope ``"tensors+arch"``: sha256 over the tensors' hash and the canonical
+    architecture, so that no field which changes the computation can be edited without changing it."""
+    return hashlib.sha256(f"dwp-hub weights v1|{tensors_hex}|{arch_json(arch)}".encode()).hexdigest()
+
+
+#: Architectures of priors published before ``weights_sha256`` covered the architecture, pinned by
+#: their ``weights_sha256``: an edit of their card's architecture (e.g. ``activation``) is refused
+#: even though their hash does not cover it. ``(kind, kernel_size, z_dim, hidden, activation)``.
+LEGACY_ARCH_PINS: dict[str, tuple[str, int, int, int, str]] = {
+    "5865690368a2d28c9b0bc28affaa21582360478a1794bed09ba48e1262dcccd3": ("mlp", 3, 4, 64, "elu"),  # cifar10-3x3@1.0.0
+    "92b880f0f359bee33c0f2869fb8776a69e88e94270ad171418c1bc581c9fd6a0": ("mlp", 3, 4, 32, "elu"),  # cifar10-3x3@1.1.0
+    "3858e18cadc63ade285f2d63784a3db8877c36eb0d0c9e48eced5d020f0f58ab": ("mlp", 3, 4, 32, "relu"),  # cifar10-3x3@1.2.0
+    "11fb5031b6166e88003c7a8495b2fe81a1b25b1bb2728bd9d13699ca9d3ca19a": ("conv5", 5, 4, 64, "elu"),  # mnist-5x5@1.0.0
+    "8f984b11a93cf561f4f44e0305be6bebaeb54efe7b81bb1d5e527568352937cd": ("conv5", 5, 4, 64, "elu"),  # mnist-5x5@1.1.0
+    "34ab5b3ee7dc980a3651a21a6002cedbcf39e1e748c2a040bf67f1d10d1b2e89": ("conv7", 7, 2, 32, "elu"),  # mnist-7x7@1.0.0
+    "7aed4dd288a92308cf0a7082ee67840ec6b31d6ffd9fcb8f7b0cb95b6857c41e": ("conv7", 7, 2, 32, "elu"),  # mnist-7x7@1.1.0
+    "64ae90088b1527c3c161b5994769f364482f868facf550c79b13ad9680d03e2e": ("mlp", 3, 4, 64, "elu"),  # notmnist-3x3@1.0.0
+    "aa65342e301849d310e226b242b8d0613e2864602cea6cabc4c68de5f6bf548f": ("conv5", 5, 4, 64, "elu"),  # notmnist-5x5@1.0.0
+    "5f016c4c20665559f5baad573d822c4e15f5b8f6072c611574b120cc8928c7f1": ("conv5", 5, 4, 64, "elu"),  # notmnist-5x5@1.1.0
+    "374f78f0642a610c47276053180f4c6797db6d3b2f449c1f7fc21dc848bed1c9": ("conv7", 7, 2, 32, "elu"),  # notmnist-7x7@1.0.0
+    "72cad80063cd7981b586958a90369127c316dfac4d244bfb7ce800198f988f23": ("conv7", 7, 2, 32, "elu"),  # notmnist-7x7@1.1.0
+    "84a25f501016415f1e418eb955c9ddf79870b4d0d6f21935892d98dc5d750c8e": ("conv7", 7, 2, 32, "elu"),  # notmnist-7x7@1.2.0
+}
+
+
+def check_legacy_arch_pin(card: PriorCard) -> None:
+    """Refuse a legacy-scope card whose architecture differs from the one pinned for its weights."""
+    pinned = LEGACY_ARCH_PINS.get(card.weights_sha256) if card.weights_sha256_scope == "tensors" else None
+    if pinned is None:
+        return
+    a = card.arch
+    if (a.kind, a.kernel_size, a.z_dim, a.hidden, a.activation) != pinned:
+        raise CardError(
+            f"The card of {card.spec} declares architecture {arch_json(a)}, but these weights were published "
+            f"with {dict(zip(('kind', 'kernel_size', 'z_dim', 'hidden', 'activation'), pinned))}: the card was "
+            "edited. Refusing to load; re-download or re-install this prior.", field="card.arch")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters: errors never echo a whole hostile value."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            if d > limit:
+                return False
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return True
 
 
 _NESTED = {"arch": ArchConfig, "source": SourceInfo, "kernels": KernelsInfo, "training": TrainingInfo,
@@ -209,22 +300,43 @@ def _check_type(value: Any, annotation: str, where: str) -> None:
     else:
         ok = True
     if not ok:
-        raise CardError(f"Card field {where} should be {annotation}, got {type(value).__name__}.")
+        raise CardError(f"Card field {where} should be {annotation}, got {type(value).__name__}.", field=where)
+    if isinstance(value, int) and not isinstance(value, bool) and not -_MAX_INT <= value < _MAX_INT:
+        raise CardError(f"Card field {where} is an integer out of range ({value.bit_length()} bits; at most 63).",
+                        field=where)
+    if isinstance(value, (dict, list)) and not _depth_ok(value, MAX_CARD_DEPTH):
+        raise CardError(f"Card field {where} is nested deeper than {MAX_CARD_DEPTH} levels.", field=where)
+    if isinstance(value, (dict, list)):
+        _check_leaves(value, where)
+
+
+def _check_leaves(value: Any, where: str) -> None:
+    """Free-form card values (``recipe``, ``checkpoints``) hold JSON scalars of sane size."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, int) and not isinstance(v, bool) and not -_MAX_INT <= v < _MAX_INT:
+            raise CardError(f"Card field {where} holds an integer out of range.", field=where)
 
 
 def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     if not isinstance(data, dict):
-        raise CardError(f"Card field {where} should be an object.")
+        raise CardError(f"Card field {where} should be an object.", field=where)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(fields)
     if unknown:
-        raise CardError(f"Unknown card field(s) in {where}: {', '.join(sorted(unknown))}. If the prior was "
-                        "published by a newer dwp-hub, upgrade: pip install -U dwp-hub.")
+        listed = _short(", ".join(sorted(map(str, unknown))))
+        raise CardError(f"Unknown card field(s) in {where}: {listed}. If the prior was published by a newer "
+                        "dwp-hub, upgrade: pip install -U dwp-hub.", field=where)
     kwargs = {}
     for name, f in fields.items():
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise CardError(f"Card is missing required field {where}.{name}.")
+                raise CardError(f"Card is missing required field {where}.{name}.", field=f"{where}.{name}")
             continue
         value = data[name]
         if name in _NESTED and cls is PriorCard:
@@ -234,46 +346,65 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
         kwargs[name] = value
     try:
         return cls(**kwargs)
-    except TypeError as err:
-        raise CardError(f"Bad card field in {where}: {err}") from err
+    except (TypeError, ValueError, OverflowError) as err:
+        if isinstance(err, CardError):
+            raise
+        raise CardError(f"Bad card field in {where}: {_short(str(err))}", field=where) from err
 
 
 def read_safetensors_header(path: str | Path) -> dict[str, Any]:
     """Parse a safetensors file's JSON header without torch (8-byte length + JSON)."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(8)
             if len(head) != 8:
-                raise IntegrityError(f"{path.name} is truncated (no safetensors header).")
+                raise IntegrityError(f"{path.name} is truncated (no safetensors header).", path=path)
             (n,) = struct.unpack("<Q", head)
             if n > 100_000_000:
-                raise IntegrityError(f"{path.name} has an implausible header length {n}.")
+                raise IntegrityError(f"{path.name} has an implausible header length {n}.", path=path)
             raw = fh.read(n)
     except FileNotFoundError as err:
-        raise IntegrityError(f"{path} is missing.") from err
+        raise IntegrityError(f"{path} is missing.", path=path) from err
+    except NotRegularFileError as err:
+        raise IntegrityError(f"{path} is {err.strerror}; a prior's weights must be a regular file. Re-download "
+                             "or re-publish this prior.", path=path) from err
+    except OSError as err:
+        if isinstance(err, IntegrityError):
+            raise
+        raise IntegrityError(f"Cannot read {path}: {err.strerror or err}.", path=path) from err
     if len(raw) != n:
-        raise IntegrityError(f"{path.name} is truncated (header).")
+        raise IntegrityError(f"{path.name} is truncated (header).", path=path)
     try:
         header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise IntegrityError(f"{path.name} has a corrupt header: {err}") from err
+    except RecursionError as err:
+        raise IntegrityError(f"{path.name} has a corrupt header: JSON nested too deeply.", path=path) from err
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, integer digit limit
+        raise IntegrityError(f"{path.name} has a corrupt header: {_short(str(err))}", path=path) from err
     if not isinstance(header, dict):
-        raise IntegrityError(f"{path.name} has a corrupt header.")
+        raise IntegrityError(f"{path.name} has a corrupt header (not a JSON object).", path=path)
     return header
 
 
 def card_from_weights_file(path: str | Path) -> PriorCard:
-    """Read the card out of a ``model.safetensors`` header (no torch import)."""
+    """Read the card out of a ``model.safetensors`` header (no torch import).
+
+    Raises :class:`IntegrityError` (unreadable or corrupt file) or :class:`CardError` (no card, or a
+    malformed one), each naming the file.
+    """
+    path = Path(path)
     meta = read_safetensors_header(path).get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise IntegrityError(f"{path.name} has a corrupt header: __metadata__ must map strings to strings.",
+                             path=path)
     if CARD_METADATA_KEY not in meta:
-        raise CardError(f"{Path(path).name} carries no dwp-hub card in its metadata header.")
+        raise CardError(f"{path.name} carries no dwp-hub card in its metadata header.", path=path)
     if meta.get(SCHEMA_METADATA_KEY) != str(CARD_SCHEMA_VERSION):
         raise CardError(
-            f"{Path(path).name} was written with card schema {meta.get(SCHEMA_METADATA_KEY)!r}; "
-            f"this dwp-hub reads {CARD_SCHEMA_VERSION}."
+            f"{path.name} was written with card schema {_short(repr(meta.get(SCHEMA_METADATA_KEY)), 40)}; "
+            f"this dwp-hub reads {CARD_SCHEMA_VERSION}. Upgrade dwp-hub if the prior is newer.", path=path
         )
     try:
         return PriorCard.from_json(meta[CARD_METADATA_KEY])
     except CardError as err:
-        raise CardError(f"{Path(path).name}: {err}") from err
+        raise CardError(f"{path.name}: {err}", path=path, field=err.field) from err

@@ -6,6 +6,10 @@ catch (``LookupError``, ``ValueError``, ``OSError`` ...). Messages say how to fi
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
 
 class DwpHubError(Exception):
     """Base class of every dwp-hub error."""
@@ -20,7 +24,16 @@ class InvalidVersionError(DwpHubError, ValueError):
 
 
 class PriorNotFoundError(DwpHubError, LookupError):
-    """No registry holds a prior of that name."""
+    """No registry holds a prior of that name.
+
+    Attributes:
+        name: the name asked for (None when not known).
+        candidates: close matches the user may have meant.
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, candidates: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.name, self.candidates = name, tuple(candidates)
 
 
 class VersionNotFoundError(PriorNotFoundError):
@@ -28,11 +41,34 @@ class VersionNotFoundError(PriorNotFoundError):
 
 
 class IntegrityError(DwpHubError, OSError):
-    """A prior file is missing, unexpected, or does not match its recorded sha256."""
+    """A prior file is missing, unexpected, malformed, or does not match its recorded sha256.
+
+    Attributes:
+        path: the offending file or folder (None when not known).
+        expected: the recorded hash (or other expected value), when there is one.
+        actual: what was found instead.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None, expected: str | None = None,
+                 actual: str | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.expected, self.actual = expected, actual
 
 
 class CardError(DwpHubError, ValueError):
-    """A prior card is malformed or inconsistent with its weights."""
+    """A prior card is malformed or inconsistent with its weights.
+
+    Attributes:
+        path: the file holding the card (None for a card built in memory).
+        field: the dotted card field at fault (e.g. ``card.arch.hidden``), when known.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.field = field
 
 
 class PriorExistsError(DwpHubError, FileExistsError):
@@ -68,7 +104,30 @@ class SourceDivergedError(TrainingError):
 
 
 class RecipeError(DwpHubError, ValueError):
-    """A recipe file is malformed."""
+    """A recipe file is malformed.
+
+    Attributes:
+        path: the recipe file (None for a mapping parsed in memory).
+        key: the dotted recipe key at fault (e.g. ``fit.lr``), when known.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.key = key
+
+
+class OutputPathError(DwpHubError, ValueError):
+    """An output path (``--out``) cannot be written safely: it is a directory, a FIFO, a device,
+    under ``/proc``-like file systems, or empty.
+
+    Attributes:
+        path: the refused path.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
 
 
 class HubError(DwpHubError, OSError):

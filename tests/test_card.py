@@ -76,7 +76,8 @@ def check_prior_folder(reg: LocalRegistry, name: str, version: str, *, shipped: 
         expected = {k: tuple(v.shape) for k, v in KernelVAE(a).state_dict().items()}
     assert stored == expected
     _, tensors = read_weights(folder / "model.safetensors")
-    assert _HEX64.fullmatch(card.weights_sha256) and tensors_sha256(tensors) == card.weights_sha256
+    assert _HEX64.fullmatch(card.weights_sha256)
+    assert card.expected_weights_sha256(tensors_sha256(tensors)) == card.weights_sha256  # scope-aware
     assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in tensors.values())
 
     # Provenance.

@@ -37,7 +37,8 @@ def test_version_parse(text: str, parts: tuple[int, int, int]) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "1", "1.0", "1.0.0.0", "v1.0.0", "01.0.0", "1.00.0", "1.0.0-rc1", "1.0.0+b",
-                                  " 1.0.0", "1.0.0 ", "1..0", "a.b.c", "-1.0.0", "1.0.0\n", "１.0.0", "1234567.0.0"])
+                                  " 1.0.0", "1.0.0 ", "1..0", "a.b.c", "-1.0.0", "1.0.0\n", "１.0.0", "1234567.0.0",
+                                  "1\u0662.0.0", "\u0661.0.0", "1.0.\u0967", "1.\U0001d7d8.0"])
 def test_version_malformed(text: str) -> None:
     with pytest.raises(InvalidVersionError, match="MAJOR.MINOR.PATCH"):
         Version.parse(text)
@@ -124,10 +125,24 @@ def test_hub_refs(spec: str, ref: HubRef) -> None:
 
 
 @pytest.mark.parametrize("spec", ["hf-hub:", "hf-hub:repo", "hf-hub:org/repo/extra", "hf-hub:../repo", "hf-hub:org/..",
-                                  "hf-hub:org/re..po", "hf-hub:org/repo@../main", "hf-hub:org/repo@-x", "hf-hub:/repo"])
+                                  "hf-hub:org/re..po", "hf-hub:org/repo@../main", "hf-hub:org/repo@-x", "hf-hub:/repo",
+                                  "hf-hub:org/repo.git", "hf-hub:a--b/c", "hf-hub:org/re--po"])
 def test_bad_hub_refs(spec: str) -> None:
     with pytest.raises(InvalidNameError):
         parse_ref(spec)
+
+
+@given(st.text(alphabet=st.sampled_from(list("aZ09-_./@")), max_size=30))
+@_SETTINGS
+def test_accepted_hub_refs_pass_huggingface_hubs_validator(body: str) -> None:
+    """Whatever parse_ref accepts as a Hub reference, huggingface_hub accepts too (no failure deep inside it)."""
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        ref = parse_ref("hf-hub:" + body)
+    except DwpHubError:
+        return
+    validate_repo_id(ref.repo_id)
 
 
 @given(st.from_regex(r"[a-z0-9]([a-z0-9_-]{0,20}[a-z0-9])?", fullmatch=True),

@@ -11,16 +11,25 @@ variants are documented below as accepted:
 * an edit of harmless card metadata (e.g. the description) *with every checksum rewritten to
   match* is accepted: checksums catch corruption and accidental or partial edits, not an
   actor with write access to the registry who rewrites everything consistently. Weights,
-  architecture and identity remain protected even then (``weights_sha256``, the card name and
-  version, the architecture check), as the ``*_rehashed`` variants show.
+  every architecture field (``weights_sha256`` covers the tensors *and* ``arch``, activation
+  included) and identity (the card name and version) remain protected even then, as long as
+  the card's ``weights_sha256`` is not rewritten too, as the ``*_rehashed`` variants show.
+  What a folder whose files an attacker fully controls can and cannot promise is in
+  ``docs/integrity.md``.
+
+Malformed shapes (JSON of the wrong type, nesting 5,000 deep, 5,000-digit integers) and files
+that are not regular files (a FIFO, a directory, a symlink loop) are refused with the same
+clean errors, never a raw exception or a hang.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +69,20 @@ def _flip(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+def _rewrite_header(path: Path, header_text: str) -> None:
+    """Replace a safetensors header by ``header_text`` (raw JSON), keeping the tensor bytes."""
+    data = path.read_bytes()
+    raw = header_text.encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[_header_len(path):])
+
+
+def _rewrite_card_text(path: Path, edit: Callable[[str], str]) -> None:
+    """Rewrite the card JSON *text* in the header (for values json.dumps cannot write)."""
+    header = json.loads(path.read_bytes()[8:_header_len(path)])
+    header["__metadata__"][CARD_METADATA_KEY] = edit(header["__metadata__"][CARD_METADATA_KEY])
+    _rewrite_header(path, json.dumps(header))
 
 
 def _rewrite_card(path: Path, edit: Callable[[dict], None]) -> None:
@@ -286,6 +309,128 @@ def pickle_as_weights_rehashed(reg: Path) -> str:
     return "model.safetensors"
 
 
+def edited_card_activation_rehashed(reg: Path) -> str:
+    """The attack of issue 16: switch the activation (same tensors, same shapes) and rewrite every checksum."""
+    _rewrite_card(_folder(reg) / "model.safetensors", lambda c: c["arch"].update(activation="relu"))
+    _rehash(reg)
+    return "model.safetensors"
+
+
+def downgraded_weights_scope_rehashed(reg: Path) -> str:
+    """Drop the scope field (pretend a legacy card) to escape the architecture binding."""
+    def edit(c: dict) -> None:
+        c.pop("weights_sha256_scope")
+        c["arch"]["activation"] = "relu"
+    _rewrite_card(_folder(reg) / "model.safetensors", edit)
+    _rehash(reg)
+    return "model.safetensors"
+
+
+def checksums_is_a_list(reg: Path) -> str:
+    (_folder(reg) / "checksums.json").write_text(json.dumps(["model.safetensors", "README.md"]))
+    return "checksums.json"
+
+
+def checksums_value_is_a_number(reg: Path) -> str:
+    p = _folder(reg) / "checksums.json"
+    sums = json.loads(p.read_text())
+    sums["README.md"] = 12
+    p.write_text(json.dumps(sums))
+    return "checksums.json"
+
+
+def checksums_nested_5000_deep(reg: Path) -> str:
+    (_folder(reg) / "checksums.json").write_text("[" * 5000 + "]" * 5000)
+    return "checksums.json"
+
+
+def index_entry_is_a_string(reg: Path) -> str:
+    index = json.loads((reg / "index.json").read_text())
+    index["priors"]["tiny-7x7"]["1.1.0"] = "oops"
+    (reg / "index.json").write_text(json.dumps(index))
+    return "index.json"
+
+
+def index_files_is_null(reg: Path) -> str:
+    """``files: null`` must not skip the index check."""
+    index = json.loads((reg / "index.json").read_text())
+    index["priors"]["tiny-7x7"]["1.1.0"]["files"] = None
+    (reg / "index.json").write_text(json.dumps(index))
+    return "index.json"
+
+
+def card_nested_5000_deep_rehashed(reg: Path) -> str:
+    _rewrite_card_text(_folder(reg) / "model.safetensors",
+                       lambda t: t[:-1] + ',"deep":' + "[" * 5000 + "]" * 5000 + "}")
+    _rehash(reg)
+    return "model.safetensors"
+
+
+def card_nested_40_deep_rehashed(reg: Path) -> str:
+    """Deep enough to exhaust recursion in later processing, shallow enough for the JSON parser."""
+    _rewrite_card(_folder(reg) / "model.safetensors",
+                  lambda c: c["recipe"].update(deep=json.loads("[" * 40 + "]" * 40)))
+    _rehash(reg)
+    return "model.safetensors"
+
+
+def card_5000_digit_integer_rehashed(reg: Path) -> str:
+    _rewrite_card_text(_folder(reg) / "model.safetensors", lambda t: re.sub(r'"epochs":\s*\d+', '"epochs":' + "9" * 5000, t))
+    _rehash(reg)
+    return "model.safetensors"
+
+
+def card_40_digit_integer_rehashed(reg: Path) -> str:
+    _rewrite_card(_folder(reg) / "model.safetensors", lambda c: c["metrics"].update(heldout_elbo=10**40))
+    _rehash(reg)
+    return "model.safetensors"
+
+
+def header_metadata_nested_5000_deep_rehashed(reg: Path) -> str:
+    p = _folder(reg) / "model.safetensors"
+    header = p.read_bytes()[8:_header_len(p)].decode()
+    _rewrite_header(p, header[:-1] + ',"x":' + "{\"a\":" * 5000 + "1" + "}" * 5000 + "}")
+    _rehash(reg)
+    return "model.safetensors"
+
+
+def header_metadata_is_a_list_rehashed(reg: Path) -> str:
+    p = _folder(reg) / "model.safetensors"
+    header = json.loads(p.read_bytes()[8:_header_len(p)])
+    header["__metadata__"] = [header["__metadata__"]]
+    _rewrite_header(p, json.dumps(header))
+    _rehash(reg)
+    return "model.safetensors"
+
+
+def weights_is_a_fifo(reg: Path) -> str:
+    p = _folder(reg) / "model.safetensors"
+    p.unlink()
+    os.mkfifo(p)
+    return "model.safetensors"
+
+
+def weights_is_a_directory(reg: Path) -> str:
+    p = _folder(reg) / "model.safetensors"
+    p.unlink()
+    p.mkdir()
+    return "model.safetensors"
+
+
+def weights_is_a_symlink_loop(reg: Path) -> str:
+    p = _folder(reg) / "model.safetensors"
+    p.unlink()
+    p.symlink_to(p.name)
+    return "model.safetensors"
+
+
+def readme_is_a_fifo(reg: Path) -> str:
+    p = _folder(reg) / "README.md"
+    p.unlink()
+    os.mkfifo(p)
+    return "README.md"
+
+
 class _Boobytrap:
     """Unpickling this writes a marker file: proof that a pickle was (never) loaded."""
 
@@ -309,8 +454,13 @@ VARIANTS = [
     truncated_weights_rehashed, flipped_tensor_byte_rehashed, broken_header_json_rehashed,
     edited_card_weights_sha_rehashed, edited_card_arch_rehashed, edited_card_schema_rehashed,
     swapped_weights_rehashed, pickle_as_weights_rehashed,
+    edited_card_activation_rehashed, downgraded_weights_scope_rehashed, checksums_is_a_list,
+    checksums_value_is_a_number, checksums_nested_5000_deep, index_entry_is_a_string, index_files_is_null,
+    card_nested_5000_deep_rehashed, card_nested_40_deep_rehashed, card_5000_digit_integer_rehashed,
+    card_40_digit_integer_rehashed, header_metadata_nested_5000_deep_rehashed, header_metadata_is_a_list_rehashed,
+    weights_is_a_fifo, weights_is_a_directory, weights_is_a_symlink_loop, readme_is_a_fifo,
 ]
-_INDEX_ONLY = {edited_index, index_points_at_other_version}
+_INDEX_ONLY = {edited_index, index_points_at_other_version, index_entry_is_a_string, index_files_is_null}
 
 
 def _pattern(files: str) -> str:

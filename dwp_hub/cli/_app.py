@@ -139,6 +139,7 @@ def info_cmd(spec: SpecArg, as_json: JsonOpt = False) -> None:
         ("training", f"{card.training.epochs} epochs, lr {card.training.lr:g}, batch {card.training.batch_size}, "
                      f"seed {card.training.seed}, {card.training.seconds:.0f} s"),
         ("weights sha256", card.weights_sha256),
+        ("integrity", f"unverified: read without hashing; run 'dwp-hub verify {spec}' to check files and metrics"),
         ("created", f"{card.created} (dwp-hub {card.dwp_hub_version})"),
         ("license", card.license),
     ]:
@@ -177,8 +178,8 @@ def sample_cmd(
 
 @_command("verify")
 def verify_cmd(spec: OptSpecArg = None) -> None:
-    """Check the sha256 of every file of one prior (or of every local prior)."""
-    from dwp_hub.errors import CardError, IntegrityError
+    """Check the sha256 of every file of one prior (or of every local prior, reporting every failure,
+    malformed index entry and orphaned version folder)."""
     from dwp_hub.registry import registries, resolve
 
     if spec is not None and spec.strip().startswith("hf-hub:"):
@@ -187,26 +188,43 @@ def verify_cmd(spec: OptSpecArg = None) -> None:
         _, commit, card = verify_hub_prior(spec.strip())
         console.print(f"[green]OK[/green]   {card.spec} ({spec.strip()}, commit {commit[:12]})")
         return
+    failures = 0
+
+    def fail(what: str, where: str, err: object) -> None:
+        nonlocal failures
+        failures += 1
+        err_console.print(f"[red]FAIL[/red] {what} ({where}): {err}", markup=True, highlight=False, soft_wrap=True)
+
     targets = []
     if spec is None:
         for reg in registries():
-            for name in reg.names():
+            try:
+                good = reg.index()
+                problems, orphans = reg.index_problems(), reg.orphans()
+            except DwpHubError as err:
+                fail("index", reg.label, err)
+                continue
+            for name in sorted(good):
                 targets += [(reg, name, v) for v in reg.versions(name)]
+            for problem in problems:
+                fail(f"index entry {problem.name[:80]}" + (f"@{problem.version[:40]}" if problem.version else ""),
+                     reg.label, problem)
+            for orphan in orphans:
+                fail(f"{orphan.name}@{orphan.version}", reg.label, orphan)
     else:
         r = resolve(spec)
         targets = [(r.registry, r.name, r.version)]
-    failures = 0
     for reg, name, version in targets:
         try:
             reg.verify(name, version)
-            card, _ = _weights_ok(reg.folder(name, version))
+            _weights_ok(reg.folder(name, version))
             console.print(f"[green]OK[/green]   {name}@{version} ({reg.label})")
-        except (IntegrityError, CardError) as err:
-            failures += 1
-            err_console.print(f"[red]FAIL[/red] {name}@{version} ({reg.label}): {err}")
-    if not targets:
+        except DwpHubError as err:  # every prior is checked; each failure is reported
+            fail(f"{name}@{version}", reg.label, err)
+    if not targets and not failures:
         console.print("No priors to verify.")
     if failures:
+        err_console.print(f"{failures} problem(s) found.")
         raise typer.Exit(1)
 
 

@@ -10,7 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dwp_hub._fs import atomic_path
-from dwp_hub.card import PriorCard, card_from_weights_file
+from dwp_hub.card import PriorCard, card_from_weights_file, check_legacy_arch_pin
 from dwp_hub.constants import CARD_METADATA_KEY, CARD_SCHEMA_VERSION, SCHEMA_METADATA_KEY
 from dwp_hub.errors import CardError, IntegrityError
 from dwp_hub.model.vae import KernelVAE
@@ -32,29 +32,43 @@ def vae_tensors(vae: KernelVAE) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().contiguous().cpu() for k, v in vae.state_dict().items()}
 
 
+def card_weights_sha256(card: PriorCard, tensors: dict[str, torch.Tensor]) -> str:
+    """The ``weights_sha256`` that ``card`` must carry for ``tensors`` under its scope (new cards:
+    the tensors and the architecture; legacy cards: the tensors only)."""
+    return card.expected_weights_sha256(tensors_sha256(tensors))
+
+
 def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], card: PriorCard) -> None:
-    """Write tensors and card atomically. ``card.weights_sha256`` must match ``tensors``."""
-    if card.weights_sha256 != tensors_sha256(tensors):
-        raise CardError("card.weights_sha256 does not match the tensors being written.")
+    """Write tensors and card atomically. ``card.weights_sha256`` must match ``tensors`` (and, for
+    new cards, the architecture)."""
+    if card.weights_sha256 != card_weights_sha256(card, tensors):
+        raise CardError("card.weights_sha256 does not match the tensors being written.", field="card.weights_sha256")
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={CARD_METADATA_KEY: card.to_json(),
                                                SCHEMA_METADATA_KEY: str(CARD_SCHEMA_VERSION)})
 
 
 def read_weights(path: str | Path) -> tuple[PriorCard, dict[str, torch.Tensor]]:
-    """Read card and tensors, verifying the tensors against ``card.weights_sha256``."""
+    """Read card and tensors, verifying the tensors (and, for new cards, the architecture) against
+    ``card.weights_sha256``; a legacy card's architecture is checked against its pin."""
     path = Path(path)
-    card = card_from_weights_file(path)
+    card = card_from_weights_file(path)  # refuses non-regular files before opening them
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise IntegrityError(f"{path.name} is corrupt or truncated ({err}).") from err
-    got = tensors_sha256(tensors)
+        raise IntegrityError(f"{path.name} is corrupt or truncated ({str(err)[:200]}).", path=path) from err
+    got = card_weights_sha256(card, tensors)
     if got != card.weights_sha256:
+        covers = "tensors and architecture" if card.weights_sha256_scope != "tensors" else "tensor"
         raise IntegrityError(
-            f"{path}: tensor sha256 {got} does not match the card's weights_sha256 "
-            f"{card.weights_sha256}. The weights were modified; refusing to load."
+            f"{path}: {covers} sha256 {got} does not match the card's weights_sha256 "
+            f"{card.weights_sha256}. The weights or the card's architecture were modified; refusing to load. "
+            "Re-download or re-publish this prior.", path=path, expected=card.weights_sha256, actual=got,
         )
+    try:
+        check_legacy_arch_pin(card)
+    except CardError as err:
+        raise CardError(f"{path}: {err}", path=path, field=err.field) from err
     return card, tensors
 
 
@@ -65,6 +79,7 @@ def build_vae(card: PriorCard, tensors: dict[str, torch.Tensor]) -> KernelVAE:
         vae.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as err:
         raise CardError(
-            f"Weights do not fit the architecture in the card ({card.arch}): {str(err).splitlines()[0]}"
+            f"Weights do not fit the architecture in the card ({card.arch}): {str(err).splitlines()[0][:300]}",
+            field="card.arch",
         ) from err
     return vae

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dwp_hub import constants
-from dwp_hub.errors import PriorNotFoundError, VersionNotFoundError
-from dwp_hub.registry._local import LocalRegistry, verify_folder
+from dwp_hub.errors import IntegrityError, PriorNotFoundError, VersionNotFoundError
+from dwp_hub.registry._local import IndexProblem, LocalRegistry, Orphan, verify_folder
 from dwp_hub.registry._names import HubRef, PriorRef, Version, parse_ref, validate_name
 
 __all__ = [
-    "HubRef", "LocalRegistry", "PriorRef", "Resolved", "Version", "all_names", "parse_ref", "registries",
+    "HubRef", "IndexProblem", "LocalRegistry", "Orphan", "PriorRef", "Resolved", "Version", "all_names", "parse_ref", "registries",
     "resolve", "validate_name", "verify_folder",
 ]
 
@@ -57,12 +57,34 @@ def all_names() -> list[str]:
     return sorted({n for r in registries() for n in r.names()})
 
 
+def _refuse_malformed(ref: PriorRef, best: Resolved | None, regs: list[LocalRegistry]) -> None:
+    """Raise if a malformed index entry is the version ``ref`` asks for (pinned, or newer than ``best``):
+    never a silent fall-back to an older version. Entries whose version key is not a version at all
+    cannot be asked for and are ignored here (``list`` and ``verify`` report them)."""
+    for reg in regs:
+        for problem in reg.index_problems():
+            if problem.name != ref.name:
+                continue
+            try:
+                v = Version.parse(problem.version) if problem.version is not None else None
+            except ValueError:
+                continue
+            if v is None:  # the whole entry of this name is broken
+                wanted = best is None
+            elif ref.version is not None:
+                wanted = v == ref.version
+            else:
+                wanted = best is None or v > best.version
+            if wanted:
+                raise IntegrityError(str(problem), path=problem.path)
+
+
 def resolve(ref: PriorRef | str, regs: list[LocalRegistry] | None = None) -> Resolved:
     """Find the registry and version for ``ref``; raise with the closest names if unknown."""
     if isinstance(ref, str):
         parsed = parse_ref(ref)
         if isinstance(parsed, HubRef):
-            raise PriorNotFoundError(f"{ref} is a Hub reference; load it with dwp_hub.load().")
+            raise PriorNotFoundError(f"{ref} is a Hub reference; load it with dwp_hub.load().", name=ref)
         ref = parsed
     regs = registries() if regs is None else regs
     best: Resolved | None = None
@@ -72,6 +94,7 @@ def resolve(ref: PriorRef | str, regs: list[LocalRegistry] | None = None) -> Res
                 continue
             if best is None or v > best.version:
                 best = Resolved(reg, ref.name, v)
+    _refuse_malformed(ref, best, regs)
     if best is not None:
         return best
     known = sorted({n for r in regs for n in r.names()})
@@ -79,11 +102,12 @@ def resolve(ref: PriorRef | str, regs: list[LocalRegistry] | None = None) -> Res
         versions = sorted({str(v) for r in regs for v in r.versions(ref.name)})
         raise VersionNotFoundError(
             f"{ref.name} has no version {ref.version}; available: {', '.join(versions)}. "
-            f"Use '{ref.name}' for the newest."
+            f"Use '{ref.name}' for the newest.", name=ref.name, candidates=[f"{ref.name}@{v}" for v in versions],
         )
     close = difflib.get_close_matches(ref.name, known, n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise PriorNotFoundError(
         f"No prior named {ref.name!r} in {', '.join(r.label for r in regs)}.{hint} "
-        f"Known priors: {', '.join(known) or 'none'}. Run 'dwp-hub list' to see them all."
+        f"Known priors: {', '.join(known) or 'none'}. Run 'dwp-hub list' to see them all.",
+        name=ref.name, candidates=close,
     )

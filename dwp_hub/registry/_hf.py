@@ -79,7 +79,7 @@ __all__ = [
 #: Files of a prior version (the only ones downloaded from a repository).
 _FILES = (*PRIOR_FILES, *OPTIONAL_PRIOR_FILES)
 _COPIED = ("samples.png", "latents.png", "recipe.yaml")
-_TAG_RE = re.compile(r"v(\d+\.\d+\.\d+)")
+_TAG_RE = re.compile(r"v([0-9]+\.[0-9]+\.[0-9]+)", re.ASCII)
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _LIBRARY = {"library_name": "dwp-hub", "library_version": __version__}

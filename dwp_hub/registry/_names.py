@@ -9,7 +9,8 @@ from functools import total_ordering
 from dwp_hub.errors import InvalidNameError, InvalidVersionError
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]|\.(?!\.)){0,62}[a-z0-9]$|^[a-z0-9]$")
-_VERSION_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
+# ASCII digits only: ``\d`` would accept any Unicode digit ("1\u0662.0.0" read as 12.0.0).
+_VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})", re.ASCII)
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
 _REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
 _REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}$")
@@ -32,7 +33,7 @@ class Version:
         m = _VERSION_RE.fullmatch(text)
         if not m:
             raise InvalidVersionError(
-                f"{text!r} is not a version; use MAJOR.MINOR.PATCH with plain numbers, e.g. '1.0.0'."
+                f"{text[:40]!r} is not a version; use MAJOR.MINOR.PATCH with plain ASCII numbers, e.g. '1.0.0'."
             )
         return cls(int(m[1]), int(m[2]), int(m[3]))
 
@@ -87,6 +88,17 @@ class HubRef:
         return f"{HF_PREFIX}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
 
 
+def _hub_valid(repo_id: str) -> bool:
+    """Whether huggingface_hub's own validator accepts ``repo_id`` (so it never fails later, inside the Hub client)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
+
+
 def parse_ref(spec: str) -> PriorRef | HubRef:
     """Parse a user-supplied reference; raises a clean :class:`InvalidNameError` on bad input."""
     if not isinstance(spec, str):
@@ -95,10 +107,11 @@ def parse_ref(spec: str) -> PriorRef | HubRef:
     if spec.startswith(HF_PREFIX):
         body = spec[len(HF_PREFIX):]
         repo, _, rev = body.partition("@")
-        if not _REPO_RE.fullmatch(repo) or ".." in repo:
-            raise InvalidNameError(f"{spec!r}: write 'hf-hub:ORG/REPO' or 'hf-hub:ORG/REPO@REVISION'.")
+        if not _REPO_RE.fullmatch(repo) or ".." in repo or not _hub_valid(repo):
+            raise InvalidNameError(f"{spec[:120]!r}: write 'hf-hub:ORG/REPO' or 'hf-hub:ORG/REPO@REVISION' (letters, "
+                                   "digits, '-', '_', '.'; no '--', '..' or trailing '.git').")
         if rev and (not _REV_RE.fullmatch(rev) or ".." in rev):
-            raise InvalidNameError(f"{spec!r}: {rev!r} is not a valid revision (tag, branch or commit sha).")
+            raise InvalidNameError(f"{spec[:120]!r}: {rev[:80]!r} is not a valid revision (tag, branch or commit sha).")
         return HubRef(repo, rev or None)
     name, sep, version = spec.partition("@")
     validate_name(name)

@@ -13,7 +13,7 @@ import torch
 from dwp_hub._fs import atomic_write_text
 from dwp_hub._render import render_readme
 from dwp_hub._version import __version__
-from dwp_hub.card import ArchConfig, KernelsInfo, PriorCard, SourceInfo, TrainingInfo
+from dwp_hub.card import WEIGHTS_SCOPE, ArchConfig, KernelsInfo, PriorCard, SourceInfo, TrainingInfo, bound_weights_sha256
 from dwp_hub.constants import PRIOR_FILES
 from dwp_hub.errors import CardError, IntegrityError, PriorExistsError
 from dwp_hub.model._io import read_weights, tensors_sha256, vae_tensors, write_weights
@@ -59,8 +59,8 @@ def make_card(result: FitResult, data: KernelDataset, arch: ArchConfig, fit: Fit
                               threads=torch.get_num_threads(), torch_version=torch.__version__,
                               build_seconds=build_seconds, build_peak_memory_mb=build_peak_memory_mb),
         metrics=result.metrics, kernel_stats=result.stats,
-        weights_sha256=tensors_sha256(vae_tensors(result.vae)), created=_now(), dwp_hub_version=__version__,
-        recipe=recipe or {},
+        weights_sha256=bound_weights_sha256(tensors_sha256(vae_tensors(result.vae)), arch),
+        weights_sha256_scope=WEIGHTS_SCOPE, created=_now(), dwp_hub_version=__version__, recipe=recipe or {},
     )
 
 
@@ -107,7 +107,10 @@ def publish(path: str | Path, name: str, version: str, to: str | Path, descripti
             raise IntegrityError(f"{path / f} is missing; point publish at a folder written by 'dwp-hub fit'.")
     card, tensors = read_weights(path / "model.safetensors")
     card = dataclasses.replace(card, name=name, version=version, created=_now(),
-                               description=description if description is not None else card.description)
+                               description=description if description is not None else card.description,
+                               # a new version binds its architecture into the weights hash, whatever the source's scope
+                               weights_sha256=bound_weights_sha256(tensors_sha256(tensors), card.arch),
+                               weights_sha256_scope=WEIGHTS_SCOPE)
     if str(to).startswith("hf-hub:"):
         from dwp_hub.registry._hf import publish_to_hub
 
@@ -117,14 +120,7 @@ def publish(path: str | Path, name: str, version: str, to: str | Path, descripti
         raise PriorExistsError(
             f"{name}@{version} already exists in {registry.label}; versions are immutable. Publish a new version."
         )
-    try:
-        registry.root.mkdir(parents=True, exist_ok=True)
-        probe = registry.root / ".write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        raise IntegrityError(f"Cannot write to registry {registry.root}: {err}") from err
-    staging = registry.staging_dir()
+    staging = registry.staging_dir()  # the writability probe: unique per publish, so concurrent publishes never collide
     try:
         write_weights(staging / "model.safetensors", tensors, card)
         for f in ("samples.png", "latents.png", "recipe.yaml"):
