@@ -39,9 +39,10 @@ from torch import Tensor, nn
 
 from dwp_hub.errors import UnsupportedLayerError
 from dwp_hub.model.prior import DeepWeightPrior
+from dwp_hub.registry.defaults import DEFAULT_PRIORS
 
 #: The priors ``init_model(priors="auto")`` uses for each kernel size.
-AUTO_PRIORS: dict[int, str] = {7: "notmnist-7x7", 5: "notmnist-5x5", 3: "cifar10-3x3"}
+AUTO_PRIORS: dict[int, str] = DEFAULT_PRIORS  # the one home of the defaults: dwp_hub/registry/defaults.py
 
 Scale = Literal["prior", "fan_in"]
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)

@@ -109,7 +109,7 @@ def _row_spec(spec: str) -> str:
     if spec == "random-vae":
         return spec
     if not spec:
-        spec = "7=notmnist-7x7,5=notmnist-5x5"
+        spec = "7=notmnist-7x7,5=notmnist-5x5"  # rows older than the column: the defaults of that time
     parts = []
     for item in spec.split(","):
         size, _, ref = item.partition("=")
@@ -414,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=256, help="batch size (the whole set when N <= batch)")
     ap.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per run (0: cores // workers)")
-    ap.add_argument("--dwp", default="7=notmnist-7x7,5=notmnist-5x5", help="deep weight prior per kernel size; unversioned names are pinned to the newest version "
+    from dwp_hub.registry.defaults import paper_priors_spec
+
+    ap.add_argument("--dwp", default=paper_priors_spec(), help="deep weight prior per kernel size; unversioned names are pinned to the newest version "
                     "before the run (rows record the pinned spec)")
     ap.add_argument("--random-priors", action="store_true",
                     help="randomly initialised VAEs instead of hub priors (smoke tests only; marked in the CSV)")

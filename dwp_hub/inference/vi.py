@@ -35,6 +35,7 @@ from dwp_hub.errors import CheckpointError, TrainingError, UnsupportedLayerError
 from dwp_hub.inference.layers import bayesian_layers, mean_weights
 from dwp_hub.inference.objective import data_term, kl_terms
 from dwp_hub.inference.priors import DeepWeightPriorKL, frozen_state_prefixes
+from dwp_hub.registry.defaults import paper_priors
 
 #: Header key of the checkpoint metadata.
 CHECKPOINT_META_KEY = "dwp_hub.vi_checkpoint"
@@ -451,7 +452,7 @@ def fit_deterministic(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRe
 #: ``sparse-log-uniform`` (the additive-family log-uniform of sparse variational dropout, not a paper arm).
 PAPER_PRIORS = ("dwp", "log-uniform", "standard-normal", "deterministic", "sparse-log-uniform")
 #: The hub priors of the paper's MNIST experiment (prior learned on notMNIST kernels).
-PAPER_DWP = {7: "notmnist-7x7", 5: "notmnist-5x5"}
+PAPER_DWP = paper_priors()
 
 
 #: Initialisations of the conv means in :func:`paper_net`: ``"xavier"`` (seeded Xavier) or ``"dwp"``
