@@ -254,9 +254,41 @@ def _paired_diffs(rows: list[dict[str, str]], a: Arm, b: Arm, n: int) -> list[fl
     return [pa[s] - pb[s] for s in sorted(set(pa) & set(pb))]
 
 
+def budget_table(rows: list[dict[str, str]], other: list[dict[str, str]], other_name: str,
+                 sizes: tuple[int, ...] = (50, 100)) -> list[str]:
+    """Markdown lines: each arm at this CSV's budget beside ``other``'s budget and the paper, at ``sizes``
+    (mean ± std over seeds, number of seeds in brackets)."""
+    def budget(rs: list[dict[str, str]], n: int) -> str:
+        b = sorted({(int(r["epochs"]), int(r.get("batch") or 256), int(r["steps"])) for r in rs if int(r["size"]) == n})
+        return "; ".join(f"{e} epochs = {st} steps" for e, _, st in b) or "-"
+
+    def cell(rs: list[dict[str, str]], arm: Arm, n: int) -> str:
+        accs = [float(r["acc_ensemble"]) for r in rs if _arm(r) == arm and int(r["size"]) == n]
+        if not accs:
+            return "-"
+        return f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0.0:.3f} ({len(accs)})"
+
+    arms = list(dict.fromkeys(_arm(r) for r in rows + other))
+    arms.sort(key=lambda a: PRIORS.index(a[0]))
+    head = ["arm"]
+    for n in sizes:
+        head += [f"N={n}, this budget", f"N={n}, {other_name}", f"N={n}, paper"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for arm in arms:
+        cells = [LABELS[arm[0]] + (f" [{arm[1]}]" if arm[1] else "")]
+        for n in sizes:
+            paper = dict(zip(SIZES, PAPER[arm[0]])).get(n) if arm[0] in PAPER else None
+            cells += [cell(rows, arm, n), cell(other, arm, n), f"{paper:.3f}" if paper is not None else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Budgets: " + "; ".join(f"N={n}: this CSV {budget(rows, n)}, {other_name} {budget(other, n)}"
+                                      for n in sizes) + "."]
+    return lines
+
+
 def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: str = "fig2a",
-                 rewritten_by: str = "") -> tuple[Path, Path]:
-    """Markdown table (ours beside the paper's) and plot from the CSV rows."""
+                 rewritten_by: str = "", compare: tuple[str, list[dict[str, str]]] | None = None) -> tuple[Path, Path]:
+    """Markdown table (ours beside the paper's) and plot from the CSV rows; with ``compare``
+    (a name and another CSV's rows) also a table of both budgets side by side."""
     sizes = sorted({int(r["size"]) for r in rows}) or list(SIZES)
     priors = [p for p in PRIORS if any(r["prior"] == p for r in rows)]
     dwp_specs = list(dict.fromkeys(_arm(r)[1] for r in rows if uses_dwp(r["prior"])))  # first appearance
@@ -356,6 +388,8 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
             "diversity, and the KL term keeps pulling its kernels towards that pattern.")
     if notes:
         lines += ["", "## Reading these numbers", "", *notes]
+    if compare is not None:
+        lines += ["", f"## Both budgets: this table beside {compare[0]}", "", *budget_table(rows, compare[1], compare[0])]
     lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in rows) / 3600:.2f} h "
               f"(median {statistics.median(float(r['ms_per_step']) for r in rows):.1f} ms/step)." if rows else ""]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -429,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=REPO / "runs" / "fig2a", help="per-run checkpoints")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep finished runs' checkpoints")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="another fig2a CSV (another budget): the report adds both budgets side by side")
     args = ap.parse_args(argv)
 
     csv_path = args.csv or args.out_dir / "fig2a.csv"
@@ -447,7 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_rows(csv_path)
         if not rows:
             raise SystemExit(f"No rows in {csv_path}.")
-        print("\n".join(map(str, write_report(rows, args.out_dir, command, rewritten_by=rewritten_by))))
+        compare = None
+        if args.compare is not None:
+            compare = (os.path.relpath(args.compare, args.out_dir), read_rows(args.compare))
+        print("\n".join(map(str, write_report(rows, args.out_dir, command, rewritten_by=rewritten_by,
+                                               compare=compare))))
         return 0
     priors = [p.strip() for p in args.priors.split(",") if p.strip()]
     bad = set(priors) - set(PRIORS)
