@@ -21,6 +21,7 @@ from dwp_hub.inference.layers import (
     to_bayesian,
     to_bayesian_report,
 )
+from dwp_hub.inference.predict import Prediction, classification_metrics, predict
 from dwp_hub.inference.objective import bound_gap, data_term, kl_divergence, kl_terms, neg_elbo
 from dwp_hub.inference.priors import (
     DEFAULT_KERNELS_PER_STEP,
@@ -74,7 +75,10 @@ __all__ = [
     "mean_weights",
     "neg_elbo",
     "paper_net",
+    "predict",
     "predict_proba",
+    "Prediction",
+    "classification_metrics",
     "prior_families",
     "save_checkpoint",
     "set_stochastic",

@@ -1,0 +1,89 @@
+"""Predictive uncertainty (entropy, expected entropy, mutual information) and calibration metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from dwp_hub.errors import ConfigError
+from dwp_hub.inference import paper_net, predict
+from dwp_hub.inference.predict import classification_metrics, expected_calibration_error, reliability_diagram
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _model() -> torch.nn.Module:
+    model = paper_net("standard-normal", widths=(2, 4), seed=0)
+    for m in model.modules():
+        if hasattr(m, "log_sigma2"):
+            with torch.no_grad():
+                m.log_sigma2.fill_(-1.0)  # visible weight noise
+    return model
+
+
+def test_predict_matches_the_stacked_computation_and_is_reproducible() -> None:
+    model = _model()
+    x = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    pred = predict(model, x, samples=6, batch_size=7, generator=torch.Generator().manual_seed(1))
+    assert pred.probs.shape == (30, 10) and pred.entropy.shape == pred.mutual_information.shape == (30,)
+    assert torch.allclose(pred.probs.sum(1), torch.ones(30))
+    assert (pred.mutual_information >= 0).all() and (pred.mutual_information > 1e-6).any()
+    assert torch.allclose(pred.entropy - pred.expected_entropy, pred.mutual_information, atol=1e-6)
+    again = predict(model, x, samples=6, batch_size=7, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(pred.probs, again.probs)
+    # the same numbers from K stacked outputs (the definition), batch by batch with the same noise stream
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(1)))
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        model.eval()
+        ps = [torch.stack([F.softmax(model(x[i:i + 7]), -1) for _ in range(6)]) for i in range(0, 30, 7)]
+    stacked = torch.cat(ps, 1)  # [K, N, C]
+    mean = stacked.mean(0)
+    h = -(mean * mean.log()).sum(1)
+    eh = -(stacked * stacked.log()).sum(2).mean(0)
+    assert torch.allclose(pred.probs, mean, atol=1e-6) and torch.allclose(pred.entropy, h, atol=1e-5)
+    assert torch.allclose(pred.expected_entropy, eh, atol=1e-5)
+
+
+def test_predict_leaves_the_global_generator_and_takes_a_dataloader() -> None:
+    model = _model()
+    x = torch.rand(12, 1, 28, 28)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(12)), batch_size=5)
+    torch.manual_seed(5)
+    expected = torch.rand(2)
+    torch.manual_seed(5)
+    a = predict(model, loader, samples=3, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(torch.rand(2), expected)
+    b = predict(model, x, samples=3, batch_size=5, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a.probs, b.probs)
+    plain = paper_net("deterministic", widths=(2, 4))
+    assert torch.equal(predict(plain, x, samples=5).mutual_information, torch.zeros(12))
+    with pytest.raises(ConfigError, match="samples"):
+        predict(model, x, samples=0)
+
+
+def test_metrics_against_torchmetrics_and_definitions(tmp_path: Path) -> None:
+    torchmetrics = pytest.importorskip("torchmetrics")
+    g = torch.Generator().manual_seed(0)
+    probs = F.softmax(3 * torch.randn(500, 10, generator=g), 1)
+    y = torch.randint(0, 10, (500,), generator=g)
+    ref = torchmetrics.classification.MulticlassCalibrationError(num_classes=10, n_bins=15, norm="l1")
+    assert expected_calibration_error(probs, y) == pytest.approx(float(ref(probs, y)), abs=1e-6)
+    m = classification_metrics(probs, y)
+    assert m["nll"] == pytest.approx(float(F.nll_loss(probs.log(), y)), rel=1e-5)
+    assert m["brier"] == pytest.approx(float(((probs - F.one_hot(y, 10)) ** 2).sum(1).mean()), rel=1e-6)
+    assert m["accuracy"] == pytest.approx(float((probs.argmax(1) == y).float().mean()))
+    perfect = F.one_hot(y, 10).float()
+    assert expected_calibration_error(perfect, y) == 0.0 and math.isclose(classification_metrics(perfect, y)["brier"], 0.0)
+    path = reliability_diagram(probs, y, tmp_path / "rel.png", title="test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
