@@ -17,6 +17,9 @@ Other variables:
     Never touch the network (downloads raise :class:`~dwp_hub.errors.OfflineError`).
 ``DWP_HUB_DEBUG``
     Show full tracebacks in the CLI (same as ``--debug``).
+``DWP_HUB_MAX_CHECKPOINT_MB``
+    Largest uncompressed size of a third-party checkpoint that ``harvest`` reads (default 4096 MiB);
+    larger ones, and zip bombs, are refused before they are unpacked.
 
 Hugging Face variables (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_TOKEN``) are read by
 huggingface_hub itself; dwp-hub never reads or logs the token.
@@ -105,3 +108,22 @@ def offline() -> bool:
 def debug() -> bool:
     """True when ``DWP_HUB_DEBUG`` is set (CLI shows tracebacks)."""
     return _flag("DWP_HUB_DEBUG")
+
+
+#: Default of ``DWP_HUB_MAX_CHECKPOINT_MB``.
+DEFAULT_MAX_CHECKPOINT_MB = 4096
+
+
+def max_checkpoint_bytes() -> int:
+    """Largest uncompressed checkpoint ``harvest`` reads (``DWP_HUB_MAX_CHECKPOINT_MB``, default 4096 MiB).
+
+    A value that is not a positive number falls back to the default.
+    """
+    raw = os.environ.get("DWP_HUB_MAX_CHECKPOINT_MB", "").strip()
+    try:
+        mb = float(raw) if raw else DEFAULT_MAX_CHECKPOINT_MB
+    except ValueError:
+        mb = DEFAULT_MAX_CHECKPOINT_MB
+    if not mb > 0 or mb != mb or mb == float("inf"):
+        mb = DEFAULT_MAX_CHECKPOINT_MB
+    return int(mb * (1 << 20))

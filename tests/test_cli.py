@@ -194,3 +194,47 @@ def test_list_and_info_do_not_import_torch(tiny_registry: Path, body: str) -> No
     proc = subprocess.run([sys.executable, "-c", _NO_TORCH.format(body=body)], capture_output=True, text=True, check=False,
                           env={**os.environ}, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+# -- issue 16: output targets, seeds and memory of sample (items 8, 10, 13) ------------------------------------
+def test_sample_refuses_non_regular_out(tiny_registry: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    for target in (str(tmp_path), str(fifo), "/dev/null", "/proc/self/comm", "", str(tmp_path / "a-file" / "x.png")):
+        (tmp_path / "a-file").write_text("x")
+        res = runner.invoke(app, ["sample", "tiny-3x3", "--out", target])
+        assert res.exit_code == 2, (target, res.output)
+        assert "Error:" in res.stderr and "Traceback" not in res.output
+    assert fifo.is_fifo() and os.path.exists("/dev/null") and (tmp_path / "a-file").read_text() == "x"
+
+
+def test_sample_huge_seed_is_a_usage_error(tiny_registry: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["sample", "tiny-3x3", "--seed", str(2**70), "--out", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "Traceback" not in res.output and not (tmp_path / "x.png").exists()
+
+
+def test_sample_large_n_is_chunked_and_the_picture_bounded(tiny_registry: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import dwp_hub
+    from dwp_hub.cli import _app
+    from dwp_hub.model.prior import DeepWeightPrior
+
+    sizes: list[int] = []
+    real = DeepWeightPrior.sample
+
+    def spy(self, n, *a, **k):  # type: ignore[no-untyped-def]
+        sizes.append(int(n))
+        return real(self, n, *a, **k)
+
+    monkeypatch.setattr(DeepWeightPrior, "sample", spy)
+    out = tmp_path / "k.safetensors"
+    n = 2 * _app.SAMPLE_CHUNK + 5
+    assert _run("sample", "tiny-3x3", "-n", str(n), "-o", str(out), "--seed", "1").exit_code == 0
+    assert max(sizes) == _app.SAMPLE_CHUNK and sum(sizes) == n
+    assert load_file(str(out))["kernels"].shape == (n, 1, 3, 3)
+    sizes.clear()
+    res = _run("sample", "tiny-3x3", "-n", "100000", "-o", str(tmp_path / "g.png"))
+    assert res.exit_code == 0 and sum(sizes) == _app.MAX_PICTURE_KERNELS and "shows the first" in res.stdout
+    monkeypatch.setattr(DeepWeightPrior, "sample", real)
+    first = dwp_hub.load("tiny-3x3").sample(_app.SAMPLE_CHUNK, generator=torch.Generator().manual_seed(1), noise=False)
+    assert torch.equal(load_file(str(out))["kernels"][: _app.SAMPLE_CHUNK], first)  # seeded, chunk by chunk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,57 @@ def test_bad_recipes(tmp_path: Path, edit: dict, match: str) -> None:
         parse_recipe(data)
 
 
+@pytest.mark.parametrize("edit, key", [
+    ({"fit": {"epochs": -5}}, "fit.epochs"), ({"fit": {"lr": -1}}, "fit.lr"), ({"fit": {"batch_size": 0}}, "fit.batch_size"),
+    ({"fit": {"iw_k": 0}}, "fit.iw_k"), ({"fit": {"lr": float("nan")}}, "fit.lr"), ({"fit": {"seed": 2**70}}, "fit.seed"),
+    ({"fit": {"epochs": True}}, "fit.epochs"), ({"reference_elbo": [1, 2]}, "recipe.reference_elbo"),
+    ({"name": 123}, "name"), ({"description": ["a"]}, "description"),
+    ({"harvest": {"layer": "x", "kernel_size": 5, "held_out": ["a"]}}, "harvest.held_out"),
+])
+def test_recipe_values_are_validated(tmp_path: Path, edit: dict, key: str) -> None:
+    """Issue 16 item 14: ranges and types checked up front, the key named."""
+    data = yaml.safe_load(_tiny_recipe(tmp_path, []).read_text())
+    data.update(edit)
+    with pytest.raises(RecipeError, match=re.escape(key)) as info:
+        parse_recipe(data)
+    assert info.value.key == key or key in ("name", "description")
+
+
+def test_recipe_source_dataset_never_escapes_work_dir(tmp_path: Path) -> None:
+    """Issue 16 item 11: names that become paths are validated before the file system is touched."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "x", "version": "1.0.0", "source": {"dataset": "../../outside", "net": {"arch": "fconv", "widths": [4, 4]}},
+        "harvest": {"layer": "0.weight", "kernel_size": 7}, "vae": {"kind": "conv7", "z_dim": 2, "hidden": 4}}))
+    work = tmp_path / "deep" / "er" / "work"
+    with pytest.raises(RecipeError, match="source.dataset"):
+        build(load_recipe(recipe), tmp_path / "reg", work, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
+
+def _laughs(field: str) -> str:
+    """A recipe whose ``field`` expands to 10**9 'lol's through nested aliases (under 1 KB of YAML)."""
+    other = "description: d" if field == "name" else "name: x"
+    anchors = ["_0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    anchors += [f"_{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    return "\n".join([
+        "version: 1.0.0", other, "source: {checkpoints: [x]}", "harvest: {layer: x, kernel_size: 5}",
+        "vae: {kind: conv5, z_dim: 2, hidden: 4}",
+        f"{field}: [" + ", ".join(a.split(": ", 1)[1] for a in anchors) + "]",
+    ]) + "\n"
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+def test_billion_laughs_recipe_is_refused_fast(tmp_path: Path, field: str) -> None:
+    """Issue 16 item 9: ~800 bytes of anchors must not expand to gigabytes; the error echoes no value."""
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_laughs(field))
+    assert bomb.stat().st_size < 1200
+    with pytest.raises(RecipeError) as info:
+        load_recipe(bomb)
+    assert len(str(info.value)) < 600 and "lol, lol, lol" not in str(info.value)
+
+
 def test_recipe_file_errors(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="does not exist"):
         load_recipe(tmp_path / "nope.yaml")
@@ -227,6 +279,11 @@ def test_recipe_file_errors(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+    bad.write_bytes(b"name: \xff\xfe\n")  # issue 16 item 13: not UTF-8
+    with pytest.raises(RecipeError, match="not UTF-8"):
+        load_recipe(bad)
+    with pytest.raises(RecipeError, match="directory"):  # a directory given as the recipe
+        load_recipe(tmp_path)
 
 
 def test_relu_recipe_builds_a_relu_prior_and_elu_cards_omit_the_field(tmp_path: Path) -> None:
@@ -306,3 +363,68 @@ def test_cli_train_source(tmp_path: Path, data_root: Path) -> None:
     state, meta = read_checkpoint(ckpt)
     assert state["0.weight"].shape == (2, 1, 7, 7)
     assert 0.0 <= meta["val_accuracy"] <= 1.0 and meta["recipe"]["net"]["widths"] == [2, 2]
+
+
+# -- issue 16: hostile checkpoints (items 12, 13) ----------------------------------------------------------
+def _zip_bomb(path: Path, mib: int = 16) -> None:
+    """A torch checkpoint of zeros re-packed with deflate: tiny on disk, ``mib`` MiB unpacked."""
+    import zipfile
+
+    plain = path.with_suffix(".plain")
+    torch.save({"0.weight": torch.zeros(mib * (1 << 18) // 49, 1, 7, 7)}, plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    plain.unlink()
+
+
+def test_zip_bomb_checkpoint_is_refused(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.pt"
+    _zip_bomb(bomb)
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(CheckpointError, match="zip bomb"):
+        harvest([bomb], HarvestSpec("0.weight", 7))
+
+
+def test_checkpoint_size_cap_is_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "net.pt"
+    torch.save({"0.weight": torch.randn(6000, 1, 7, 7)}, path)  # about 1.2 MB
+    assert read_checkpoint(path)[0]["0.weight"].shape == (6000, 1, 7, 7)
+    monkeypatch.setenv("DWP_HUB_MAX_CHECKPOINT_MB", "0.5")
+    with pytest.raises(CheckpointError, match="DWP_HUB_MAX_CHECKPOINT_MB"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("meta", ["{not json", "[1, 2]", "[" * 5000 + "]" * 5000])
+def test_bad_source_metadata_in_header(tmp_path: Path, meta: str) -> None:
+    from safetensors.torch import save_file
+
+    from dwp_hub.training._ckpt import SOURCE_META_KEY
+
+    path = tmp_path / "net.safetensors"
+    save_file({"0.weight": torch.randn(4, 1, 7, 7)}, str(path), metadata={SOURCE_META_KEY: meta})
+    with pytest.raises(CheckpointError, match=SOURCE_META_KEY):
+        harvest([path], HarvestSpec("0.weight", 7))
+
+
+def test_checkpoint_with_zero_kernels(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pt"
+    torch.save({"0.weight": torch.zeros(0, 1, 7, 7)}, path)
+    with pytest.raises(CheckpointError, match="zero kernels"):
+        harvest([path], HarvestSpec("0.weight", 7))
+
+
+def test_checkpoint_fifo_does_not_hang(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "net.pt"
+    os.mkfifo(path)
+    with pytest.raises(CheckpointError, match="FIFO"):
+        read_checkpoint(path)
+
+
+def test_cli_harvest_bad_held_out_is_a_usage_error(tmp_path: Path) -> None:
+    paths = _fake_sources(tmp_path, n=2)
+    res = CliRunner().invoke(app, ["harvest", *map(str, paths), "--layer", "0.weight", "-k", "7", "--held-out", "a",
+                                   "--out", str(tmp_path / "k.safetensors")])
+    assert res.exit_code == 2 and "--held-out" in res.output and "Traceback" not in res.output

@@ -9,8 +9,10 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dwp_hub import constants
@@ -18,7 +20,18 @@ from dwp_hub.cli._options import (
     EpochsOpt, JsonOpt, NameOpt, OptSpecArg, OutOpt, QuietOpt, SeedOpt, SpecArg, ToOpt, VersionOpt, WorkDirOpt,
     WorkersOpt,
 )
-from dwp_hub.errors import DwpHubError
+from dwp_hub.errors import DwpHubError, OutputPathError
+
+#: Click's own exceptions (typer may vendor click): click reports them (usage errors exit 2).
+_CLICK_ERRORS = tuple({click.exceptions.ClickException,
+                       *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")})
+#: Errors in how the command was called (not in the data): exit status 2, like click's usage errors.
+USAGE_ERRORS = (OutputPathError,)
+
+#: Kernels decoded per call when sampling (bounds the VAE's activation memory for any --n).
+SAMPLE_CHUNK = 4096
+#: Most kernels drawn into one PNG grid (a grid of 100,000 axes would need tens of GB).
+MAX_PICTURE_KERNELS = 1024
 
 app = typer.Typer(name="dwp-hub", help="A hub of pretrained deep weight priors.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -35,8 +48,8 @@ def _handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
+        except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
+            raise  # click prints usage errors itself (exit 2)
         except KeyboardInterrupt:
             err_console.print("[red]Interrupted.[/red]")
             raise typer.Exit(130) from None
@@ -44,10 +57,11 @@ def _handle_errors(fn: F) -> F:
             if _state["debug"] or constants.debug():
                 raise
             kind = "Error" if isinstance(err, DwpHubError) else f"Unexpected error ({type(err).__name__})"
-            err_console.print(f"[bold red]{kind}:[/bold red] {err}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]{kind}:[/bold red] {escape(str(err))}", markup=True, highlight=False,
+                              soft_wrap=True)
             if not isinstance(err, DwpHubError):
                 err_console.print("Run again with --debug for the traceback.")
-            raise typer.Exit(1) from None
+            raise typer.Exit(2 if isinstance(err, USAGE_ERRORS) else 1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -155,25 +169,40 @@ def sample_cmd(
     seed: SeedOpt = 0,
     noise: Annotated[bool, typer.Option("--noise/--mean", help="Add decoder noise, or show decoder means.")] = False,
 ) -> None:
-    """Sample kernels from a prior and save them as a PNG grid (or .safetensors)."""
+    """Sample kernels from a prior and save them as a PNG grid (or .safetensors).
+
+    Kernels are decoded in chunks of SAMPLE_CHUNK, so memory does not grow with the VAE's
+    activations for large --n; a PNG shows at most MAX_PICTURE_KERNELS of them.
+    """
     import torch
 
     from dwp_hub._api import load
+    from dwp_hub._fs import check_output_target
 
+    out = check_output_target(out)  # before any work: never replace a directory, FIFO or device
     prior = load(spec)
-    kernels = prior.sample(n, generator=torch.Generator().manual_seed(seed), noise=noise)
-    if out.suffix == ".safetensors":
+    gen = torch.Generator().manual_seed(seed)
+    picture = out.suffix != ".safetensors"
+    want = min(n, MAX_PICTURE_KERNELS) if picture else n
+    chunks = []
+    for start in range(0, want, SAMPLE_CHUNK):  # same draws as one call when want <= SAMPLE_CHUNK
+        chunks.append(prior.sample(min(SAMPLE_CHUNK, want - start), generator=gen, noise=noise).contiguous())
+    kernels = torch.cat(chunks)
+    if not picture:
         from safetensors.torch import save_file
 
         from dwp_hub._fs import atomic_path
 
         with atomic_path(out) as tmp:
-            save_file({"kernels": kernels.contiguous()}, str(tmp), metadata={"prior": prior.card.spec, "seed": str(seed)})
-    else:
-        from dwp_hub._plot import kernel_grid
+            save_file({"kernels": kernels}, str(tmp), metadata={"prior": prior.card.spec, "seed": str(seed)})
+        console.print(f"Wrote {n} kernels from {prior.card.spec} to {out}")
+        return
+    from dwp_hub._plot import kernel_grid
 
-        kernel_grid(kernels, out, f"{prior.card.spec}: {n} samples (seed {seed})")
-    console.print(f"Wrote {n} kernels from {prior.card.spec} to {out}")
+    shown = f"{want} of {n} samples" if want < n else f"{n} samples"
+    kernel_grid(kernels, out, f"{prior.card.spec}: {shown} (seed {seed})")
+    note = f" (the picture shows the first {want}; write .safetensors for all {n})" if want < n else ""
+    console.print(f"Wrote {want} kernels from {prior.card.spec} to {out}{note}")
 
 
 @_command("verify")
@@ -282,7 +311,15 @@ def harvest_cmd(
         raise typer.BadParameter("Give --min-norm or --top-fraction, not both.")
     rule = (PruneRule("min_norm", min_norm) if min_norm is not None
             else PruneRule("top_fraction", top_fraction) if top_fraction is not None else PruneRule("none"))
-    spec = HarvestSpec(layer, kernel_size, rule, tuple(int(i) for i in held_out.split(",") if i.strip()), max_per_net)
+    try:
+        held = tuple(int(i) for i in held_out.split(",") if i.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--held-out takes comma-separated network indices, e.g. 0,3; got {held_out[:80]!r}.",
+                                 param_hint="--held-out") from None
+    from dwp_hub._fs import check_output_target
+
+    out = check_output_target(out)
+    spec = HarvestSpec(layer, kernel_size, rule, held, max_per_net)
     data = harvest([str(c) for c in checkpoints], spec)
     data.save(out)
     m = data.meta

@@ -9,7 +9,9 @@ import typer
 
 SpecArg = Annotated[str, typer.Argument(help="Prior: NAME, NAME@X.Y.Z, or hf-hub:ORG/REPO[@REV].", show_default=False)]
 OptSpecArg = Annotated[Optional[str], typer.Argument(help="Prior (default: every local prior).", show_default=False)]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same output).")]
+#: Seeds are 0 .. 2**63 - 1 (what torch.Generator.manual_seed takes); others are usage errors (exit 2).
+MAX_SEED = 2**63 - 1
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed (same seed, same output).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output path.")]
 ToOpt = Annotated[str, typer.Option("--to", help="Registry directory, or hf-hub:ORG/REPO.")]
 WorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Where intermediate files go (default: $DWP_HUB_HOME/work).")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from dwp_hub._fs import atomic_path, sha256_file
+from dwp_hub import constants
+from dwp_hub._fs import NotRegularFileError, atomic_path, open_regular, sha256_file
 from dwp_hub.errors import CheckpointError, ConfigError, DataIntegrityError, UnsupportedLayerError
 from dwp_hub.training._ckpt import SOURCE_META_KEY
 
@@ -26,6 +28,41 @@ from dwp_hub.training._ckpt import SOURCE_META_KEY
 KERNELS_META_KEY = "dwp_hub.kernels"
 #: Kernel sizes the kernel VAE supports.
 SUPPORTED_KERNEL_SIZES = (3, 5, 7)
+#: A zip member that inflates more than this many times (and past 1 MiB) is a zip bomb: torch
+#: stores tensors uncompressed, so real checkpoints are close to 1.
+MAX_COMPRESSION_RATIO = 100
+
+
+def _check_checkpoint_size(path: Path) -> None:
+    """Refuse, before unpacking, a checkpoint larger than the cap once uncompressed, or a zip bomb."""
+    cap = constants.max_checkpoint_bytes()
+    hint = "Set DWP_HUB_MAX_CHECKPOINT_MB to raise the limit if the checkpoint is genuine."
+    try:
+        with open_regular(path) as fh:
+            size = fh.seek(0, 2)
+            fh.seek(0)
+            if size > cap:
+                raise CheckpointError(f"{path} is {size / 2**20:.0f} MiB, over the {cap / 2**20:.0f} MiB limit. {hint}")
+            if not zipfile.is_zipfile(fh):
+                return
+            fh.seek(0)
+            with zipfile.ZipFile(fh) as zf:
+                infos = zf.infolist()
+    except CheckpointError:
+        raise
+    except NotRegularFileError as err:
+        raise CheckpointError(f"Checkpoint {path} is {err.strerror}; give a checkpoint file.") from err
+    except (OSError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(err).__name__}).") from err
+    total = sum(i.file_size for i in infos)
+    if total > cap:
+        raise CheckpointError(f"{path} unpacks to {total / 2**20:.0f} MiB, over the {cap / 2**20:.0f} MiB limit. {hint}")
+    for i in infos:
+        if i.file_size > (1 << 20) and i.file_size > MAX_COMPRESSION_RATIO * max(i.compress_size, 1):
+            raise CheckpointError(
+                f"{path} looks like a zip bomb: {i.filename[:80]!r} inflates {i.file_size // max(i.compress_size, 1)}x "
+                f"({i.compress_size} -> {i.file_size} bytes). Torch checkpoints store tensors uncompressed; refusing it."
+            )
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -36,8 +73,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     and a ``module.`` prefix (DataParallel) are unwrapped.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"Checkpoint {path} does not exist.")
+    _check_checkpoint_size(path)  # regular file, under the size cap, no zip bomb
     if path.suffix == ".safetensors":
         try:
             state = load_file(str(path))
@@ -45,7 +83,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                 header = fh.metadata() or {}
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"{path} is not a readable safetensors file ({err}).") from err
-        meta = json.loads(header.get(SOURCE_META_KEY, "{}"))
+        try:
+            meta = json.loads(header.get(SOURCE_META_KEY, "{}"))
+        except (ValueError, RecursionError) as err:
+            raise CheckpointError(f"{path}: the {SOURCE_META_KEY!r} header entry is not valid JSON. Re-save the "
+                                  "checkpoint (dwp-hub train-source writes it).") from err
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path}: the {SOURCE_META_KEY!r} header entry must be a JSON object.")
         return state, meta
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -175,6 +219,10 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec) -> KernelDataset:
                         **({"best_prec1": meta["best_prec1"]} if "best_prec1" in meta else {})})
     if not all(torch.isfinite(k).all() for k in per_net):
         raise CheckpointError("A checkpoint holds NaN or inf kernels; retrain or drop it.")
+    empty = [p.name for p, k in zip(paths, per_net) if len(k) == 0]
+    if empty:
+        raise CheckpointError(f"Layers matching {spec.layer!r} hold zero kernels in {', '.join(empty)[:300]}; "
+                              "check --layer and the checkpoints.")
     norms_all = torch.cat([k.flatten(1).norm(dim=1) for k in per_net])
     if spec.prune.rule == "min_norm":
         threshold = spec.prune.value

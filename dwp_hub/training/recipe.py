@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import math
+import re
 import resource
 import time
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from typing import Any
 
 from dwp_hub import constants
 from dwp_hub.card import ArchConfig
-from dwp_hub.errors import CardError, RecipeError
+from dwp_hub.errors import CardError, DwpHubError, RecipeError
 from dwp_hub.model.nets import NetConfig
 from dwp_hub.registry import Version, validate_name
 from dwp_hub.training.fit import FitRecipe
@@ -87,18 +89,143 @@ class Recipe:
         return out
 
 
+#: Largest recipe file read (bytes).
+MAX_RECIPE_BYTES = 1 << 20
+#: Most YAML nodes a recipe may expand to (aliases counted at every use: no "billion laughs").
+MAX_RECIPE_NODES = 10_000
+#: Longest string value in a recipe (descriptions included).
+MAX_RECIPE_STRING = 4096
+_MAX_INT = 2**63 - 1
+_SAFE_COMPONENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}", re.ASCII)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value cut to ``limit`` characters: errors never echo a whole value."""
+    text = repr(value) if not isinstance(value, (dict, list, tuple)) else f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_size(data: Any) -> None:
+    """Refuse recipes whose YAML aliases expand beyond MAX_RECIPE_NODES nodes, or with huge strings."""
+    stack, seen = [data], 0
+    while stack:
+        v = stack.pop()
+        seen += 1
+        if seen > MAX_RECIPE_NODES:
+            raise RecipeError(f"The recipe expands to more than {MAX_RECIPE_NODES} values (YAML anchors and aliases "
+                              "that multiply?). Write the values out; a recipe is a short file.")
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, str) and len(v) > MAX_RECIPE_STRING:
+            raise RecipeError(f"A recipe string is {len(v)} characters long (at most {MAX_RECIPE_STRING}): "
+                              f"{v[:40]!r}...")
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > _MAX_INT:
+            raise RecipeError(f"A recipe integer does not fit in 64 bits ({v.bit_length()} bits).")
+
+
+def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int = _MAX_INT) -> None:
+    if key in d:
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise RecipeError(f"'{where}.{key}' must be an integer in [{lo}, {hi}], got {_short(v)}.",
+                              key=f"{where}.{key}")
+
+
+def _num(d: dict[str, Any], key: str, where: str, *, positive: bool = False, optional: bool = False) -> None:
+    if key in d:
+        v = d[key]
+        if v is None and optional:
+            return
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+        if not ok:
+            what = "a number > 0 (finite)" if positive else "a number (finite)"
+            raise RecipeError(f"'{where}.{key}' must be {what}, got {_short(v)}.", key=f"{where}.{key}")
+
+
+def _str(d: dict[str, Any], key: str, where: str) -> None:
+    if key in d and not isinstance(d[key], str):
+        raise RecipeError(f"'{where}{key}' must be a string, got {_short(d[key])}.", key=f"{where}{key}")
+
+
+def _validate_values(data: dict[str, Any]) -> None:
+    """Types and ranges of every value, before anything is built or any path is touched."""
+    for key in ("name", "version", "description", "status"):
+        _str(data, key, "")
+    _num(data, "reference_elbo", "recipe", optional=True)
+    src = data["source"]
+    if isinstance(src, dict) and "checkpoints" not in src:
+        if "dataset" in src:
+            _str(src, "dataset", "source.")
+            from dwp_hub.data import CIFAR_DATASETS, DATASETS
+
+            known = sorted({*DATASETS, *CIFAR_DATASETS})
+            if src["dataset"] not in known or not _SAFE_COMPONENT.fullmatch(src["dataset"]):
+                raise RecipeError(f"'source.dataset' {_short(src['dataset'])} is not a known dataset; use one of "
+                                  f"{', '.join(known)}.", key="source.dataset")
+        net = src.get("net")
+        if isinstance(net, dict):
+            _str(net, "arch", "source.net.")
+            if "arch" in net and not _SAFE_COMPONENT.fullmatch(net["arch"]):
+                raise RecipeError(f"'source.net.arch' {_short(net['arch'])} is not an architecture name.",
+                                  key="source.net.arch")
+        for key, lo in (("n_nets", 1), ("epochs", 1), ("batch_size", 1), ("seed", 0), ("split_seed", 0)):
+            _int(src, key, "source", lo)
+        _num(src, "lr", "source", positive=True)
+        _num(src, "l2", "source")
+        if isinstance(src.get("l2"), (int, float)) and src["l2"] < 0:
+            raise RecipeError("'source.l2' must be >= 0.", key="source.l2")
+    elif isinstance(src, dict):
+        cps = src["checkpoints"]
+        if not isinstance(cps, list) or not all(isinstance(c, str) and c for c in cps):
+            raise RecipeError("'source.checkpoints' must be a list of paths (globs).", key="source.checkpoints")
+        for key in ("domain", "network", "protocol"):
+            _str(src, key, "source.")
+    h = data["harvest"]
+    if isinstance(h, dict):
+        _str(h, "layer", "harvest.")
+        _int(h, "kernel_size", "harvest", 1, 15)
+        _int(h, "seed", "harvest", 0)
+        if h.get("max_kernels_per_net") is not None:
+            _int(h, "max_kernels_per_net", "harvest", 1)
+        held = h.get("held_out", [])
+        if not isinstance(held, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 10_000
+                                                 for i in held):
+            raise RecipeError("'harvest.held_out' must be a list of network indices (integers >= 0).",
+                              key="harvest.held_out")
+        if isinstance(h.get("prune"), dict):
+            _num(h["prune"], "value", "harvest.prune")
+    fit = data.get("fit", {})
+    if isinstance(fit, dict):
+        for key, lo, hi in (("epochs", 1, 1_000_000), ("batch_size", 1, 1 << 24), ("seed", 0, _MAX_INT),
+                            ("iw_k", 1, 1_000_000), ("iw_max_kernels", 1, 1 << 24)):
+            _int(fit, key, "fit", lo, hi)
+        _num(fit, "lr", "fit", positive=True)
+    vae = data["vae"]
+    if isinstance(vae, dict):
+        for key in ("z_dim", "hidden", "kernel_size"):
+            _int(vae, key, "vae", 1, 4096)
+        for key in ("kind", "activation"):
+            _str(vae, key, "vae.")
+
+
 def _take(d: dict[str, Any], cls: type, where: str, **conv: Any) -> Any:
     if not isinstance(d, dict):
-        raise RecipeError(f"'{where}' must be a mapping.")
+        raise RecipeError(f"'{where}' must be a mapping.", key=where)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
-        raise RecipeError(f"Unknown key(s) in '{where}': {', '.join(sorted(unknown))}. Allowed: {', '.join(sorted(names))}.")
-    kwargs = {k: conv[k](v) if k in conv else v for k, v in d.items()}
+        listed = ", ".join(sorted(_short(k, 40) for k in unknown))[:300]
+        raise RecipeError(f"Unknown key(s) in '{where}': {listed}. Allowed: {', '.join(sorted(names))}.", key=where)
     try:
+        kwargs = {k: conv[k](v) if k in conv else v for k, v in d.items()}
         return cls(**kwargs)
-    except (TypeError, ValueError, CardError) as err:
-        raise RecipeError(f"Bad '{where}': {err}") from err
+    except (TypeError, ValueError, CardError, DwpHubError) as err:
+        if isinstance(err, RecipeError):
+            raise
+        raise RecipeError(f"Bad '{where}': {str(err)[:300]}", key=where) from err
 
 
 def parse_recipe(data: dict[str, Any], path: Path | None = None) -> Recipe:
@@ -110,12 +237,15 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None) -> Recipe:
             raise RecipeError(f"Recipe is missing '{key}'.")
     allowed = {"name", "version", "description", "source", "harvest", "vae", "fit", "reference_elbo", "status"}
     if set(data) - allowed:
-        raise RecipeError(f"Unknown recipe key(s): {', '.join(sorted(set(data) - allowed))}.")
+        listed = ", ".join(sorted(_short(k, 40) for k in set(data) - allowed))[:300]
+        raise RecipeError(f"Unknown recipe key(s): {listed}. Allowed: {', '.join(sorted(allowed))}.")
+    _validate_values(data)  # touches only known keys (no alias expansion); names the key at fault
+    _check_size(data)
     status = data.get("status")
     if status is not None and status not in RECIPE_STATUSES:
-        raise RecipeError(f"Recipe status {status!r} is not one of: {', '.join(map(repr, RECIPE_STATUSES))}.")
-    validate_name(str(data["name"]))
-    Version.parse(str(data["version"]))
+        raise RecipeError(f"Recipe status {_short(status)} is not one of: {', '.join(map(repr, RECIPE_STATUSES))}.")
+    validate_name(data["name"])
+    Version.parse(data["version"])
     src = data["source"]
     if isinstance(src, dict) and "checkpoints" in src:
         source: SourceRecipe | CheckpointSource = _take(src, CheckpointSource, "source", checkpoints=tuple)
@@ -138,14 +268,37 @@ def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe YAML file."""
     import yaml
 
+    from dwp_hub._fs import NotRegularFileError, open_regular
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        with open_regular(path) as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
     except FileNotFoundError as err:
-        raise RecipeError(f"Recipe {path} does not exist.") from err
+        raise RecipeError(f"Recipe {path} does not exist.", path=path) from err
+    except NotRegularFileError as err:
+        raise RecipeError(f"Recipe {path} is {err.strerror}; give the path of a YAML file.", path=path) from err
+    except OSError as err:
+        raise RecipeError(f"Cannot read recipe {path}: {err.strerror or err}.", path=path) from err
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"Recipe {path} is larger than {MAX_RECIPE_BYTES} bytes; a recipe is a short YAML file.",
+                          path=path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"Recipe {path} is not UTF-8 text (byte {err.start}); save it as UTF-8.", path=path) from err
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise RecipeError(f"Recipe {path} is not valid YAML: {err}") from err
-    return parse_recipe(data, path)
+        raise RecipeError(f"Recipe {path} is not valid YAML: {str(err)[:300]}", path=path) from err
+    except RecursionError as err:
+        raise RecipeError(f"Recipe {path} is nested too deeply.", path=path) from err
+    try:
+        return parse_recipe(data, path)
+    except RecipeError as err:
+        if err.path is not None:
+            raise
+        raise RecipeError(f"{path}: {err}", path=path, key=err.key) from err
 
 
 def _peak_mb() -> float:
@@ -208,7 +361,7 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
     staging = work / f"fit-{recipe.name}-{recipe.version}"
     write_version_folder(staging, result.vae, card, data.held_out if len(data.held_out) else data.train)
     if recipe.path is not None:
-        (staging / "recipe.yaml").write_text(recipe.path.read_text("utf-8"), "utf-8")
+        (staging / "recipe.yaml").write_text(recipe.path.read_text("utf-8"), "utf-8")  # validated by load_recipe
     if not publish_it:
         return staging
     return publish(staging, recipe.name, recipe.version, to, recipe.description)
