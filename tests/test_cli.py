@@ -238,3 +238,9 @@ def test_sample_large_n_is_chunked_and_the_picture_bounded(tiny_registry: Path, 
     monkeypatch.setattr(DeepWeightPrior, "sample", real)
     first = dwp_hub.load("tiny-3x3").sample(_app.SAMPLE_CHUNK, generator=torch.Generator().manual_seed(1), noise=False)
     assert torch.equal(load_file(str(out))["kernels"][: _app.SAMPLE_CHUNK], first)  # seeded, chunk by chunk
+
+
+def test_info_says_metrics_are_unverified(tiny_registry: Path) -> None:
+    """Issue 16 item 15: info reads the card without hashing and says so."""
+    res = _run("info", "tiny-3x3")
+    assert res.exit_code == 0 and "unverified" in res.stdout and "dwp-hub verify tiny-3x3" in res.stdout
