@@ -26,6 +26,28 @@ def render_readme(card: PriorCard) -> str:
             f"{st.norm_quantiles.get('q50', float('nan')):.3g} here). A density in nats per kernel shifts by "
             "k² · log(c) when kernels are scaled by c, so it is context, not a like-for-like comparison.\n"
         )
+    transfer = ""
+    if card.transfer is not None:
+        tr = card.transfer
+        mean_p = sum(tr.acc_prior) / len(tr.acc_prior)
+        mean_sn = sum(tr.acc_standard_normal) / len(tr.acc_standard_normal)
+        verdict = ("helps" if tr.benefit > tr.benefit_std else "hurts" if tr.benefit < -tr.benefit_std
+                   else "is level with the standard normal (within one paired seed std)")
+        transfer = f"""
+## Does it help? Transfer benefit
+
+Variational inference of the paper's net on **{tr.dataset}** ({tr.protocol} protocol, N={tr.n_train} training
+images, {tr.steps} steps at batch {tr.batch_size}, seeds {', '.join(map(str, tr.seeds))}), with this prior on its
+{ks} layer ({tr.other_layers} elsewhere) against the standard normal on every layer, on the same training subsets:
+
+| prior | accuracy (mean over seeds) | per seed |
+|---|---|---|
+| this prior | {mean_p:.3f} | {', '.join(f'{v:.3f}' for v in tr.acc_prior)} |
+| standard normal | {mean_sn:.3f} | {', '.join(f'{v:.3f}' for v in tr.acc_standard_normal)} |
+| difference (paired) | {tr.benefit:+.3f} ± {tr.benefit_std:.3f} | |
+
+On this measure the prior {verdict}.
+"""
     build = ""
     if t.build_seconds is not None:
         build = (f"\nRebuilding this prior from scratch (source networks, harvest, fit, evaluation) took "
@@ -69,7 +91,7 @@ kernels = prior.sample(64, generator=torch.Generator().manual_seed(0))   # [64, 
 | authors' released VAE, held-out ELBO on their kernels | {ref} |
 
 {ref_note}Held-out kernels come from source networks never seen in training ({', '.join(map(str, s.held_out_networks)) or 'none'}).
-
+{transfer}
 ## Provenance
 
 | field | value |
@@ -82,7 +104,7 @@ kernels = prior.sample(64, generator=torch.Generator().manual_seed(0))   # [64, 
 | kernel statistics | mean {st.mean:.4g}, std {st.std:.4g}; L2-norm quantiles {quant} |
 | VAE | {a.kind}, z_dim {a.z_dim}, hidden {a.hidden}, {a.activation.upper()} |
 | training | {t.epochs} epochs, Adam lr {t.lr:g} ({t.schedule}), batch {t.batch_size}, seed {t.seed}; {t.seconds:.0f} s, peak memory {t.peak_memory_mb:.0f} MiB, {t.device} x{t.threads} threads, torch {t.torch_version} |
-| weights sha256 (tensors) | `{card.weights_sha256}` |
+| weights sha256 ({'tensors and architecture' if card.weights_sha256_scope != 'tensors' else 'tensors'}) | `{card.weights_sha256}` |
 | created | {card.created} with dwp-hub {card.dwp_hub_version} |
 {build}
 Rebuild: `{rebuild or 'see recipe.yaml'}`

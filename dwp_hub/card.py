@@ -130,6 +130,26 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class TransferInfo:
+    """How much the prior helps on its target domain (see :mod:`dwp_hub.training.transfer`): VI of the
+    paper's net with this prior on its layer (``other_layers`` elsewhere) against the standard normal
+    everywhere, on the same training subsets, paired over data-split seeds."""
+
+    dataset: str
+    protocol: str
+    n_train: int
+    seeds: list[int]
+    steps: int
+    batch_size: int
+    acc_prior: list[float]
+    acc_standard_normal: list[float]
+    benefit: float
+    benefit_std: float
+    other_layers: str = "standard-normal"
+    split_protocol: str = ""
+
+
+@dataclass(frozen=True)
 class KernelStats:
     """Statistics of the kept kernels (train split)."""
 
@@ -162,6 +182,7 @@ class PriorCard:
     recipe: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
     weights_sha256_scope: str = "tensors"
+    transfer: TransferInfo | None = None
 
     def __post_init__(self) -> None:
         if self.weights_sha256_scope not in WEIGHTS_SCOPES:
@@ -193,6 +214,8 @@ class PriorCard:
             del d["arch"]["activation"]
         if d["weights_sha256_scope"] == "tensors":  # the legacy default: old cards re-serialise unchanged
             del d["weights_sha256_scope"]
+        if d["transfer"] is None:  # not measured: omitted, so cards without it stay byte-identical
+            del d["transfer"]
         return d
 
     def to_json(self) -> str:
@@ -283,7 +306,7 @@ def _depth_ok(value: Any, limit: int) -> bool:
 
 
 _NESTED = {"arch": ArchConfig, "source": SourceInfo, "kernels": KernelsInfo, "training": TrainingInfo,
-           "metrics": Metrics, "kernel_stats": KernelStats}
+           "metrics": Metrics, "kernel_stats": KernelStats, "transfer": TransferInfo}
 _SCALARS = {"int": int, "float": (int, float), "str": str, "bool": bool}
 
 
@@ -339,7 +362,7 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
                 raise CardError(f"Card is missing required field {where}.{name}.", field=f"{where}.{name}")
             continue
         value = data[name]
-        if name in _NESTED and cls is PriorCard:
+        if name in _NESTED and cls is PriorCard and not (value is None and f.default is None):
             value = _build(_NESTED[name], value, f"{where}.{name}")
         else:
             _check_type(value, str(f.type), f"{where}.{name}")

@@ -28,10 +28,27 @@ def test_result_pairs_seeds() -> None:
 
 def test_evaluate_transfer_runs_both_arms_on_the_target_domain(tiny_registry: Path, data_root: Path) -> None:
     runs = []
-    spec = TransferSpec(dataset="notmnist", protocol="validation", n_train=10, seeds=(0,), steps=2, batch_size=10)
+    spec = TransferSpec(dataset="notmnist", protocol="validation", n_train=10, seeds=(0,), steps=2, batch_size=10,
+                        n_eval=100)
     r = evaluate_transfer(dwp_hub.load("tiny-7x7"), 7, spec, on_run=lambda arm, s, a: runs.append((arm, s)))
     assert runs == [("prior", 0), ("standard-normal", 0)]
     assert len(r.acc_prior) == 1 and 0.0 <= r.acc_prior[0] <= 1.0
     assert "notMNIST-10k validation protocol" in r.split_protocol
     with pytest.raises(ConfigError, match="no 3x3 layer"):
         evaluate_transfer(dwp_hub.load("tiny-3x3"), 3, spec)
+
+
+def test_transfer_goes_into_the_card_and_its_readme(tiny_registry: Path) -> None:
+    import dataclasses
+
+    from dwp_hub._render import render_readme
+    from dwp_hub.card import PriorCard
+
+    card = dwp_hub.load("tiny-7x7").card
+    assert card.transfer is None and "transfer" not in card.to_dict()  # unmeasured: omitted, old cards unchanged
+    r = TransferResult(TransferSpec(seeds=(0, 1, 2)), (0.80, 0.82, 0.79), (0.75, 0.78, 0.76), split_protocol="x")
+    with_t = dataclasses.replace(card, transfer=r.to_card())
+    again = PriorCard.from_json(with_t.to_json())
+    assert again.transfer == with_t.transfer and again.transfer.benefit == pytest.approx(0.04)
+    text = render_readme(again)
+    assert "Transfer benefit" in text and "+0.040" in text and "helps" in text

@@ -33,6 +33,8 @@ class TransferSpec:
     seeds: tuple[int, ...] = (0, 1, 2)
     steps: int = 400
     batch_size: int = 50
+    #: Score on the first ``n_eval`` evaluation images only (``None``: all of them; tests use fewer).
+    n_eval: int | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in TARGETS.values():
@@ -70,6 +72,17 @@ class TransferResult:
         d["benefit_std"] = round(self.benefit_std, 4)
         return d
 
+    def to_card(self) -> Any:
+        """The card's :class:`~dwp_hub.card.TransferInfo`."""
+        from dwp_hub.card import TransferInfo
+
+        s = self.spec
+        return TransferInfo(dataset=s.dataset, protocol=s.protocol, n_train=s.n_train, seeds=list(s.seeds),
+                            steps=s.steps, batch_size=s.batch_size, acc_prior=list(self.acc_prior),
+                            acc_standard_normal=list(self.acc_standard_normal), benefit=round(self.benefit, 4),
+                            benefit_std=round(self.benefit_std, 4), other_layers=self.other_layers,
+                            split_protocol=self.split_protocol)
+
     def summary(self) -> str:
         s = self.spec
         return (f"VI on {s.dataset} ({s.protocol} protocol, N={s.n_train}, {len(s.seeds)} seeds, {s.steps} steps): "
@@ -104,8 +117,8 @@ def evaluate_transfer(prior: Any, kernel_size: int, spec: TransferSpec = Transfe
                 model = paper_net("dwp", dwp_priors=table, seed=seed)
             else:
                 model = paper_net("standard-normal", seed=seed)
-            res = fit_vi(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval, y_eval=split.y_eval,
-                         progress=False)
+            res = fit_vi(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval[: spec.n_eval],
+                         y_eval=split.y_eval[: spec.n_eval], progress=False)
             accs[arm].append(round(res.metrics["acc_ensemble"], 4))
             if on_run is not None:
                 on_run(arm, seed, accs[arm][-1])
