@@ -192,7 +192,7 @@ def test_build_from_real_source_training_is_reproducible(tmp_path: Path, data_ro
     recipe = parse_recipe({
         "name": "tiny-real", "version": "0.0.1",
         "source": {"dataset": "notmnist", "net": {"arch": "fconv", "widths": [4, 4]}, "n_nets": 2, "epochs": 1},
-        "harvest": {"layer": "0.weight", "kernel_size": 7, "held_out": [1]},
+        "harvest": {"layer": "0.weight", "kernel_size": 7, "held_out": [1], "min_kernels": 1},
         "vae": {"kind": "conv7", "z_dim": 2, "hidden": 4},
         "fit": {"epochs": 2, "iw_k": 4, "iw_max_kernels": 4},
     })
@@ -428,3 +428,21 @@ def test_cli_harvest_bad_held_out_is_a_usage_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["harvest", *map(str, paths), "--layer", "0.weight", "-k", "7", "--held-out", "a",
                                    "--out", str(tmp_path / "k.safetensors")])
     assert res.exit_code == 2 and "--held-out" in res.output and "Traceback" not in res.output
+
+
+def test_build_refuses_a_recipe_whose_pruning_keeps_too_few_kernels(tmp_path: Path) -> None:
+    raw = yaml.safe_load(_tiny_recipe(tmp_path, _fake_sources(tmp_path)).read_text())
+    raw["harvest"]["min_kernels"] = 1000
+    with pytest.raises(RecipeError, match=r"Pruning kept \d+ of \d+ kernels .*at least 1000 training kernels.*n_nets"):
+        build(parse_recipe(raw), tmp_path / "reg", tmp_path / "work", progress=False)
+    assert not (tmp_path / "reg").exists() or not any((tmp_path / "reg").iterdir())
+
+
+def test_recipe_transfer_section(tmp_path: Path) -> None:
+    raw = yaml.safe_load(_tiny_recipe(tmp_path, _fake_sources(tmp_path)).read_text())
+    raw["transfer"] = {"dataset": "mnist", "seeds": [0, 1], "steps": 10}
+    recipe = parse_recipe(raw)
+    assert recipe.transfer.seeds == (0, 1) and recipe.transfer.n_train == 50
+    raw["transfer"] = {"dataset": "cifar10"}
+    with pytest.raises(RecipeError, match="transfer"):
+        parse_recipe(raw)

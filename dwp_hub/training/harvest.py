@@ -147,6 +147,8 @@ class HarvestSpec:
     held_out: tuple[int, ...] = ()
     max_kernels_per_net: int | None = None
     seed: int = 0
+    #: Fewest training kernels a build will fit a VAE to (fewer: a clear error saying what to change).
+    min_kernels: int = 32
 
 
 @dataclass

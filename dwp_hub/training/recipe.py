@@ -75,6 +75,8 @@ class Recipe:
     raw: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     status: str | None = None
+    #: How the build measures the prior's transfer benefit (``None``: not measured).
+    transfer: Any = None
 
     def checkpoint_paths(self) -> list[Path]:
         """Expand checkpoint globs (relative paths are under the data root), sorted."""
@@ -235,7 +237,8 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None) -> Recipe:
     for key in ("name", "version", "source", "harvest", "vae"):
         if key not in data:
             raise RecipeError(f"Recipe is missing '{key}'.")
-    allowed = {"name", "version", "description", "source", "harvest", "vae", "fit", "reference_elbo", "status"}
+    allowed = {"name", "version", "description", "source", "harvest", "vae", "fit", "reference_elbo", "status",
+               "transfer"}
     if set(data) - allowed:
         listed = ", ".join(sorted(_short(k, 40) for k in set(data) - allowed))[:300]
         raise RecipeError(f"Unknown recipe key(s): {listed}. Allowed: {', '.join(sorted(allowed))}.")
@@ -260,8 +263,16 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None) -> Recipe:
     if arch.kernel_size != harvest.kernel_size:
         raise RecipeError(f"vae.kernel_size {arch.kernel_size} != harvest.kernel_size {harvest.kernel_size}.")
     fit = _take(data.get("fit", {}), FitRecipe, "fit")
+    transfer = None
+    if data.get("transfer") is not None:
+        from dwp_hub.training.transfer import TransferSpec
+
+        if arch.kernel_size not in (5, 7):
+            raise RecipeError("'transfer' is measured on the paper's 7x7/5x5 net; remove it for "
+                              f"{arch.kernel_size}x{arch.kernel_size} priors.", key="transfer")
+        transfer = _take(data["transfer"], TransferSpec, "transfer", seeds=tuple)
     return Recipe(str(data["name"]), str(data["version"]), str(data.get("description", "")), source, harvest,
-                  arch, fit, data.get("reference_elbo"), data, path, status=status)
+                  arch, fit, data.get("reference_elbo"), data, path, status=status, transfer=transfer)
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -351,13 +362,30 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
         "network": network,
         "protocol": first_meta.get("split", getattr(recipe.source, "protocol", "")),
     }
+    if len(data.train) < recipe.harvest.min_kernels or len(data.held_out) == 0 and recipe.harvest.held_out:
+        kept = data.meta["kernels_kept"]
+        raise RecipeError(
+            f"Pruning kept {kept} of {data.meta['kernels_total']} kernels ({len(data.train)} for training, "
+            f"{len(data.held_out)} held out; {recipe.harvest.prune.describe()}): this recipe needs at least "
+            f"{recipe.harvest.min_kernels} training kernels (harvest.min_kernels) and a held-out kernel. Lower "
+            "harvest.prune.value, train more source nets (source.n_nets), or train them longer.",
+            key="harvest.prune")
     result = fit_vae(data, recipe.arch, recipe.fit, progress=progress, reference_elbo=recipe.reference_elbo)
     build_seconds = round(time.perf_counter() - start + source_seconds, 1)
+    transfer = None
+    if recipe.transfer is not None:  # after the build figures: the benefit is an evaluation, not the build
+        from dwp_hub.training.transfer import evaluate_transfer
+
+        transfer = evaluate_transfer(result.vae, recipe.arch.kernel_size, recipe.transfer).to_card()
     rebuild = f"dwp-hub build {recipe.path if recipe.path else 'recipe.yaml'} --to DIR"
     card = make_card(result, data, recipe.arch, recipe.fit, name=recipe.name, version=recipe.version,
                      description=recipe.description, source=source_info(data, domain, network),
                      recipe={**recipe.raw, "rebuild": rebuild},
                      build_seconds=build_seconds, build_peak_memory_mb=round(max(_peak_mb(), source_peak), 1))
+    if transfer is not None:
+        import dataclasses
+
+        card = dataclasses.replace(card, transfer=transfer)
     staging = work / f"fit-{recipe.name}-{recipe.version}"
     write_version_folder(staging, result.vae, card, data.held_out if len(data.held_out) else data.train)
     if recipe.path is not None:
