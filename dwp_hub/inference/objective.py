@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dwp_hub.errors import ConfigError
 from dwp_hub.inference.fast import dwp_vae_terms
 from dwp_hub.inference.layers import bayesian_layers
 from dwp_hub.inference.priors import DeepWeightPriorKL, GapEstimate
@@ -48,9 +50,34 @@ def kl_divergence(model: nn.Module, generator: torch.Generator | None = None) ->
     return torch.stack(list(terms.values())).sum()
 
 
-def data_term(logits: Tensor, target: Tensor, n_train: int) -> Tensor:
-    """``n_train · mean cross-entropy``: the batch estimate of −Σ_i log p(y_i | x_i, W)."""
-    return n_train * F.cross_entropy(logits, target)
+#: Likelihoods :func:`data_term` knows: ``categorical`` (softmax over logits; the paper's) and
+#: ``gaussian`` (regression: y ~ N(f(x), noise_std²)).
+LIKELIHOODS = ("categorical", "gaussian")
+
+
+def data_term(output: Tensor, target: Tensor, n_train: int, likelihood: str = "categorical",
+              noise_std: float = 1.0) -> Tensor:
+    """The batch estimate of −Σ_{i=1..N} log p(y_i | x_i, W): ``n_train`` times the batch mean of
+    −log p(y|x, W).
+
+    This is the scaling convention of the whole package (the KL is **not** divided by N): for a batch
+    of B examples out of N, ``data_term(model(xb), yb, N) + kl_divergence(model)`` is an unbiased
+    estimate of the negative ELBO of the whole training set. Use it in your own training loop.
+
+    Args:
+        output: logits ``[B, C]`` (categorical) or predictions shaped like ``target`` (gaussian).
+        target: class indices ``[B]`` or regression targets.
+        n_train: N, the number of training examples.
+        likelihood: ``"categorical"`` or ``"gaussian"``.
+        noise_std: the Gaussian likelihood's observation noise σ.
+    """
+    if likelihood == "categorical":
+        return n_train * F.cross_entropy(output, target)
+    if likelihood == "gaussian":
+        var = noise_std**2
+        nll = 0.5 * ((output - target.reshape(output.shape)) ** 2 / var + math.log(2 * math.pi * var))
+        return n_train * nll.reshape(len(output), -1).sum(1).mean()
+    raise ConfigError(f"Unknown likelihood {likelihood!r}; use one of {', '.join(LIKELIHOODS)}.")
 
 
 def neg_elbo(logits: Tensor, target: Tensor, n_train: int, kl: Tensor, kl_weight: float = 1.0) -> Tensor:

@@ -31,9 +31,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dwp_hub._fs import atomic_path
-from dwp_hub.errors import CheckpointError, TrainingError, UnsupportedLayerError
+from dwp_hub.errors import CheckpointError, ConfigError, TrainingError, UnsupportedLayerError
 from dwp_hub.inference.layers import bayesian_layers, mean_weights
-from dwp_hub.inference.objective import data_term, kl_terms
+from dwp_hub.inference.objective import LIKELIHOODS, data_term, kl_terms
 from dwp_hub.inference.priors import DeepWeightPriorKL, frozen_state_prefixes
 from dwp_hub.registry.defaults import paper_priors
 
@@ -58,6 +58,8 @@ class VIRecipe:
         eval_mc: stochastic passes of the MC-ensemble evaluation.
         checkpoint_every: steps between checkpoints (when a checkpoint path is given).
         eval_every: steps between evaluations on the eval set recorded in the history (0: only at the end).
+        likelihood: ``"categorical"`` (classification, the paper's) or ``"gaussian"`` (regression with
+            observation noise ``noise_std``); see :func:`~dwp_hub.inference.objective.data_term`.
     """
 
     epochs: int = 10_000
@@ -69,15 +71,25 @@ class VIRecipe:
     eval_mc: int = 10
     checkpoint_every: int = 1000
     eval_every: int = 0
+    likelihood: str = "categorical"
+    noise_std: float = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_mc < 1 or self.checkpoint_every < 1:
             raise ValueError(f"epochs, batch_size, eval_mc and checkpoint_every must be >= 1: {self}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be positive, got {self.lr}.")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"Unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}.")
+        if not (self.noise_std > 0 and math.isfinite(self.noise_std)):
+            raise ConfigError(f"noise_std must be positive, got {self.noise_std}.")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for key, default in (("likelihood", "categorical"), ("noise_std", 1.0)):
+            if d[key] == default:  # omitted at the default: checkpoints of earlier runs still match
+                del d[key]
+        return d
 
 
 @dataclass
@@ -129,15 +141,25 @@ def predict_proba(model: nn.Module, x: Tensor, mc: int = 10, batch: int = 100) -
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, mc: int = 10, batch: int = 100) -> dict[str, float]:
+def evaluate(model: nn.Module, x: Any, y: Any = None, mc: int = 10, batch: int = 100, *,
+             likelihood: str = "categorical", noise_std: float = 1.0) -> dict[str, float]:
     """Accuracy and NLL of the MC ensemble of ``mc`` passes, and accuracy of the mean weights.
+
+    ``x`` is a tensor (with labels ``y``) or a ``DataLoader`` of ``(x, y)`` batches. For
+    ``likelihood="gaussian"``: ``rmse_ensemble`` (of the mean prediction), ``nll_ensemble`` (of the
+    MC mixture of N(f_k(x), noise_std²)) and ``rmse_mean`` (mean weights).
 
     Returns:
         ``acc_ensemble``, ``nll_ensemble`` (mean, nats), ``acc_mean`` (one pass, mean weights).
         For a model without Bayesian layers the ensemble equals the single deterministic pass.
     """
     device = next(model.parameters()).device
-    x, y = x.to(device), y.to(device)
+    if not torch.is_tensor(x) and hasattr(x, "__iter__"):  # a DataLoader: gather its batches
+        xs, ys = zip(*[(xb, yb) for xb, yb in x])
+        x, y = torch.cat(xs), torch.cat(ys)
+    x, y = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
+    if likelihood == "gaussian":
+        return _evaluate_gaussian(model, x.float(), y.float(), mc, batch, noise_std)
     p = predict_proba(model, x, mc, batch)
     p_mean = predict_proba(model, x, 0, batch) if bayesian_layers(model) else p
     nll = -torch.log(p.gather(1, y[:, None]).clamp_min(1e-12)).mean()
@@ -146,6 +168,27 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, mc: int = 10, batch: int = 
         "acc_mean": float((p_mean.argmax(1) == y).float().mean()),
         "nll_ensemble": float(nll),
     }
+
+
+def _evaluate_gaussian(model: nn.Module, x: Tensor, y: Tensor, mc: int, batch: int, noise_std: float) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    k = mc if bayesian_layers(model) else 1
+    se, se_mean, nll, n = 0.0, 0.0, 0.0, len(x)
+    try:
+        for i in range(0, n, batch):
+            xb, yb = x[i : i + batch], y[i : i + batch]
+            preds = torch.stack([model(xb).reshape(len(xb), -1) for _ in range(k)])  # [K, B, D]
+            target = yb.reshape(len(xb), -1)
+            se += float(((preds.mean(0) - target) ** 2).sum())
+            log_n = -0.5 * (((preds - target) / noise_std) ** 2 + math.log(2 * math.pi * noise_std**2)).sum(-1)
+            nll -= float((torch.logsumexp(log_n, 0) - math.log(k)).sum())
+            with mean_weights(model):
+                se_mean += float(((model(xb).reshape(len(xb), -1) - target) ** 2).sum())
+    finally:
+        model.train(was_training)
+    d = y.reshape(n, -1).shape[1]
+    return {"rmse_ensemble": math.sqrt(se / (n * d)), "nll_ensemble": nll / n, "rmse_mean": math.sqrt(se_mean / (n * d))}
 
 
 # -- checkpoints ---------------------------------------------------------------------------
@@ -275,19 +318,29 @@ def _priors_meta(model: nn.Module) -> list[list[str]]:
     return [[n, m.prior.describe() if m.prior is not None else "none"] for n, m in bayesian_layers(model)]
 
 
-def _as_tensors(x: Any, y: Any) -> tuple[Tensor, Tensor]:
+def _as_tensors(x: Any, y: Any, likelihood: str = "categorical") -> tuple[Tensor, Tensor]:
     xt = x if torch.is_tensor(x) else torch.as_tensor(x)
+    if y is None:
+        raise TrainingError("y_train is missing (pass a DataLoader of (x, y) batches, or x_train and y_train).")
     yt = y if torch.is_tensor(y) else torch.as_tensor(y)
     if xt.ndim == 0 or len(xt) == 0:
         raise TrainingError("The training set is empty; give at least one example.")
     if len(xt) != len(yt):
         raise TrainingError(f"x_train has {len(xt)} examples but y_train has {len(yt)} labels.")
-    return xt.float(), yt.long()
+    return xt.float(), (yt.float() if likelihood == "gaussian" else yt.long())
 
 
-def _fit(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, objective: str, **kwargs: Any) -> VIResult:
+def _is_loader(x: Any) -> bool:
+    return isinstance(x, torch.utils.data.DataLoader)
+
+
+def _fit(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, objective: str, *, device: Any = None,
+         **kwargs: Any) -> VIResult:
     """Run :func:`_fit_seeded` on a fork of torch's random state: the run is seeded by ``recipe.seed``
-    (weight noise, MC evaluation) and the caller's global generator is left as it was."""
+    (weight noise, MC evaluation) and the caller's global generator is left as it was. ``device``
+    moves the model there first (data batches follow)."""
+    if device is not None:
+        model.to(torch.device(device))
     try:
         device = next(model.parameters()).device
     except StopIteration:
@@ -302,12 +355,23 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
                 x_eval: Any = None, y_eval: Any = None, checkpoint: str | Path | None = None, resume: bool = True,
                 progress: bool = True, metadata: dict[str, Any] | None = None,
                 callback: Callable[[int, dict[str, float]], None] | None = None) -> VIResult:
-    x, y = _as_tensors(x_train, y_train)
     device = next(model.parameters()).device
-    x, y = x.to(device), y.to(device)
-    n = len(x)
-    batch = min(recipe.batch_size, n)
-    steps_per_epoch = -(-n // batch)
+    loader = x_train if _is_loader(x_train) else None
+    if loader is not None:  # data that need not fit in memory: the loader's batches, N = len(dataset)
+        if y_train is not None:
+            raise TrainingError("Pass labels inside the DataLoader's (x, y) batches, and y_train=None.")
+        x = y = None
+        n = len(loader.dataset)  # type: ignore[arg-type]
+        if n == 0:
+            raise TrainingError("The training set is empty; give at least one example.")
+        steps_per_epoch = len(loader)
+        batch = loader.batch_size or n
+    else:
+        x, y = _as_tensors(x_train, y_train, recipe.likelihood)
+        x, y = x.to(device), y.to(device)
+        n = len(x)
+        batch = min(recipe.batch_size, n)
+        steps_per_epoch = -(-n // batch)
     total = recipe.epochs * steps_per_epoch
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -346,16 +410,29 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
     with progress_bar(progress) as bar:
         task = bar.add_task(f"{objective} (N={n})", total=total, completed=step)
         perm, perm_epoch = torch.arange(n, device=device), -1
+        batches: Any = None
         while step < total:
             epoch, pos = divmod(step, steps_per_epoch)
-            if batch < n and perm_epoch != epoch:  # the epoch's order depends on (seed, epoch) only
-                perm = torch.randperm(n, generator=torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch))
-                perm, perm_epoch = perm.to(device), epoch
-            idx = perm[pos * batch : (pos + 1) * batch]
+            if loader is not None:
+                if perm_epoch != epoch:  # a new epoch (or a resumed one: skip the batches already seen)
+                    with torch.random.fork_rng(devices=[]):  # the loader's own seed draw leaves the noise stream alone
+                        batches, perm_epoch = iter(loader), epoch
+                    for _ in range(pos):
+                        next(batches)
+                xb, yb = next(batches)
+                xb, yb = xb.to(device), yb.to(device)
+            else:
+                if batch < n and perm_epoch != epoch:  # the epoch's order depends on (seed, epoch) only
+                    perm = torch.randperm(n, generator=torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch))
+                    perm, perm_epoch = perm.to(device), epoch
+                idx = perm[pos * batch : (pos + 1) * batch]
+                xb, yb = (x, y) if batch == n else (x[idx], y[idx])  # type: ignore[index]
             for group in opt.param_groups:
                 group["lr"] = recipe.lr * (1.0 - step / total)
-            xb, yb = (x, y) if batch == n else (x[idx], y[idx])
-            data = data_term(model(xb), yb, n) if objective == "vi" else F.cross_entropy(model(xb), yb)
+            if objective == "vi":
+                data = data_term(model(xb), yb, n, recipe.likelihood, recipe.noise_std)
+            else:  # mean per example: cross-entropy (the paper's baseline) or the Gaussian NLL
+                data = data_term(model(xb), yb, 1, recipe.likelihood, recipe.noise_std)
             _check_finite(data, step, epoch, "data term" + (" (N x mean cross-entropy)" if objective == "vi"
                                                            else " (mean cross-entropy)"),
                           "Lower the learning rate or check the inputs for NaN/inf.")
@@ -381,8 +458,8 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
             if record_eval or step == total or step % recipe.checkpoint_every == 0:
                 rec: dict[str, float] = {"step": step, "epoch": step / steps_per_epoch, **final}
                 if record_eval:
-                    rec.update(evaluate(model, _as_tensors(x_eval, y_eval)[0], _as_tensors(x_eval, y_eval)[1],
-                                        recipe.eval_mc))
+                    rec.update(evaluate(model, x_eval, y_eval, recipe.eval_mc, likelihood=recipe.likelihood,
+                                        noise_std=recipe.noise_std))
                     model.train()
                 history.append(rec)
                 if callback is not None:
@@ -395,21 +472,24 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
         write_checkpoint()
     metrics: dict[str, float] = {}
     if x_eval is not None:
-        xe, ye = _as_tensors(x_eval, y_eval)
-        metrics = evaluate(model, xe, ye, recipe.eval_mc)
+        metrics = evaluate(model, x_eval, y_eval, recipe.eval_mc, likelihood=recipe.likelihood,
+                           noise_std=recipe.noise_std)
     return VIResult(model, objective, step, resumed_from, seconds, 1000 * seconds / max(1, ran), final, metrics,
                     history)
 
 
-def fit_vi(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe | None = None, *,
+def fit_vi(model: nn.Module, x_train: Any, y_train: Any = None, recipe: VIRecipe | None = None, *,
            x_eval: Any = None, y_eval: Any = None, checkpoint: str | Path | None = None, resume: bool = True,
            progress: bool = True, metadata: dict[str, Any] | None = None,
-           callback: Callable[[int, dict[str, float]], None] | None = None) -> VIResult:
+           callback: Callable[[int, dict[str, float]], None] | None = None, device: Any = None) -> VIResult:
     """Variational inference: minimise ``N · mean CE + kl_weight · Σ KL`` with Adam (paper recipe).
 
     Args:
         model: a model with Bayesian layers (see :func:`~dwp_hub.inference.to_bayesian`).
-        x_train, y_train: training inputs ``[N, ...]`` and integer labels ``[N]`` (tensors or arrays).
+        x_train, y_train: training inputs ``[N, ...]`` and targets (integer labels ``[N]``; regression
+            targets for ``recipe.likelihood="gaussian"``), tensors or arrays; or ``x_train`` a
+            ``torch.utils.data.DataLoader`` of ``(x, y)`` batches (any input shape, data that need not
+            fit in memory; N = ``len(loader.dataset)``) and ``y_train=None``.
         recipe: optimisation settings (default :class:`VIRecipe`, the paper's).
         x_eval, y_eval: evaluated at the end (MC ensemble and mean weights), and every
             ``recipe.eval_every`` steps into the history.
@@ -418,6 +498,7 @@ def fit_vi(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe | None
         progress: show a progress bar.
         metadata: JSON-able dict stored in the checkpoint.
         callback: called with ``(step, record)`` whenever a history record is made.
+        device: move the model there before training (batches follow); default: where it is.
 
     Raises:
         TrainingError: empty training set, no Bayesian layers, or a NaN/inf loss term (the message
@@ -430,13 +511,15 @@ def fit_vi(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe | None
             "dwp_hub.inference.to_bayesian(model, priors=...) first, or use fit_deterministic for the baseline."
         )
     return _fit(model, x_train, y_train, recipe or VIRecipe(), "vi", x_eval=x_eval, y_eval=y_eval,
-                checkpoint=checkpoint, resume=resume, progress=progress, metadata=metadata, callback=callback)
+                checkpoint=checkpoint, resume=resume, progress=progress, metadata=metadata, callback=callback,
+                device=device)
 
 
-def fit_deterministic(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe | None = None, *,
+def fit_deterministic(model: nn.Module, x_train: Any, y_train: Any = None, recipe: VIRecipe | None = None, *,
                       x_eval: Any = None, y_eval: Any = None, checkpoint: str | Path | None = None,
                       resume: bool = True, progress: bool = True, metadata: dict[str, Any] | None = None,
-                      callback: Callable[[int, dict[str, float]], None] | None = None) -> VIResult:
+                      callback: Callable[[int, dict[str, float]], None] | None = None,
+                      device: Any = None) -> VIResult:
     """The deterministic baseline: same optimiser and schedule, loss ``mean CE + l2 · Σ(conv params²)``.
 
     Takes a plain network (no Bayesian layers). Same arguments and errors as :func:`fit_vi`.
@@ -444,7 +527,8 @@ def fit_deterministic(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRe
     if bayesian_layers(model):
         raise TrainingError("fit_deterministic takes a plain network; this one has Bayesian layers (use fit_vi).")
     return _fit(model, x_train, y_train, recipe or VIRecipe(), "deterministic", x_eval=x_eval, y_eval=y_eval,
-                checkpoint=checkpoint, resume=resume, progress=progress, metadata=metadata, callback=callback)
+                checkpoint=checkpoint, resume=resume, progress=progress, metadata=metadata, callback=callback,
+                device=device)
 
 
 # -- the paper's experiment ------------------------------------------------------------------
