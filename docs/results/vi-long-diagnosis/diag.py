@@ -1,0 +1,18 @@
+"""Diagnose the DWP arm at long budgets: accuracy, mean log sigma^2 and mean |theta| per layer along the run."""
+import json, sys, torch
+from dwp_hub.data import mnist10k_protocol
+from dwp_hub.inference import VIRecipe, fit_vi, paper_net, bayesian_layers
+torch.set_num_threads(1)
+arm, steps = sys.argv[1], int(sys.argv[2])
+split = mnist10k_protocol(50, 0, protocol="validation")
+prior, init = {"dwp": ("dwp", "dwp"), "sn": ("standard-normal", "xavier"), "dwp-full": ("dwp", "dwp")}[arm]
+model = paper_net(prior, seed=0, init=init, bound="full" if arm == "dwp-full" else "fast")
+out = []
+def cb(step, rec):
+    layers = {n: {"log_s2": float(m.log_variance().mean()), "abs_theta": float(m.weight.abs().mean()),
+                  "sigma_over_theta": float((m.sigma2.sqrt() / m.weight.abs().clamp_min(1e-8)).median())}
+              for n, m in bayesian_layers(model)}
+    out.append({"step": step, **{k: rec.get(k) for k in ("acc_ensemble", "acc_mean", "loss", "data", "kl")}, "layers": layers})
+    print(json.dumps(out[-1]), flush=True)
+fit_vi(model, split.x_train, split.y_train, VIRecipe(epochs=steps, batch_size=50, seed=0, eval_every=250, checkpoint_every=250),
+       x_eval=split.x_eval[:1000], y_eval=split.y_eval[:1000], progress=False, callback=cb)
