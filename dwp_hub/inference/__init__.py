@@ -14,6 +14,8 @@ from __future__ import annotations
 from dwp_hub.inference._protocols import Bound, Family, Sampler, VariationalLayer
 from dwp_hub.inference.layers import (
     BayesConv2d,
+    BayesianLayer,
+    BayesLinear,
     ConversionReport,
     bayesian_layers,
     mean_weights,
@@ -49,6 +51,8 @@ from dwp_hub.inference.vi import (
 __all__ = [
     "DEFAULT_KERNELS_PER_STEP",
     "BayesConv2d",
+    "BayesLinear",
+    "BayesianLayer",
     "Bound",
     "ConversionReport",
     "DeepWeightPriorKL",

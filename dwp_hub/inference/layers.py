@@ -27,6 +27,7 @@ model with :func:`set_stochastic` or temporarily with :func:`mean_weights`.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from torch.nn import functional as F
 
 from dwp_hub.errors import UnsupportedLayerError
 from dwp_hub.inference._protocols import Family
-from dwp_hub.inference.priors import PriorKL, auto_prior, make_prior
+from dwp_hub.inference.priors import PRIOR_CLASSES, DeepWeightPriorKL, PriorKL, auto_prior, make_prior
 from dwp_hub.model.prior import DeepWeightPrior
 
 #: log σ² of every weight at initialisation (the paper's value).
@@ -52,72 +53,30 @@ _THETA2_EPS = 1e-16
 VAR_EPS = 1e-8
 
 
-class BayesConv2d(nn.Module):
-    """A 2-D convolution with a fully factorised Gaussian over its weights.
+class BayesianLayer(nn.Module):
+    """What every Bayesian layer shares: the variational parameters of its weight (mean θ and log σ², or
+    θ and logit α), its prior, and the sampling mode. Subclasses define the deterministic op
+    (:meth:`_op`) and the weight's shape; the forward pass is the local reparameterisation
+    ``op(x, θ) + b + sqrt(op(x², σ²)) · ε``."""
 
-    Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-            padding_mode: as ``nn.Conv2d``.
-        family: ``"gaussian"`` (θ, log σ²) or ``"variational-dropout"`` (θ, logit α).
-        log_sigma2_init: initial log σ² of every weight (−10, the paper's value; gaussian family).
-        logit_alpha_init: initial logit α of every weight (−2, the paper's value; variational dropout).
-        prior: the :class:`~dwp_hub.inference.priors.PriorKL` of this layer (``None``: no KL term;
-            set one later with :meth:`set_prior`).
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    family: Family
+    kernel_size: tuple[int, ...]
 
-    Attributes:
-        weight: the variational means θ, ``[out, in/groups, kh, kw]``.
-        log_sigma2: log σ² per weight, same shape (gaussian family).
-        logit_alpha: a = logit α per weight, same shape (variational-dropout family).
-        bias: deterministic bias (or ``None``).
-        prior: the layer's prior and KL estimator.
-        stochastic: sample the outputs (``True``) or use the means (``False``).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", *, family: Family | str = Family.GAUSSIAN,
-                 log_sigma2_init: float = LOG_SIGMA2_INIT, logit_alpha_init: float = LOGIT_ALPHA_INIT,
-                 prior: PriorKL | None = None, device: Any = None, dtype: Any = None) -> None:
-        super().__init__()
+    def _init_variational(self, weight: Tensor, bias: Tensor | None, family: Family | str, log_sigma2_init: float,
+                          logit_alpha_init: float) -> None:
         self.family = Family.parse(family)
-        proto = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                          padding_mode, device=device, dtype=dtype)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = tuple(proto.kernel_size)
-        self.stride, self.padding, self.dilation = proto.stride, proto.padding, proto.dilation
-        self.groups, self.padding_mode = groups, padding_mode
-        self._reversed_padding_repeated_twice = proto._reversed_padding_repeated_twice
-        self.weight = nn.Parameter(proto.weight.detach().clone())
+        self.weight = nn.Parameter(weight.detach().clone())
         if self.family is Family.GAUSSIAN:
-            self.log_sigma2 = nn.Parameter(torch.full_like(proto.weight, float(log_sigma2_init)))
+            self.log_sigma2 = nn.Parameter(torch.full_like(weight, float(log_sigma2_init)))
         else:
-            self.logit_alpha = nn.Parameter(torch.full_like(proto.weight, float(logit_alpha_init)))
-        self.bias = nn.Parameter(proto.bias.detach().clone()) if proto.bias is not None else None
+            self.logit_alpha = nn.Parameter(torch.full_like(weight, float(logit_alpha_init)))
+        self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
         self.stochastic = True
         self.prior: PriorKL | None = None
-        if prior is not None:
-            self.set_prior(prior)
 
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d, *, family: Family | str = Family.GAUSSIAN,
-                  log_sigma2_init: float = LOG_SIGMA2_INIT, logit_alpha_init: float = LOGIT_ALPHA_INIT,
-                  prior: PriorKL | None = None) -> BayesConv2d:
-        """A Bayesian copy of ``conv`` whose means are ``conv``'s weights (bias copied too)."""
-        if not isinstance(conv, nn.Conv2d):
-            raise UnsupportedLayerError(f"from_conv takes an nn.Conv2d, got {type(conv).__name__}.")
-        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, family=family,
-                    log_sigma2_init=log_sigma2_init, logit_alpha_init=logit_alpha_init,
-                    device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias)  # type: ignore[union-attr]
-        if prior is not None:
-            layer.set_prior(prior)
-        return layer
-
-    def set_prior(self, prior: PriorKL | None) -> BayesConv2d:
+    def set_prior(self, prior: PriorKL | None) -> BayesianLayer:
         """Attach ``prior`` (checked against this layer: family, kernel size, square kernels); the
         prior registers the per-layer state of its estimator as buffers of this layer."""
         if prior is not None:
@@ -149,25 +108,22 @@ class BayesConv2d(nn.Module):
 
     @property
     def n_kernels(self) -> int:
-        """Number of 2-D kernel slices (``out * in/groups``)."""
+        """Number of 2-D kernel slices (``out * in/groups``; for a linear layer, its weights)."""
         return self.weight.shape[0] * self.weight.shape[1]
 
     def sample_weight(self, generator: torch.Generator | None = None) -> Tensor:
-        """One reparameterised weight sample θ + σ·ε (differentiable in θ and log σ²)."""
+        """One reparameterised weight sample θ + σ·ε (differentiable in the variational parameters)."""
         eps = torch.randn(self.weight.shape, generator=generator, device=self.weight.device, dtype=self.weight.dtype)
         return self.weight + self.sigma2.sqrt() * eps
 
-    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = self._conv(x, self.weight, self.bias)
+        mean = self._op(x, self.weight, self.bias)
         if not self.stochastic:
             return mean
-        var = self._conv(x * x, self.sigma2, None)
+        var = self._op(x * x, self.sigma2, None)
         return mean + (var + VAR_EPS).sqrt() * torch.randn_like(mean)
 
     def kl(self) -> Tensor:
@@ -175,6 +131,72 @@ class BayesConv2d(nn.Module):
         if self.prior is None:
             return self.weight.new_zeros(())
         return self.prior.kl(self)
+
+
+class BayesConv2d(BayesianLayer):
+    """A 2-D convolution with a fully factorised Gaussian over its weights.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            padding_mode: as ``nn.Conv2d``.
+        family: ``"gaussian"`` (θ, log σ²) or ``"variational-dropout"`` (θ, logit α).
+        log_sigma2_init: initial log σ² of every weight (−10, the paper's value; gaussian family).
+        logit_alpha_init: initial logit α of every weight (−2, the paper's value; variational dropout).
+        prior: the :class:`~dwp_hub.inference.priors.PriorKL` of this layer (``None``: no KL term;
+            set one later with :meth:`set_prior`).
+
+    Attributes:
+        weight: the variational means θ, ``[out, in/groups, kh, kw]``.
+        log_sigma2: log σ² per weight, same shape (gaussian family).
+        logit_alpha: a = logit α per weight, same shape (variational-dropout family).
+        bias: deterministic bias (or ``None``).
+        prior: the layer's prior and KL estimator.
+        stochastic: sample the outputs (``True``) or use the means (``False``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", *, family: Family | str = Family.GAUSSIAN,
+                 log_sigma2_init: float = LOG_SIGMA2_INIT, logit_alpha_init: float = LOGIT_ALPHA_INIT,
+                 prior: PriorKL | None = None, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        proto = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                          padding_mode, device=device, dtype=dtype)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = tuple(proto.kernel_size)
+        self.stride, self.padding, self.dilation = proto.stride, proto.padding, proto.dilation
+        self.groups, self.padding_mode = groups, padding_mode
+        self._reversed_padding_repeated_twice = proto._reversed_padding_repeated_twice
+        self._init_variational(proto.weight, proto.bias, family, log_sigma2_init, logit_alpha_init)
+        if prior is not None:
+            self.set_prior(prior)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, *, family: Family | str = Family.GAUSSIAN,
+                  log_sigma2_init: float = LOG_SIGMA2_INIT, logit_alpha_init: float = LOGIT_ALPHA_INIT,
+                  prior: PriorKL | None = None) -> BayesConv2d:
+        """A Bayesian copy of ``conv`` whose means are ``conv``'s weights (bias copied too)."""
+        if not isinstance(conv, nn.Conv2d):
+            raise UnsupportedLayerError(f"from_conv takes an nn.Conv2d, got {type(conv).__name__}.")
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, family=family,
+                    log_sigma2_init=log_sigma2_init, logit_alpha_init=logit_alpha_init,
+                    device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)  # type: ignore[union-attr]
+        if prior is not None:
+            layer.set_prior(prior)
+        return layer
+
+    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    _op = _conv
 
     def to_conv(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` holding the means (for export or deterministic use)."""
@@ -201,10 +223,60 @@ class BayesConv2d(nn.Module):
         return s + ("" if self.stochastic else ", deterministic")
 
 
+class BayesLinear(BayesianLayer):
+    """A linear layer with a fully factorised Gaussian over its weights (same families, priors and
+    local reparameterisation as :class:`BayesConv2d`; kernel-shaped priors do not apply)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 family: Family | str = Family.GAUSSIAN, log_sigma2_init: float = LOG_SIGMA2_INIT,
+                 logit_alpha_init: float = LOGIT_ALPHA_INIT, prior: PriorKL | None = None, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        proto = nn.Linear(in_features, out_features, bias, device=device, dtype=dtype)
+        self.in_features, self.out_features = in_features, out_features
+        self.kernel_size = ()
+        self._init_variational(proto.weight, proto.bias, family, log_sigma2_init, logit_alpha_init)
+        if prior is not None:
+            self.set_prior(prior)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, *, family: Family | str = Family.GAUSSIAN,
+                    log_sigma2_init: float = LOG_SIGMA2_INIT, logit_alpha_init: float = LOGIT_ALPHA_INIT) -> BayesLinear:
+        """A Bayesian copy of ``linear`` whose means are its weights (bias copied too)."""
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, family=family,
+                    log_sigma2_init=log_sigma2_init, logit_alpha_init=logit_alpha_init,
+                    device=linear.weight.device, dtype=linear.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)  # type: ignore[union-attr]
+        return layer
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, weight, bias)
+
+    def to_linear(self) -> nn.Linear:
+        """A plain ``nn.Linear`` holding the means."""
+        out = nn.Linear(self.in_features, self.out_features, self.bias is not None, device=self.weight.device,
+                        dtype=self.weight.dtype)
+        with torch.no_grad():
+            out.weight.copy_(self.weight)
+            if self.bias is not None:
+                out.bias.copy_(self.bias)  # type: ignore[union-attr]
+        return out
+
+    def extra_repr(self) -> str:
+        s = f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        if self.family is not Family.GAUSSIAN:
+            s += f", family={self.family.value}"
+        return s + ("" if self.stochastic else ", deterministic")
+
+
 # -- model-level helpers -------------------------------------------------------------------
-def bayesian_layers(model: nn.Module) -> list[tuple[str, BayesConv2d]]:
-    """``(name, layer)`` for every :class:`BayesConv2d` in ``model``, in module order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, BayesConv2d)]
+def bayesian_layers(model: nn.Module) -> list[tuple[str, BayesianLayer]]:
+    """``(name, layer)`` for every Bayesian layer (:class:`BayesConv2d`, :class:`BayesLinear`) in ``model``,
+    in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, BayesianLayer)]
 
 
 def set_stochastic(model: nn.Module, stochastic: bool = True) -> nn.Module:
@@ -262,8 +334,8 @@ def _lookup(priors: PriorsArg, name: str, conv: nn.Conv2d) -> tuple[bool, PriorE
     for key, value in priors.items():
         if isinstance(key, str) and not key.isdigit() and fnmatch.fnmatchcase(name, key):
             return True, value
-    ks = conv.kernel_size
-    if ks[0] == ks[1]:
+    ks = getattr(conv, "kernel_size", None)  # a linear layer has none: names and patterns only
+    if ks is not None and ks[0] == ks[1]:
         for key in (ks[0], str(ks[0]), f"{ks[0]}x{ks[0]}"):
             if key in priors:
                 return True, priors[key]
@@ -282,11 +354,15 @@ def to_bayesian(
     kernels_per_step: int | None = None,
     mc_samples: int = 1,
     strict: bool = False,
+    linear: bool = False,
 ) -> nn.Module:
-    """Replace the ``nn.Conv2d`` layers of ``model`` by :class:`BayesConv2d` with per-layer priors.
+    """Replace the ``nn.Conv2d`` layers of ``model`` (and with ``linear=True`` its ``nn.Linear`` layers) by
+    :class:`BayesConv2d` / :class:`BayesLinear` with per-layer priors.
 
-    The means start from each conv's current weights (biases copied); ``log σ²`` from
-    ``log_sigma2_init``. Other layers (linear, batch norm, transposed convs) stay deterministic.
+    The means start from each layer's current weights (biases copied); ``log σ²`` from
+    ``log_sigma2_init``. Other layers (batch norm, transposed convs; linear unless ``linear``) stay
+    deterministic. Kernel-shaped priors (``"auto"``, deep weight priors) apply only to convs whose
+    kernels fit them; linear layers get Gaussian-family priors (``default`` when ``"auto"``).
 
     Args:
         model: any module; converted in place (a bare ``nn.Conv2d`` is returned converted).
@@ -314,6 +390,7 @@ def to_bayesian(
             :data:`~dwp_hub.inference.priors.DEFAULT_KERNELS_PER_STEP`).
         mc_samples: Monte Carlo samples (w, z) per kernel of the deep weight prior bound.
         strict: raise if a conv layer is left deterministic.
+        linear: also convert ``nn.Linear`` layers (the paper's net keeps its classifier deterministic).
 
     Returns:
         The converted model (same object unless ``model`` itself is an ``nn.Conv2d``). Its
@@ -324,7 +401,8 @@ def to_bayesian(
             its layer; ``"dwp"`` requested for a kernel size with no hub prior; ``strict`` and some
             layer left deterministic.
     """
-    convs = _plain_convs(model)
+    convs: list[tuple[str, nn.Module]] = list(_plain_convs(model, linear))
+    _check_mapping_keys(priors, convs)
     if not convs:
         if bayesian_layers(model):
             raise UnsupportedLayerError(f"{type(model).__name__} is already Bayesian (it has BayesConv2d layers "
@@ -336,7 +414,7 @@ def to_bayesian(
     report = ConversionReport()
     cache: dict[Any, Any] = {}
     options = {"bound": bound, "kernels_per_step": kernels_per_step, "mc_samples": mc_samples}
-    replacements: list[tuple[str, BayesConv2d]] = []
+    replacements: list[tuple[str, BayesianLayer]] = []
     for name, conv in convs:
         found, entry = _lookup(priors, name, conv)
         if not found:
@@ -347,13 +425,23 @@ def to_bayesian(
         if entry is None or (isinstance(entry, str) and entry.lower() == "none"):
             report.skipped.append((name, "no prior assigned (left deterministic)"))
             continue
+        if isinstance(conv, nn.Linear) and (not isinstance(entry, (str, PriorKL)) or isinstance(entry, DeepWeightPriorKL)
+                                            or isinstance(entry, str) and PRIOR_CLASSES.get(entry.strip().lower())
+                                            in (None, DeepWeightPriorKL)):
+            raise UnsupportedLayerError(f"Layer {name!r} is linear: a deep weight prior is a prior over conv kernels; "
+                                        "give it 'standard-normal', 'log-uniform' or another Gaussian-family prior.")
         try:
             prior = make_prior(entry, conv, cache=cache, **options)
         except UnsupportedLayerError as err:
             raise UnsupportedLayerError(f"Layer {name!r}: {err}") from err
         fam = Family.parse(prior.families[0] if family == "auto" else family)
-        layer = BayesConv2d.from_conv(conv, family=fam, log_sigma2_init=log_sigma2_init,
-                                      logit_alpha_init=logit_alpha_init)
+        layer: BayesianLayer
+        if isinstance(conv, nn.Linear):
+            layer = BayesLinear.from_linear(conv, family=fam, log_sigma2_init=log_sigma2_init,
+                                            logit_alpha_init=logit_alpha_init)
+        else:
+            layer = BayesConv2d.from_conv(conv, family=fam, log_sigma2_init=log_sigma2_init,  # type: ignore[arg-type]
+                                          logit_alpha_init=logit_alpha_init)
         try:
             layer.set_prior(prior)
         except UnsupportedLayerError as err:
@@ -376,15 +464,32 @@ def to_bayesian(
     return root
 
 
-def _plain_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """``nn.Conv2d`` layers of ``model``, not descending into Bayesian layers (whose deep weight
-    priors hold convolutional reverse models)."""
-    out: list[tuple[str, nn.Conv2d]] = []
+def _check_mapping_keys(priors: PriorsArg, layers: list[tuple[str, nn.Module]]) -> None:
+    """An explicit name or pattern key that matches no convertible layer is an error listing the names."""
+    if not isinstance(priors, Mapping):
+        return
+    names = [n for n, _ in layers]
+    sizes = {str(m.kernel_size[0]) for _, m in layers if isinstance(m, nn.Conv2d)}
+    for key in priors:
+        if isinstance(key, int) or (isinstance(key, str) and (key.isdigit() and key in sizes
+                                                              or re.fullmatch(r"\d+x\d+", key))):
+            continue  # kernel-size keys: a size may legitimately be absent
+        if isinstance(key, str) and (key in names or any(fnmatch.fnmatchcase(n, key) for n in names)):
+            continue
+        shown = ", ".join(repr(n) for n in names[:40]) + (" ..." if len(names) > 40 else "")
+        raise UnsupportedLayerError(f"The priors mapping names {key!r}, which matches no convertible layer. "
+                                    f"Layers: {shown or 'none'}.")
+
+
+def _plain_convs(model: nn.Module, linear: bool = False) -> list[tuple[str, nn.Module]]:
+    """``nn.Conv2d`` (and with ``linear``, ``nn.Linear``) layers of ``model``, not descending into
+    Bayesian layers (whose deep weight priors hold convolutional reverse models)."""
+    out: list[tuple[str, nn.Module]] = []
 
     def visit(module: nn.Module, prefix: str) -> None:
-        if isinstance(module, BayesConv2d):
+        if isinstance(module, BayesianLayer):
             return
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Conv2d) or (linear and isinstance(module, nn.Linear)):
             out.append((prefix, module))
             return
         for child_name, child in module.named_children():
@@ -402,6 +507,8 @@ def _auto_entry(conv: nn.Conv2d, default: PriorEntry, cache: dict[Any, Any]) -> 
 
 def _auto_entry_why(conv: nn.Conv2d, default: PriorEntry, cache: dict[Any, Any]) -> tuple[PriorEntry, str]:
     """The ``"auto"`` choice for ``conv`` and, when it falls back to ``default``, why."""
+    if isinstance(conv, nn.Linear):
+        return default, "auto: a linear layer (deep weight priors are over conv kernels)"
     ks = conv.kernel_size
     if ks[0] != ks[1]:
         return default, ""

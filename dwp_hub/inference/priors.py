@@ -283,6 +283,9 @@ class DeepWeightPriorKL(PriorKL):
         """Raise :class:`UnsupportedLayerError` unless ``ks`` is this prior's k x k."""
         k = self.kernel_size
         ks = tuple(ks)
+        if len(ks) != 2:
+            raise UnsupportedLayerError(f"the layer has no 2-D kernels (a linear layer?); {self.label} is a prior over "
+                                        f"{k}x{k} conv kernels. Give it a Gaussian-family prior.")
         if ks[0] != ks[1]:
             raise UnsupportedLayerError(f"the layer has non-square kernels {ks}; "
                                         f"the deep weight prior {self.label} covers {k}x{k} kernels.")
@@ -463,7 +466,7 @@ def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = No
         ConfigError: an entry of a type that cannot make a prior.
     """
     dwp_opts = {"bound": bound, "kernels_per_step": kernels_per_step, "mc_samples": mc_samples}
-    ks = tuple(conv.kernel_size)
+    ks = tuple(getattr(conv, "kernel_size", ()))  # () for a linear layer
     if isinstance(entry, PriorKL):
         prior: PriorKL = entry
     elif isinstance(entry, (DeepWeightPrior, KernelVAE)):
@@ -474,7 +477,7 @@ def make_prior(entry: Any, conv: nn.Module, *, cache: dict[Any, Any] | None = No
         if cls is not None and cls is not DeepWeightPriorKL:
             prior = cls()
         elif key == "dwp":
-            found = auto_prior(ks[0], cache) if ks[0] == ks[1] else None
+            found = auto_prior(ks[0], cache) if len(ks) == 2 and ks[0] == ks[1] else None
             if found is None:
                 from dwp_hub.init import AUTO_PRIORS
 
