@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY
+from helpers import TINY
 from safetensors import safe_open
 
 from dwp_hub import constants

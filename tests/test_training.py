@@ -24,7 +24,7 @@ from dwp_hub.training.harvest import HarvestSpec, KernelDataset, PruneRule, harv
 from dwp_hub.training.publish import publish
 from dwp_hub.training.recipe import build, load_recipe, parse_recipe
 
-from conftest import build_tiny_prior, synthetic_kernels
+from helpers import build_tiny_prior, synthetic_kernels
 
 
 def _fake_sources(folder: Path, n: int = 4, widths: tuple[int, int] = (6, 8)) -> list[Path]:

@@ -154,7 +154,7 @@ def evaluate(model: nn.Module, x: Any, y: Any = None, mc: int = 10, batch: int =
         For a model without Bayesian layers the ensemble equals the single deterministic pass.
     """
     device = next(model.parameters()).device
-    if not torch.is_tensor(x) and hasattr(x, "__iter__"):  # a DataLoader: gather its batches
+    if isinstance(x, torch.utils.data.DataLoader):  # gather its (x, y) batches
         xs, ys = zip(*[(xb, yb) for xb, yb in x])
         x, y = torch.cat(xs), torch.cat(ys)
     x, y = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)

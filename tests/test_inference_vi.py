@@ -1,0 +1,135 @@
+"""Training and evaluation by variational inference (dwp_hub/inference/vi.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import dwp_hub
+import dwp_hub.init as dwp_init
+from dwp_hub.errors import CheckpointError, TrainingError, UnsupportedLayerError
+from dwp_hub.inference import (
+    BayesConv2d,
+    DeepWeightPriorKL,
+    LogUniformKL,
+    SparseLogUniformKL,
+    StandardNormalKL,
+    VIRecipe,
+    bayesian_layers,
+    bound_gap,
+    evaluate,
+    fit_deterministic,
+    fit_vi,
+    kl_divergence,
+    kl_terms,
+    mean_weights,
+    neg_elbo,
+    paper_net,
+    to_bayesian,
+    to_bayesian_report,
+)
+from dwp_hub.inference.fast import dwp_vae_terms
+from dwp_hub.inference.priors import K1, K2, K3
+from dwp_hub.model.nets import NetConfig, build_net
+from helpers import bayes_layer, tiny_data
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+
+
+def test_fit_vi_learns_and_evaluates(tiny_registry: Path) -> None:
+    x, y = tiny_data(20)
+    model = paper_net("dwp", dwp_priors={7: "tiny-7x7", 5: "tiny-5x5"}, widths=(4, 8), kernels_per_step=8)
+    recipe = VIRecipe(epochs=40, lr=1e-2, eval_mc=3, checkpoint_every=1)
+    result = fit_vi(model, x, y, recipe, x_eval=x, y_eval=y, progress=False)
+    assert result.steps == 40 and result.objective == "vi" and len(result.history) == 40
+    assert set(result.metrics) == {"acc_ensemble", "acc_mean", "nll_ensemble"}
+    first, last = result.history[0], result.history[-1]
+    assert last["loss"] < first["loss"] and last["data"] < first["data"]
+    assert result.final["loss"] == pytest.approx(result.final["data"] + result.final["kl"], rel=1e-4)
+    det = fit_deterministic(paper_net("deterministic", widths=(4, 8)), x, y, VIRecipe(epochs=40, lr=1e-2),
+                            x_eval=x, y_eval=y, progress=False)
+    assert det.objective == "deterministic" and "l2" in det.final
+    assert det.metrics["acc_ensemble"] == det.metrics["acc_mean"]
+
+
+def test_checkpoint_resume_reproduces_an_uninterrupted_run(tiny_registry: Path, tmp_path: Path) -> None:
+    x, y = tiny_data(30)
+    recipe = VIRecipe(epochs=6, batch_size=16, lr=1e-2, checkpoint_every=4, seed=3)  # 2 steps per epoch
+
+    def build() -> nn.Module:
+        return paper_net("dwp", dwp_priors={7: "tiny-7x7", 5: "tiny-5x5"}, widths=(2, 4), kernels_per_step=3)
+
+    straight = fit_vi(build(), x, y, recipe, checkpoint=tmp_path / "a.safetensors", progress=False).model
+
+    def crash(step: int, record: dict[str, float]) -> None:
+        if step == 8:  # records are made every checkpoint_every steps, before the checkpoint is written
+            raise KeyboardInterrupt
+
+    ck = tmp_path / "b.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        fit_vi(build(), x, y, recipe, checkpoint=ck, progress=False, callback=crash)
+    resumed = fit_vi(build(), x, y, recipe, checkpoint=ck, progress=False)
+    assert resumed.resumed_from == 4 and resumed.steps == 12
+    a, b = straight.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    with pytest.raises(CheckpointError, match="different run"):
+        fit_vi(build(), x, y, VIRecipe(epochs=7, batch_size=16), checkpoint=ck, progress=False)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        fit_vi(build(), x, y, recipe, checkpoint=tmp_path / "bad.safetensors", progress=False)
+
+
+def test_training_errors_name_step_and_term() -> None:
+    x, y = tiny_data(10)
+    model = paper_net("standard-normal", widths=(2, 4))
+    with pytest.raises(TrainingError, match="empty"):
+        fit_vi(model, x[:0], y[:0], VIRecipe(epochs=1), progress=False)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingError, match=r"Step 0 \(epoch 0\): the data term"):
+        fit_vi(model, bad, y, VIRecipe(epochs=1), progress=False)
+    with torch.no_grad():  # sigma^2 = 0: the data term stays finite, the KL (-log sigma^2) does not
+        model[3].log_sigma2[0, 0, 0, 0] = float("-inf")
+    with pytest.raises(TrainingError, match=r"Step 0 .*KL term of layer '3'"):
+        fit_vi(model, x, y, VIRecipe(epochs=1), progress=False)
+    with pytest.raises(TrainingError, match="to_bayesian"):
+        fit_vi(paper_net("deterministic", widths=(2, 4)), x, y, VIRecipe(epochs=1), progress=False)
+    with pytest.raises(TrainingError, match="plain network"):
+        fit_deterministic(paper_net("log-uniform", widths=(2, 4)), x, y, VIRecipe(epochs=1), progress=False)
+
+
+def test_evaluate_ensemble_differs_from_mean_weights() -> None:
+    model = paper_net("standard-normal", widths=(2, 4))
+    for _, layer in bayesian_layers(model):
+        with torch.no_grad():
+            layer.log_sigma2.fill_(0.0)
+    x, y = tiny_data(40)
+    m = evaluate(model, x, y, mc=4)
+    assert 0 <= m["acc_ensemble"] <= 1 and 0 <= m["acc_mean"] <= 1 and m["nll_ensemble"] > 0
+    assert all(layer.stochastic for _, layer in bayesian_layers(model))  # modes restored
+
+
+def test_cli_vi_smoke(tiny_registry: Path, data_root: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dwp_hub.cli import app
+
+    ck = tmp_path / "run.safetensors"
+    args = ["vi", "--prior", "dwp", "-n", "20", "--epochs", "2", "--dwp", "7=tiny-7x7", "--dwp", "5=tiny-5x5",
+            "--widths", "4,8", "--eval-mc", "2", "--checkpoint", str(ck), "--json", "--quiet"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert '"acc_ensemble"' in res.output and ck.exists()
+    res = CliRunner().invoke(app, ["vi", "--dwp", "5", "--epochs", "1"])
+    assert res.exit_code != 0 and "KERNEL_SIZE=SPEC" in res.output
