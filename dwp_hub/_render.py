@@ -11,6 +11,40 @@ def _yaml_list(items: list[str]) -> str:
     return "\n".join(f"- {json.dumps(i)}" for i in items)
 
 
+def front_matter(card: PriorCard) -> str:
+    """The model card's YAML metadata, built with ``huggingface_hub.ModelCardData``: library, licence,
+    tags, the source dataset, and a ``model-index`` with the held-out quality and, when measured, the
+    transfer benefit (what the Hub renders as evaluation results)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    a, s, m = card.arch, card.source, card.metrics
+    ks = f"{a.kernel_size}x{a.kernel_size}"
+    held_out = f"{s.domain} kernels of held-out source networks"
+    results = [
+        EvalResult(task_type="density-estimation", task_name="Kernel density estimation", dataset_type=s.domain,
+                   dataset_name=held_out, metric_type="elbo", metric_value=round(m.heldout_elbo, 4),
+                   metric_name="held-out ELBO (nats per kernel)"),
+        EvalResult(task_type="density-estimation", task_name="Kernel density estimation", dataset_type=s.domain,
+                   dataset_name=held_out, metric_type="iw-log-likelihood",
+                   metric_value=round(m.heldout_iw_log_likelihood, 4),
+                   metric_name=f"held-out importance-weighted log-likelihood (K={m.iw_k}, nats per kernel)"),
+    ]
+    if card.transfer is not None:
+        tr = card.transfer
+        results.append(EvalResult(
+            task_type="image-classification", task_name="Variational inference with this prior",
+            dataset_type=tr.dataset, dataset_name=f"{tr.dataset} ({tr.protocol} protocol, N={tr.n_train})",
+            metric_type="accuracy", metric_value=round(sum(tr.acc_prior) / len(tr.acc_prior), 4),
+            metric_name=f"accuracy, {tr.benefit:+.3f} vs the standard normal (paired over {len(tr.seeds)} seeds)"))
+    data = ModelCardData(
+        model_name=card.spec, library_name="dwp-hub", license=card.license.lower(),
+        tags=["deep-weight-prior", "bayesian-deep-learning", "vae", "convolution-kernels", f"kernel-{ks}"],
+        datasets=[s.domain], metrics=["elbo", "iw-log-likelihood"] + (["accuracy"] if card.transfer else []),
+        eval_results=results,
+    )
+    return data.to_yaml()
+
+
 def render_readme(card: PriorCard) -> str:
     """The model card: YAML front matter, prose, tables, the sample picture, citation."""
     a, s, k, t, m, st = card.arch, card.source, card.kernels, card.training, card.metrics, card.kernel_stats
@@ -54,14 +88,7 @@ On this measure the prior {verdict}.
                  f"{t.build_seconds / 60:.1f} min with peak memory {t.build_peak_memory_mb:.0f} MiB "
                  f"on {t.threads} CPU thread(s).\n")
     return f"""---
-library_name: dwp-hub
-license: {card.license.lower()}
-tags:
-{_yaml_list(["deep-weight-prior", "bayesian-deep-learning", "vae", "convolution-kernels", f"kernel-{ks}"])}
-datasets:
-{_yaml_list([s.domain])}
-metrics:
-{_yaml_list(["elbo", "iw-log-likelihood"])}
+{front_matter(card)}
 ---
 
 # {card.name} v{card.version}

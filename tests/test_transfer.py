@@ -52,3 +52,23 @@ def test_transfer_goes_into_the_card_and_its_readme(tiny_registry: Path) -> None
     assert again.transfer == with_t.transfer and again.transfer.benefit == pytest.approx(0.04)
     text = render_readme(again)
     assert "Transfer benefit" in text and "+0.040" in text and "helps" in text
+
+
+def test_model_cards_have_hub_metadata_with_eval_results() -> None:
+    """Every shipped prior's card renders front matter that huggingface_hub parses, with a model-index."""
+    from huggingface_hub import ModelCard
+
+    from dwp_hub._render import render_readme
+    from dwp_hub.card import card_from_weights_file
+
+    root = Path(__file__).resolve().parents[1] / "priors"
+    weights = sorted(root.glob("*/*/model.safetensors"))
+    assert len(weights) >= 10
+    for path in weights:
+        card = card_from_weights_file(path)
+        parsed = ModelCard(render_readme(card))
+        assert parsed.data.library_name == "dwp-hub" and parsed.data.license == "mit"
+        assert parsed.data.model_name == card.spec and card.source.domain in parsed.data.datasets
+        metrics = {r.metric_type: r.metric_value for r in parsed.data.eval_results}
+        assert metrics["elbo"] == pytest.approx(card.metrics.heldout_elbo, abs=1e-3)
+        assert metrics["iw-log-likelihood"] == pytest.approx(card.metrics.heldout_iw_log_likelihood, abs=1e-3)
