@@ -10,33 +10,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import dwp_hub
 import dwp_hub.init as dwp_init
-from dwp_hub.errors import CheckpointError, TrainingError, UnsupportedLayerError
+from dwp_hub.errors import UnsupportedLayerError
 from dwp_hub.inference import (
     BayesConv2d,
     DeepWeightPriorKL,
     LogUniformKL,
-    SparseLogUniformKL,
     StandardNormalKL,
-    VIRecipe,
     bayesian_layers,
-    bound_gap,
-    evaluate,
-    fit_deterministic,
-    fit_vi,
     kl_divergence,
     kl_terms,
     mean_weights,
     neg_elbo,
-    paper_net,
     to_bayesian,
     to_bayesian_report,
 )
-from dwp_hub.inference.fast import dwp_vae_terms
-from dwp_hub.inference.priors import K1, K2, K3
 from dwp_hub.model.nets import NetConfig, build_net
-from helpers import bayes_layer, tiny_data
+from helpers import bayes_layer
 
 _LOG_2PI = math.log(2 * math.pi)
 

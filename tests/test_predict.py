@@ -14,12 +14,7 @@ from dwp_hub.inference import paper_net, predict
 from dwp_hub.inference.predict import classification_metrics, expected_calibration_error, reliability_diagram
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model() -> torch.nn.Module:

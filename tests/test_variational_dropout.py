@@ -27,12 +27,7 @@ from dwp_hub.inference.priors import C1, C2, C3
 from dwp_hub.model.nets import NetConfig, build_net
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _vd_layer(out: int = 3, inp: int = 2, k: int = 3, a: float = -2.0) -> BayesConv2d:

@@ -12,12 +12,7 @@ from dwp_hub.errors import ConfigError, TrainingError
 from dwp_hub.inference import VIRecipe, data_term, fit_vi, kl_divergence, paper_net, to_bayesian
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:

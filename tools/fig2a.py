@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import csv
 import hashlib
 import math
 import multiprocessing as mp
@@ -197,36 +196,11 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    return runlog.read_rows(path)
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not new:
-        with open(path, newline="") as fh:
-            header = next(csv.reader(fh), [])
-        if tuple(header) != FIELDS:  # a CSV from before new columns: rewrite it with the current header
-            old = read_rows(path)
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=FIELDS)
-                writer.writeheader()
-                for r in old:
-                    writer.writerow({k: r.get(k, "") for k in FIELDS})
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in FIELDS})
-        fh.flush()
-        os.fsync(fh.fileno())
+    runlog.append_row(path, row, FIELDS)
 
 
 Arm = tuple[str, str]  # (prior, dwp spec; "" for the other priors)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import csv
 import hashlib
 import json
 import math
@@ -217,22 +216,11 @@ def run_vi(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    return runlog.read_rows(path)
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in FIELDS})
-        fh.flush()
-        os.fsync(fh.fileno())
+    runlog.append_row(path, row, FIELDS)
 
 
 # -- report -----------------------------------------------------------------------------------
