@@ -16,11 +16,13 @@ Publishing (:meth:`LocalRegistry.add`) writes a complete staging folder, fsyncs 
 into place and then writes the index, all under a registry lock. A crash between the rename and
 the index write leaves a complete *orphan* version folder; the next publish of that version
 adopts it (same weights) or replaces it (it was never visible), and ``dwp-hub verify`` reports
-orphans. Staging folders and temp index files left by crashed publishes are removed under the lock.
+orphans. Staging folders and temp index files left by crashed publishes are removed under the lock
+by the next publish, even one refused because its version is already indexed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -411,6 +413,17 @@ class LocalRegistry:
             except OSError:
                 continue
 
+    def clean_crash_leftovers(self) -> None:
+        """Best effort, under the lock: remove staging folders and temp index files of crashed publishes.
+
+        For paths that end before :meth:`add` (a refused re-publish after a crash); never raises
+        (a read-only registry keeps its debris).
+        """
+        if not self.root.is_dir():
+            return
+        with contextlib.suppress(DwpHubError, OSError), self._locked():
+            self._clean_crash_leftovers()
+
     def _take_orphan(self, dest: Path, card: PriorCard) -> bool:
         """Under the lock, deal with a version folder that exists but is not indexed.
 
@@ -471,6 +484,52 @@ class LocalRegistry:
                 fsync_dir(self.root)
             priors.setdefault(card.name, {})[str(version)] = self._entry(card, files)
             self._write_index(priors)
+        return dest
+
+    def remove(self, name: str, version: Version | str) -> Path:
+        """Remove ``name@version``: its index entry (well-formed or not) and its version folder, under
+        the registry lock; return the folder it occupied.
+
+        The index is rewritten first (atomically), then the folder is renamed into a hidden staging
+        folder and deleted: readers see the version complete and indexed, or not at all. A crash in
+        between leaves a complete orphan folder, which ``dwp-hub verify`` reports and a later publish
+        of that version adopts or replaces. An unindexed (orphan) version folder is removed too.
+
+        Raises :class:`PriorNotFoundError` if the registry holds no such version, and
+        :class:`IntegrityError` for the embedded registry (shipped with the package: read-only).
+        """
+        from dwp_hub import constants
+
+        validate_name(name)
+        version = Version.parse(str(version))
+        if self.root.resolve() == constants.embedded_registry().resolve():
+            raise IntegrityError(
+                f"{name}@{version} is in the registry shipped with dwp-hub ({self.root}), which is read-only; "
+                "reinstall dwp-hub to repair it (pip install --force-reinstall dwp-hub).", path=self.root)
+        dest = self.folder(name, version)
+        with self._locked():
+            self._clean_crash_leftovers()
+            priors = self._raw_priors()
+            versions = priors.get(name)
+            indexed = isinstance(versions, dict) and str(version) in versions
+            if not indexed and not (dest.is_dir() and not dest.is_symlink()):
+                raise PriorNotFoundError(f"{name}@{version} is not in {self.label or self.root}. Run 'dwp-hub list "
+                                         "--all' to see the published versions.", name=name)
+            if indexed:
+                del versions[str(version)]
+                if not versions:
+                    del priors[name]
+                self._write_index(priors)
+            if os.path.lexists(dest):
+                trash = Path(tempfile.mkdtemp(prefix=f"{_STAGING}removed-", dir=self.root))
+                os.rename(dest, trash / "v")
+                fsync_dir(dest.parent)
+                shutil.rmtree(trash, ignore_errors=True)
+                try:
+                    dest.parent.rmdir()  # the name folder, once its last version is gone
+                except OSError:
+                    pass
+                fsync_dir(self.root)
         return dest
 
     def staging_dir(self) -> Path:

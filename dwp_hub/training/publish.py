@@ -117,6 +117,7 @@ def publish(path: str | Path, name: str, version: str, to: str | Path, descripti
         return publish_to_hub(path, card, tensors, str(to))
     registry = LocalRegistry(to)
     if version in {str(v) for v in registry.versions(name)}:
+        registry.clean_crash_leftovers()  # a retry after a crash that had already indexed this version
         raise PriorExistsError(
             f"{name}@{version} already exists in {registry.label}; versions are immutable. Publish a new version."
         )
