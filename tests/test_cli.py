@@ -156,13 +156,13 @@ def test_bad_input_exits_1_without_traceback(tiny_registry: Path, args: list[str
 
 
 def test_debug_shows_traceback(tiny_registry: Path) -> None:
-    from dwp_hub.cli import _app
+    from dwp_hub.cli import _errors
     from dwp_hub.errors import PriorNotFoundError
 
     try:
         res = runner.invoke(app, ["--debug", "info", "tiny-7x8"])
     finally:
-        _app._state["debug"] = False
+        _errors._state["debug"] = False
     assert res.exit_code == 1 and isinstance(res.exception, PriorNotFoundError)
     res = runner.invoke(app, ["info", "tiny-7x8"], env={"DWP_HUB_DEBUG": "1"})
     assert isinstance(res.exception, PriorNotFoundError)
@@ -216,7 +216,7 @@ def test_sample_huge_seed_is_a_usage_error(tiny_registry: Path, tmp_path: Path) 
 def test_sample_large_n_is_chunked_and_the_picture_bounded(tiny_registry: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import dwp_hub
-    from dwp_hub.cli import _app
+    from dwp_hub.cli import _registry as _app
     from dwp_hub.model.prior import DeepWeightPrior
 
     sizes: list[int] = []

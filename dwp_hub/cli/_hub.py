@@ -1,23 +1,22 @@
-"""``dwp-hub pull`` and ``dwp-hub push``: mirror priors between the Hugging Face Hub and a local
+"""Hub commands: ``pull`` and ``push`` mirror priors between the Hugging Face Hub and a local
 registry directory (e.g. an internal registry on a shared disk)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dwp_hub.cli._app import _command, console
+from dwp_hub.cli._console import console
+from dwp_hub.cli._options import ToDirOpt, ToHubOpt
 
 _AllOpt = Annotated[bool, typer.Option("--all", help="Every version (every v<version> tag / every local version).")]
 
 
-@_command("pull")
 def pull_cmd(
     spec: Annotated[str, typer.Argument(help="hf-hub:ORG/REPO[@REV] (REV: tag vX.Y.Z, branch or commit sha).",
                                         show_default=False)],
-    to: Annotated[Path | None, typer.Option("--to", help="Registry directory (default: the user registry).")] = None,
+    to: ToDirOpt = None,
     all_versions: _AllOpt = False,
 ) -> None:
     """Copy a prior from the Hugging Face Hub into a local registry, keeping its name and version."""
@@ -28,10 +27,9 @@ def pull_cmd(
         console.print(f"{verb} {r.spec} from {r.source} -> {r.folder}", highlight=False)
 
 
-@_command("push")
 def push_cmd(
     spec: Annotated[str, typer.Argument(help="Local prior: NAME (newest) or NAME@X.Y.Z.", show_default=False)],
-    to: Annotated[str, typer.Option("--to", help="hf-hub:ORG/REPO (one repository per prior name).")],
+    to: ToHubOpt,
     all_versions: _AllOpt = False,
 ) -> None:
     """Publish a local prior to the Hub: one commit per version, tagged v<version>."""

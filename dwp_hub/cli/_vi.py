@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from dwp_hub.cli._app import _command, console
-from dwp_hub.cli._options import JsonOpt, QuietOpt, SeedOpt
+from dwp_hub.cli._console import console
+from dwp_hub.cli._options import JsonOpt, QuietOpt, SeedOpt, VIBound, VIPrior
 
 
-@_command("vi")
 def vi_cmd(
-    prior: Annotated[str, typer.Option("--prior", help="dwp, log-uniform, standard-normal or deterministic (L2 baseline).")] = "dwp",
+    prior_choice: Annotated[VIPrior, typer.Option("--prior", help="Prior over the conv kernels (deterministic: the L2 "
+                                                               "baseline).")] = VIPrior.dwp,
     n_train: Annotated[int, typer.Option("--n-train", "-n", min=10, max=5000, help="Training examples (MNIST-10k protocol).")] = 50,
     seed: SeedOpt = 0,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs (paper: 10,000).")] = 10_000,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate, linear decay to 0.")] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch (full batch when N <= it).")] = 256,
-    dwp: Annotated[Optional[list[str]], typer.Option("--dwp", help="Deep weight prior per kernel size, K=SPEC (repeatable); default 7=notmnist-7x7 and 5=notmnist-5x5.")] = None,
-    bound: Annotated[str, typer.Option("--bound", help="fast (subsampled kernels) or full (paper).")] = "fast",
-    kernels_per_step: Annotated[Optional[int], typer.Option("--kernels-per-step", min=1, help="Kernels per layer and step of the fast bound.")] = None,
+    dwp: Annotated[list[str] | None, typer.Option("--dwp", help="Deep weight prior per kernel size, K=SPEC (repeatable); default 7=notmnist-7x7 and 5=notmnist-5x5.")] = None,
+    bound_choice: Annotated[VIBound, typer.Option("--bound", help="fast (subsampled kernels) or full (paper).")] = VIBound.fast,
+    kernels_per_step: Annotated[int | None, typer.Option("--kernels-per-step", min=1, help="Kernels per layer and step of the fast bound.")] = None,
     mc_samples: Annotated[int, typer.Option("--mc-samples", min=1, help="(w, z) samples per kernel of the DWP bound.")] = 1,
     l2: Annotated[float, typer.Option("--l2", help="L2 weight of the deterministic baseline.")] = 1e-3,
     eval_mc: Annotated[int, typer.Option("--eval-mc", min=1, help="Stochastic passes of the MC ensemble.")] = 10,
     widths: Annotated[str, typer.Option("--widths", help="Conv widths h0,h1 of the fconv net.")] = "32,128",
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint file (.safetensors); resumes if it exists.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint file (.safetensors); resumes if it exists.")] = None,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore an existing checkpoint and start over.")] = False,
     threads: Annotated[int, typer.Option("--threads", min=0, help="torch threads (0: torch's default).")] = 0,
     as_json: JsonOpt = False,
@@ -38,24 +38,23 @@ def vi_cmd(
 
     from dwp_hub.data import mnist10k_protocol
     from dwp_hub.inference.layers import to_bayesian_report
-    from dwp_hub.inference.vi import PAPER_DWP, PAPER_PRIORS, VIRecipe, fit_deterministic, fit_vi, paper_net
+    from dwp_hub.inference.vi import PAPER_DWP, VIRecipe, fit_deterministic, fit_vi, paper_net
 
-    if prior not in PAPER_PRIORS:
-        raise typer.BadParameter(f"--prior must be one of {', '.join(PAPER_PRIORS)}.")
-    if bound not in ("fast", "full"):
-        raise typer.BadParameter("--bound must be 'fast' or 'full'.")
+    prior, bound = prior_choice.value, bound_choice.value
     if threads:
         torch.set_num_threads(threads)
     table: dict[int, str] = dict(PAPER_DWP)
     for item in dwp or []:
         size, sep, spec = item.partition("=")
         if not sep or not size.strip().isdigit() or not spec.strip():
-            raise typer.BadParameter(f"--dwp takes KERNEL_SIZE=SPEC, e.g. 5=notmnist-5x5; got {item!r}.")
+            raise typer.BadParameter(f"--dwp takes KERNEL_SIZE=SPEC, e.g. 5=notmnist-5x5; got {item[:80]!r}.",
+                                     param_hint="--dwp")
         table[int(size)] = spec.strip()
     try:
         h0, h1 = (int(w) for w in widths.split(","))
     except ValueError as err:
-        raise typer.BadParameter(f"--widths takes two integers like 32,128; got {widths!r}.") from err
+        raise typer.BadParameter(f"--widths takes two integers like 32,128; got {widths[:80]!r}.",
+                                 param_hint="--widths") from err
     split = mnist10k_protocol(n_train, seed)
     model = paper_net(prior, dwp_priors=table, widths=(h0, h1), seed=seed, bound=bound,
                       kernels_per_step=kernels_per_step, mc_samples=mc_samples)

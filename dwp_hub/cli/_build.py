@@ -1,0 +1,181 @@
+"""Build commands: ``train-source``, ``harvest``, ``fit``, ``publish`` and ``build`` (the whole recipe)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dwp_hub.cli._console import console
+from dwp_hub.cli._options import (
+    Arch, Augment, BatchSizeOpt, Dataset, EpochsOpt, L2Opt, LrOpt, NameOpt, OutOpt, QuietOpt, SeedOpt,
+    ToOpt, VAEKind, VersionOpt, WorkDirOpt, WorkersOpt,
+)
+
+
+def _int_list(text: str, option: str, example: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise typer.BadParameter(f"{option} takes comma-separated positive integers, e.g. {example}; got "
+                                 f"{text[:80]!r}.", param_hint=option)
+    return values
+
+
+def train_source_cmd(
+    dataset: Annotated[Dataset, typer.Option("--dataset", help="Source dataset.")] = Dataset.notmnist,
+    arch: Annotated[Arch, typer.Option("--arch", help="fconv (7x7, 5x5), fconv3 (3x3) or cifar (4 widths).")] = Arch.fconv,
+    widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths, e.g. 256,512.")] = "256,512",
+    n_nets: Annotated[int, typer.Option("--n-nets", min=1, help="Number of source networks.")] = 10,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs of each network.")] = 10,
+    lr: LrOpt = 1e-3,
+    batch_size: BatchSizeOpt = 256,
+    l2: L2Opt = 1e-3,
+    augment: Annotated[Augment, typer.Option("--augment", help="Training-image augmentation.")] = Augment.none,
+    seed: SeedOpt = 0,
+    out: OutOpt = Path("sources"),
+    workers: WorkersOpt = 1,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train source networks (one seed each) and save safetensors checkpoints.
+
+    The defaults are SourceRecipe's; the shipped recipes' values (e.g. notmnist-7x7: --lr 0.01
+    --batch-size 64) are in 'dwp-hub info NAME --recipe'.
+    """
+    from dwp_hub.model.nets import NetConfig
+    from dwp_hub.training.source import SourceRecipe, summarize, train_sources
+
+    ds, a = dataset.value, arch.value
+    net = NetConfig(a, _int_list(widths, "--widths", "256,512"), 3 if a == "cifar" else 1,
+                    100 if ds == "cifar100" else 10)
+    recipe = SourceRecipe(ds, net, n_nets, seed, epochs, lr=lr, batch_size=batch_size, l2=l2, augment=augment.value)
+    paths = train_sources(recipe, out, workers=workers, progress=not quiet)
+    s = summarize(paths)
+    console.print(f"{s['n']} checkpoints in {out}; validation accuracy mean {s['val_acc_mean']:.4f}, "
+                  f"min {s['val_acc_min']:.4f}")
+
+
+def harvest_cmd(
+    checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints (.safetensors or torch state dicts).")],
+    layer: Annotated[str, typer.Option("--layer", help="fnmatch pattern on weight names, e.g. '0.weight' or "
+                                                       "'layer*.conv*.weight'.")],
+    kernel_size: Annotated[int, typer.Option("--kernel-size", "-k", min=1)],
+    min_norm: Annotated[float | None, typer.Option("--min-norm", help="Keep kernels with L2 norm >= this.")] = None,
+    top_fraction: Annotated[float | None, typer.Option("--top-fraction", help="Keep this fraction of "
+                                                                             "largest-norm kernels.")] = None,
+    held_out: Annotated[str, typer.Option("--held-out", help="Comma-separated indices of held-out networks.")] = "",
+    max_per_net: Annotated[int | None, typer.Option("--max-per-net", min=1, help="Subsample to at most this many "
+                                                                                 "kernels per net.")] = None,
+    out: OutOpt = Path("kernels.safetensors"),
+) -> None:
+    """Build a kernel dataset from checkpoints, pruned and split by source network."""
+    from dwp_hub._fs import check_output_target
+
+    if min_norm is not None and top_fraction is not None:
+        raise typer.BadParameter("Give --min-norm or --top-fraction, not both.", param_hint="--min-norm / --top-fraction")
+    try:
+        held = tuple(int(i) for i in held_out.split(",") if i.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--held-out takes comma-separated network indices, e.g. 0,3; got {held_out[:80]!r}.",
+                                 param_hint="--held-out") from None
+    out = check_output_target(out)
+    from dwp_hub.training.harvest import HarvestSpec, PruneRule, harvest
+
+    rule = (PruneRule("min_norm", min_norm) if min_norm is not None
+            else PruneRule("top_fraction", top_fraction) if top_fraction is not None else PruneRule("none"))
+    spec = HarvestSpec(layer, kernel_size, rule, held, max_per_net)
+    data = harvest([str(c) for c in checkpoints], spec)
+    data.save(out)
+    m = data.meta
+    console.print(f"Kept {m['kernels_kept']} of {m['kernels_total']} kernels ({rule.describe()}); "
+                  f"train {m['n_train']} / held-out {m['n_held_out']} -> {out}")
+
+
+def fit_cmd(
+    kernels: Annotated[Path, typer.Argument(help="Kernel dataset written by 'dwp-hub harvest'.")],
+    out: OutOpt = Path("fitted"),
+    kind: Annotated[VAEKind | None, typer.Option("--kind", help="Kernel VAE (default by kernel size: conv7, "
+                                                                "conv5, else mlp).")] = None,
+    z_dim: Annotated[int | None, typer.Option("--z-dim", min=1)] = None,
+    hidden: Annotated[int | None, typer.Option("--hidden", min=1)] = None,
+    # A plain string, checked by the card (exit 1, "Unknown activation"), as tests/test_training.py expects.
+    activation: Annotated[str | None, typer.Option(
+        "--activation", help="Hidden activation: elu (the paper's) or relu. Default: elu for conv7/conv5, "
+                             "relu for mlp (as cifar10-3x3@1.2.0).")] = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = 1e-3,
+    batch_size: BatchSizeOpt = 128,
+    seed: SeedOpt = 0,
+    iw_k: Annotated[int, typer.Option("--iw-k", min=1, help="Importance samples for the held-out log-likelihood.")] = 1000,
+    name: Annotated[str, typer.Option("--name", help="Name written into the draft card.")] = "unpublished",
+    description: Annotated[str, typer.Option("--description")] = "",
+    quiet: QuietOpt = False,
+) -> None:
+    """Fit a kernel VAE (paper recipe by default), evaluate it, write a publishable folder."""
+    from dwp_hub.card import ArchConfig
+    from dwp_hub.errors import TrainingError
+    from dwp_hub.training.fit import FitRecipe, fit_vae
+    from dwp_hub.training.harvest import KernelDataset
+    from dwp_hub.training.publish import make_card, source_info, write_version_folder
+
+    data = KernelDataset.load(kernels)
+    k = int(data.train.shape[-1])
+    defaults = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64)}.get(k, ("mlp", 4, 32))  # mlp: cifar10-3x3@1.2.0's
+    vae_kind = kind.value if kind is not None else defaults[0]
+    act = activation or ("relu" if vae_kind == "mlp" else "elu")
+    arch = ArchConfig(vae_kind, k, z_dim or defaults[1], hidden or defaults[2], act)
+    recipe = FitRecipe(epochs or 300, lr, batch_size, seed, iw_k)
+    try:
+        result = fit_vae(data, arch, recipe, progress=not quiet)
+    except TrainingError as err:
+        state = getattr(err, "last_good_state", None)
+        if state is None:
+            raise
+        from safetensors.torch import save_file
+
+        from dwp_hub._fs import atomic_path
+
+        keep = out.with_suffix(".last-good.safetensors")
+        with atomic_path(keep) as tmp:
+            save_file({k2: v.contiguous() for k2, v in state.items()}, str(tmp))
+        err.args = (f"{err} Last good weights saved to {keep}.", *err.args[1:])
+        raise
+    card = make_card(result, data, arch, recipe, name=name, version="0.0.0", description=description,
+                     source=source_info(data))
+    write_version_folder(out, result.vae, card, data.held_out if len(data.held_out) else data.train)
+    m = result.metrics
+    console.print(f"held-out ELBO {m.heldout_elbo:.2f}, IW log-lik {m.heldout_iw_log_likelihood:.2f} nats/kernel "
+                  f"(K={m.iw_k}); wrote {out}. Publish with: dwp-hub publish {out} --name NAME --version X.Y.Z --to DIR")
+
+
+def publish_cmd(
+    path: Annotated[Path, typer.Argument(help="Folder written by 'dwp-hub fit' or 'build --no-publish'.")],
+    name: NameOpt,
+    version: VersionOpt,
+    to: ToOpt,
+    description: Annotated[str | None, typer.Option("--description")] = None,
+) -> None:
+    """Publish a fitted prior as NAME@VERSION into a registry (versions are immutable)."""
+    from dwp_hub.training.publish import publish
+
+    dest = publish(path, name, version, to, description)
+    console.print(f"Published {name}@{version} to {dest}")
+
+
+def build_cmd(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (e.g. from 'dwp-hub info NAME --recipe').")],
+    to: ToOpt,
+    work_dir: WorkDirOpt = None,
+    workers: WorkersOpt = 1,
+    quiet: QuietOpt = False,
+    no_publish: Annotated[bool, typer.Option("--no-publish", help="Stop after fitting; print the folder.")] = False,
+) -> None:
+    """Run a whole recipe: source networks, harvest, fit, evaluate, publish."""
+    from dwp_hub.training.recipe import build, load_recipe
+
+    r = load_recipe(recipe)
+    dest = build(r, to, work_dir, workers, progress=not quiet, publish_it=not no_publish)
+    console.print(f"{'Built' if no_publish else 'Published'} {r.name}@{r.version}: {dest}")

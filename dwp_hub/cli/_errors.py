@@ -1,0 +1,187 @@
+"""How the CLI reports errors: ONE table maps each error type to how its message is formatted
+(from the error's fields) and to the exit status, as huggingface_hub's ``cli/_errors.py`` does.
+
+* Usage errors (how the command was called) exit 2, like click's own usage errors.
+* Errors in the data, the registry or the network exit 1; an interrupt exits 130.
+* No traceback unless ``--debug`` (before or after the subcommand) or ``DWP_HUB_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import typer
+from rich.markup import escape
+
+from dwp_hub import constants
+from dwp_hub import errors as E
+from dwp_hub.cli._console import err_console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Set by ``--debug`` (the root option or the one every command accepts).
+_state = {"debug": False}
+
+#: Click's own exceptions (typer may vendor click): click reports them (usage errors exit 2).
+_CLICK_ERRORS = tuple({click.exceptions.ClickException,
+                       *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")})
+
+USAGE = 2
+FAILURE = 1
+INTERRUPTED = 130
+
+
+def _hint(message: str, extra: str | None) -> str:
+    """``message`` plus ``extra`` unless the message already says it."""
+    if not extra or extra.strip().rstrip(".?") in message:
+        return message
+    return f"{message.rstrip()} {extra}"
+
+
+def _version_of(path: Path | None) -> str | None:
+    """``NAME@VERSION`` when ``path`` lies in a registry's ``<name>/<version>/`` folder."""
+    if path is None:
+        return None
+    from dwp_hub.registry._names import Version, validate_name  # light: no torch
+
+    for folder in (path, *path.parents[:2]):
+        try:
+            Version.parse(folder.name)
+            return f"{validate_name(folder.parent.name)}@{folder.name}"
+        except (E.DwpHubError, ValueError):
+            continue
+    return None
+
+
+def _integrity(err: E.IntegrityError) -> str:
+    msg = str(err)
+    if err.expected and err.actual and err.actual not in msg:
+        msg += f" (expected {err.expected}, found {err.actual})"
+    spec = _version_of(err.path)
+    if spec is not None and "dwp-hub remove" not in msg:
+        msg += (f" A damaged local copy can be removed with 'dwp-hub remove {spec} --yes' and then published or "
+                "pulled again; run 'dwp-hub verify' to check every local prior.")
+    return msg
+
+
+def _not_found(err: E.PriorNotFoundError) -> str:
+    msg = str(err)
+    if err.candidates and not any(c in msg for c in err.candidates):
+        msg = _hint(msg, f"Did you mean {', '.join(err.candidates)}?")
+    return msg
+
+
+def _card(err: E.CardError) -> str:
+    msg = str(err)
+    if err.path is not None and str(err.path) not in msg and err.path.name not in msg:
+        msg = f"{err.path}: {msg}"
+    if err.field and err.field not in msg:
+        msg += f" (card field {err.field})"
+    return msg
+
+
+def _recipe(err: E.RecipeError) -> str:
+    msg = str(err)
+    if err.path is not None and str(err.path) not in msg:
+        msg = f"{err.path}: {msg}"
+    if err.key and err.key not in msg:
+        msg += f" (recipe key {err.key})"
+    return msg
+
+
+def _output(err: E.OutputPathError) -> str:
+    msg = str(err)
+    if err.path is not None and str(err.path) not in msg and str(err.path) != ".":
+        msg = f"--out {err.path}: {msg}"
+    return msg
+
+
+def _hub(err: E.HubError) -> str:
+    msg = str(err)
+    repo, rev = getattr(err, "repo_id", None), getattr(err, "revision", None)
+    if repo and repo not in msg:
+        msg = f"{repo}{'@' + rev if rev else ''}: {msg}"
+    if isinstance(err, E.AuthenticationError):
+        msg = _hint(msg, "Log in with 'hf auth login' or set HF_TOKEN to a token with write access.")
+    elif isinstance(err, E.OfflineError):
+        msg = _hint(msg, "Connect to the network (and unset DWP_HUB_OFFLINE / HF_HUB_OFFLINE), or use a prior "
+                         "that is already cached.")
+    return msg
+
+
+@dataclass(frozen=True)
+class ErrorFormat:
+    """How one error type is shown: a label, its message formatted from the error's fields, an exit status."""
+
+    label: str
+    message: Callable[[Any], str]
+    exit_code: int
+
+
+#: Error type -> how to show it. The most specific type that matches wins (an error's MRO is walked).
+ERROR_FORMATS: dict[type[BaseException], ErrorFormat] = {
+    E.OutputPathError: ErrorFormat("Error", _output, USAGE),
+    E.InvalidNameError: ErrorFormat("Error", str, FAILURE),
+    E.InvalidVersionError: ErrorFormat("Error", str, FAILURE),
+    E.PriorNotFoundError: ErrorFormat("Error", _not_found, FAILURE),
+    E.IntegrityError: ErrorFormat("Error", _integrity, FAILURE),
+    E.CardError: ErrorFormat("Error", _card, FAILURE),
+    E.RecipeError: ErrorFormat("Error", _recipe, FAILURE),
+    E.HubError: ErrorFormat("Error", _hub, FAILURE),
+    E.DwpHubError: ErrorFormat("Error", str, FAILURE),
+}
+_UNEXPECTED = ErrorFormat("Unexpected error", str, FAILURE)
+
+
+def error_format(err: BaseException) -> ErrorFormat:
+    """The table row for ``err`` (the nearest class in its MRO), or the one for unexpected errors."""
+    for cls in type(err).__mro__:
+        if cls in ERROR_FORMATS:
+            return ERROR_FORMATS[cls]
+    return _UNEXPECTED
+
+
+def report(err: BaseException) -> int:
+    """Print ``err`` on stderr as the table says; return its exit status."""
+    fmt = error_format(err)
+    try:
+        body = fmt.message(err)
+    except Exception:  # noqa: BLE001 - a formatter must never hide the error itself
+        body = str(err)
+    label = fmt.label if fmt is not _UNEXPECTED else f"{fmt.label} ({type(err).__name__})"
+    err_console.print(f"[bold red]{escape(label)}:[/bold red] {escape(body)}", markup=True, highlight=False,
+                      soft_wrap=True)
+    if fmt is _UNEXPECTED:
+        err_console.print("Run again with --debug for the traceback.")
+    return fmt.exit_code
+
+
+def debugging() -> bool:
+    return _state["debug"] or constants.debug()
+
+
+def handle_errors(fn: F) -> F:
+    """Run a command; report its errors through :data:`ERROR_FORMATS` (traceback only when debugging)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
+            raise  # click prints usage errors itself (exit 2)
+        except KeyboardInterrupt:
+            if debugging():
+                raise
+            err_console.print("[red]Interrupted.[/red]")
+            raise typer.Exit(INTERRUPTED) from None
+        except Exception as err:  # noqa: BLE001 - the CLI boundary
+            if debugging():
+                raise
+            raise typer.Exit(report(err)) from None
+
+    return wrapper  # type: ignore[return-value]
