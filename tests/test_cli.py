@@ -189,7 +189,8 @@ assert not heavy, heavy
     "import dwp_hub, dwp_hub.cli; dwp_hub.list_priors()",
     "from dwp_hub.cli import app; app(['list'], standalone_mode=False); app(['list', '--json'], standalone_mode=False)",
     "from dwp_hub.cli import app; app(['info', 'tiny-7x7'], standalone_mode=False); app(['info', 'tiny-3x3', '--json'], standalone_mode=False)",
-], ids=["import", "list_priors", "list", "info"])
+    "from dwp_hub.cli import app; app(['info', 'notmnist-7x7', '--recipe'], standalone_mode=False)",
+], ids=["import", "list_priors", "list", "info", "info_recipe"])
 def test_list_and_info_do_not_import_torch(tiny_registry: Path, body: str) -> None:
     proc = subprocess.run([sys.executable, "-c", _NO_TORCH.format(body=body)], capture_output=True, text=True, check=False,
                           env={**os.environ}, timeout=120)

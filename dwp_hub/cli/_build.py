@@ -9,8 +9,22 @@ import typer
 
 from dwp_hub.cli._console import console
 from dwp_hub.cli._options import (
-    Arch, Augment, BatchSizeOpt, Dataset, EpochsOpt, L2Opt, LrOpt, NameOpt, OutOpt, QuietOpt, SeedOpt,
-    ToOpt, VAEKind, VersionOpt, WorkDirOpt, WorkersOpt,
+    Arch,
+    Augment,
+    BatchSizeOpt,
+    Dataset,
+    EpochsOpt,
+    L2Opt,
+    LrOpt,
+    NameOpt,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+    ToOpt,
+    VAEKind,
+    VersionOpt,
+    WorkDirOpt,
+    WorkersOpt,
 )
 
 

@@ -63,10 +63,13 @@ def _integrity(err: E.IntegrityError) -> str:
     if err.expected and err.actual and err.actual not in msg:
         msg += f" (expected {err.expected}, found {err.actual})"
     spec = _version_of(err.path)
-    if spec is not None and "dwp-hub remove" not in msg:
-        msg += (f" A damaged local copy can be removed with 'dwp-hub remove {spec} --yes' and then published or "
-                "pulled again; run 'dwp-hub verify' to check every local prior.")
-    return msg
+    if spec is None or "dwp-hub remove" in msg:
+        return msg
+    embedded = constants.embedded_registry().resolve()
+    if err.path is not None and embedded in err.path.resolve().parents:
+        return msg + " It is in the registry shipped with dwp-hub: reinstall it (pip install --force-reinstall dwp-hub)."
+    return msg + (f" Remove the damaged local copy with 'dwp-hub remove {spec} --yes', then publish or pull it "
+                  "again; 'dwp-hub verify' checks every local prior.")
 
 
 def _not_found(err: E.PriorNotFoundError) -> str:
@@ -179,7 +182,7 @@ def handle_errors(fn: F) -> F:
                 raise
             err_console.print("[red]Interrupted.[/red]")
             raise typer.Exit(INTERRUPTED) from None
-        except Exception as err:  # noqa: BLE001 - the CLI boundary
+        except Exception as err:
             if debugging():
                 raise
             raise typer.Exit(report(err)) from None

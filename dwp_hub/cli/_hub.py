@@ -33,6 +33,10 @@ def push_cmd(
     all_versions: _AllOpt = False,
 ) -> None:
     """Publish a local prior to the Hub: one commit per version, tagged v<version>."""
+    if not to.strip().startswith("hf-hub:"):
+        raise typer.BadParameter(f"{to[:100]!r} is not a Hub repository: push takes --to hf-hub:ORG/REPO. To copy a "
+                                 "prior into a local registry run 'dwp-hub publish REGISTRY/NAME/X.Y.Z --name NAME "
+                                 "--version X.Y.Z --to DIR'.", param_hint="--to")
     from dwp_hub.registry._hf import push_prior
 
     for local, hub in push_prior(spec, to, all_versions=all_versions):

@@ -17,6 +17,9 @@ OptSpecArg = Annotated[str | None, typer.Argument(help="Prior (default: every lo
 MAX_SEED = 2**63 - 1
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed (same seed, same output).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output path.")]
+SampleOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output file; its suffix picks the format: .png, "
+                                            ".jpg, .pdf, .svg (a picture of at most 1,024 kernels), .safetensors or "
+                                            ".npy (every kernel).")]
 ToOpt = Annotated[str, typer.Option("--to", help="Registry directory, or hf-hub:ORG/REPO.")]
 #: ``--to`` of ``pull``: a local registry directory only, optional.
 ToDirOpt = Annotated[Path | None, typer.Option("--to", help="Registry directory (default: the user registry).")]

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from dwp_hub.cli._console import console, err_console
-from dwp_hub.cli._options import AllOpt, JsonOpt, OptSpecArg, OutOpt, RegistryOpt, SeedOpt, SpecArg, YesOpt
+from dwp_hub.cli._options import AllOpt, JsonOpt, OptSpecArg, RegistryOpt, SampleOutOpt, SeedOpt, SpecArg, YesOpt
 from dwp_hub.errors import DwpHubError
 
 #: Kernels decoded per call when sampling (bounds the VAE's activation memory for any --n).
@@ -33,6 +33,9 @@ def list_cmd(
 ) -> None:
     """List published priors (local registries, or the versions of a Hub repository)."""
     if repo is not None:
+        if not repo.strip().startswith("hf-hub:"):
+            raise typer.BadParameter(f"{repo[:100]!r} is not a Hub repository (hf-hub:ORG/REPO). For local priors run "
+                                     "'dwp-hub list --all' (every version) or 'dwp-hub info NAME'.", param_hint="REPO")
         from dwp_hub.registry._hf import list_hub_versions
 
         rows = list_hub_versions(repo)
@@ -124,8 +127,8 @@ def info_cmd(
         ("kernels kept", f"{k.kept} of {k.total} ({k.prune_rule}); train {k.n_train} / held-out {k.n_held_out}"),
         ("held-out ELBO", f"{m.heldout_elbo:.2f} nats/kernel{ref}"),
         ("held-out IW log-lik", f"{m.heldout_iw_log_likelihood:.2f} nats/kernel (K={m.iw_k})"),
-        ("training", f"{card.training.epochs} epochs, lr {card.training.lr:g}, batch {card.training.batch_size}, "
-                     f"seed {card.training.seed}, {card.training.seconds:.0f} s"),
+        ("training", (f"{card.training.epochs} epochs, lr {card.training.lr:g}, batch {card.training.batch_size}, "
+                      f"seed {card.training.seed}, {card.training.seconds:.0f} s")),
         ("weights sha256", card.weights_sha256),
         ("integrity", f"unverified: read without hashing; run 'dwp-hub verify {spec}' to check files and metrics"),
         ("created", f"{card.created} (dwp-hub {card.dwp_hub_version})"),
@@ -150,9 +153,7 @@ def _out_format(out: Path) -> str:
 def sample_cmd(
     spec: SpecArg,
     n: Annotated[int, typer.Option("--n", "-n", min=1, max=100_000, help="Number of kernels.")] = 64,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file; its suffix picks the format: .png, .jpg, "
-                                      ".pdf, .svg (a picture of at most 1,024 kernels), .safetensors or .npy "
-                                      "(every kernel).")] = Path("samples.png"),
+    out: SampleOutOpt = Path("samples.png"),
     seed: SeedOpt = 0,
     noise: Annotated[bool, typer.Option("--noise/--mean", help="Add decoder noise, or show decoder means.")] = False,
 ) -> None:
