@@ -56,7 +56,7 @@ def test_commands_are_wired_in_one_place_one_module_per_group() -> None:
 
 
 def test_choices_match_the_library() -> None:
-    from dwp_hub.card import VAE_KINDS
+    from dwp_hub.card import ACTIVATIONS, VAE_KINDS
     from dwp_hub.cli import _options as o
     from dwp_hub.data import CIFAR_DATASETS, DATASETS
     from dwp_hub.inference.vi import PAPER_PRIORS
@@ -66,6 +66,7 @@ def test_choices_match_the_library() -> None:
     assert [a.value for a in o.Augment] == list(AUGMENTATIONS)
     assert {d.value for d in o.Dataset} == {*DATASETS, *CIFAR_DATASETS}
     assert [k.value for k in o.VAEKind] == list(VAE_KINDS)
+    assert [a.value for a in o.Activation] == list(ACTIVATIONS)
 
 
 # -- usage errors, --debug, --version, -h -----------------------------------------------------------------

@@ -9,6 +9,7 @@ import typer
 
 from dwp_hub.cli._console import console
 from dwp_hub.cli._options import (
+    Activation,
     Arch,
     Augment,
     BatchSizeOpt,
@@ -115,8 +116,7 @@ def fit_cmd(
                                                                 "conv5, else mlp).")] = None,
     z_dim: Annotated[int | None, typer.Option("--z-dim", min=1)] = None,
     hidden: Annotated[int | None, typer.Option("--hidden", min=1)] = None,
-    # A plain string, checked by the card (exit 1, "Unknown activation"), as tests/test_training.py expects.
-    activation: Annotated[str | None, typer.Option(
+    activation: Annotated[Activation | None, typer.Option(
         "--activation", help="Hidden activation: elu (the paper's) or relu. Default: elu for conv7/conv5, "
                              "relu for mlp (as cifar10-3x3@1.2.0).")] = None,
     epochs: EpochsOpt = None,
@@ -139,7 +139,7 @@ def fit_cmd(
     k = int(data.train.shape[-1])
     defaults = {7: ("conv7", 2, 32), 5: ("conv5", 4, 64)}.get(k, ("mlp", 4, 32))  # mlp: cifar10-3x3@1.2.0's
     vae_kind = kind.value if kind is not None else defaults[0]
-    act = activation or ("relu" if vae_kind == "mlp" else "elu")
+    act = activation.value if activation is not None else ("relu" if vae_kind == "mlp" else "elu")
     arch = ArchConfig(vae_kind, k, z_dim or defaults[1], hidden or defaults[2], act)
     recipe = FitRecipe(epochs or 300, lr, batch_size, seed, iw_k)
     try:

@@ -95,6 +95,13 @@ class Augment(str, Enum):
     affine_elastic = "affine+elastic"
 
 
+class Activation(str, Enum):
+    """Hidden activations of ``dwp-hub fit`` (kept equal to ``dwp_hub.card.ACTIVATIONS`` by a test)."""
+
+    elu = "elu"
+    relu = "relu"
+
+
 class VAEKind(str, Enum):
     """Kernel VAE architectures of ``dwp-hub fit``."""
 
