@@ -446,3 +446,16 @@ def test_recipe_transfer_section(tmp_path: Path) -> None:
     raw["transfer"] = {"dataset": "cifar10"}
     with pytest.raises(RecipeError, match="transfer"):
         parse_recipe(raw)
+
+
+def test_build_refuses_an_existing_version_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = load_recipe(_tiny_recipe(tmp_path, _fake_sources(tmp_path)))
+    build(recipe, tmp_path / "reg", tmp_path / "work", progress=False)
+    import dwp_hub.training.fit as fit_module
+
+    def no_fitting(*a: object, **k: object) -> None:
+        raise AssertionError("refit before refusing")
+
+    monkeypatch.setattr(fit_module, "fit_vae", no_fitting)
+    with pytest.raises(PriorExistsError, match="already exists.*Raise the recipe's version"):
+        build(recipe, tmp_path / "reg", tmp_path / "work", progress=False)

@@ -332,6 +332,13 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
     from dwp_hub.training.publish import make_card, publish, source_info, write_version_folder
     from dwp_hub.training.source import source_dir, train_sources
 
+    if publish_it and not str(to).startswith("hf-hub:"):  # refuse an existing version before any work
+        from dwp_hub.errors import PriorExistsError
+        from dwp_hub.registry import LocalRegistry
+
+        if Path(to).is_dir() and recipe.version in {str(v) for v in LocalRegistry(to).versions(recipe.name)}:
+            raise PriorExistsError(f"{recipe.name}@{recipe.version} already exists in {to}; versions are immutable. "
+                                   "Raise the recipe's version to build a new one.")
     work = Path(work_dir) if work_dir is not None else constants.home() / "work"
     start = time.perf_counter()
     source_seconds, source_peak = 0.0, 0.0
