@@ -115,3 +115,23 @@ def test_cli_vi_smoke(tiny_registry: Path, data_root: Path, tmp_path: Path) -> N
     assert '"acc_ensemble"' in res.output and ck.exists()
     res = CliRunner().invoke(app, ["vi", "--dwp", "5", "--epochs", "1"])
     assert res.exit_code != 0 and "KERNEL_SIZE=SPEC" in res.output
+
+
+def test_cli_vi_reverse_direction_and_device(tiny_registry: Path, data_root: Path) -> None:
+    """--dataset notmnist runs the reverse direction (MNIST priors on notMNIST); --device is checked."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from dwp_hub.cli import app
+
+    args = ["vi", "--dataset", "notmnist", "--prior", "standard-normal", "-n", "20", "--epochs", "1",
+            "--widths", "2,4", "--eval-mc", "1", "--device", "cpu", "--json", "--quiet"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "notMNIST-10k" in json.loads(res.output)["protocol"]
+    res = CliRunner().invoke(app, ["vi", "--dataset", "cifar10"])
+    assert res.exit_code == 2 and "notmnist" in res.output
+    if not torch.cuda.is_available():
+        res = CliRunner().invoke(app, ["vi", "--device", "cuda", "--epochs", "1"])
+        assert res.exit_code == 2 and "no CUDA device" in res.output

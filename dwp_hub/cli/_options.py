@@ -62,6 +62,13 @@ class VIPrior(str, Enum):
     sparse_log_uniform = "sparse-log-uniform"
 
 
+class VIDataset(str, Enum):
+    """Target data of ``dwp-hub vi`` (the 10k protocol of either file)."""
+
+    mnist = "mnist"
+    notmnist = "notmnist"
+
+
 class VIBound(str, Enum):
     """The DWP bound of ``dwp-hub vi``."""
 

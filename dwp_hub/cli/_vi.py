@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dwp_hub.cli._console import console
-from dwp_hub.cli._options import JsonOpt, QuietOpt, SeedOpt, VIBound, VIPrior
+from dwp_hub.cli._options import JsonOpt, QuietOpt, SeedOpt, VIBound, VIDataset, VIPrior
 
 
 def vi_cmd(
@@ -30,6 +30,10 @@ def vi_cmd(
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint file (.safetensors); resumes if it exists.")] = None,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore an existing checkpoint and start over.")] = False,
     threads: Annotated[int, typer.Option("--threads", min=0, help="torch threads (0: torch's default).")] = 0,
+    dataset: Annotated[VIDataset, typer.Option("--dataset", help="Target data: mnist (priors learned on notMNIST, the "
+                                                               "paper's direction) or notmnist (priors learned on "
+                                                               "MNIST: the reverse direction).")] = VIDataset.mnist,
+    device: Annotated[str | None, typer.Option("--device", help="Where to train, e.g. cpu or cuda (default: cpu).")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -43,7 +47,8 @@ def vi_cmd(
     prior, bound = prior_choice.value, bound_choice.value
     if threads:
         torch.set_num_threads(threads)
-    table: dict[int, str] = dict(PAPER_DWP)
+    table: dict[int, str] = dict(PAPER_DWP) if dataset is VIDataset.mnist else {
+        k: v.replace("notmnist-", "mnist-", 1) for k, v in PAPER_DWP.items()}  # the reverse direction's priors
     for item in dwp or []:
         size, sep, spec = item.partition("=")
         if not sep or not size.strip().isdigit() or not spec.strip():
@@ -55,14 +60,22 @@ def vi_cmd(
     except ValueError as err:
         raise typer.BadParameter(f"--widths takes two integers like 32,128; got {widths[:80]!r}.",
                                  param_hint="--widths") from err
-    split = mnist10k_protocol(n_train, seed)
+    if device is not None:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as err:
+            raise typer.BadParameter(f"--device takes a torch device such as cpu or cuda; got {device[:40]!r}.",
+                                     param_hint="--device") from err
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise typer.BadParameter("--device cuda: no CUDA device is available here.", param_hint="--device")
+    split = mnist10k_protocol(n_train, seed, dataset=dataset.value)
     model = paper_net(prior, dwp_priors=table, widths=(h0, h1), seed=seed, bound=bound,
                       kernels_per_step=kernels_per_step, mc_samples=mc_samples)
     recipe = VIRecipe(epochs=epochs, lr=lr, batch_size=batch_size, l2=l2, seed=seed, eval_mc=eval_mc)
     fit = fit_deterministic if prior == "deterministic" else fit_vi
     result = fit(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval, y_eval=split.y_eval,
                  checkpoint=checkpoint, resume=not no_resume, progress=not quiet,
-                 metadata={"protocol": split.protocol})
+                 metadata={"protocol": split.protocol}, device=device)
     report = to_bayesian_report(model)
     out = {
         "prior": prior, "n_train": n_train, "seed": seed, "epochs": epochs, "steps": result.steps,
