@@ -33,6 +33,7 @@ __all__ = [
     "init_model",
     "list_priors",
     "load",
+    "plot_kernels",
     "publish",
 ]
 
@@ -47,6 +48,7 @@ _LAZY = {
     "DeepWeightPrior": "dwp_hub.model.prior",
     "DeepWeightPriorDistribution": "dwp_hub.model.distribution",
     "publish": "dwp_hub.training.publish",
+    "plot_kernels": "dwp_hub.plot",
 }
 
 

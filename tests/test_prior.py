@@ -200,3 +200,13 @@ def test_card_and_repr(prior: DeepWeightPrior) -> None:
     summary = prior.state_summary()
     assert summary["name"] == prior.card.name and summary["kernel_size"] == prior.kernel_size
     assert isinstance(prior, torch.nn.Module) and set(prior.state_dict()) == {f"vae.{k}" for k in prior.vae.state_dict()}
+
+
+def test_plot_kernels_is_public_and_picks_the_format(prior: DeepWeightPrior, tmp_path: Path) -> None:
+    from dwp_hub.errors import ConfigError
+
+    k = prior.sample(12, generator=_g())
+    assert dwp_hub.plot_kernels(k, tmp_path / "g.png", "t").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert dwp_hub.plot_kernels(k, tmp_path / "g.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ConfigError, match="picture format"):
+        dwp_hub.plot_kernels(k, tmp_path / "g.npy")

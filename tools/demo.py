@@ -42,11 +42,9 @@ def main() -> int:
     report = dwp_hub.init_model(net, [prior7, prior5], generator=torch.Generator().manual_seed(0))
     console.print(str(report))
 
-    from dwp_hub._plot import kernel_grid
-
     out = Path("dwp-demo-samples.png").resolve()
     kernels = prior7.sample(64, generator=torch.Generator().manual_seed(0), noise=False)
-    kernel_grid(kernels, out, f"{card.spec}: 64 samples")
+    dwp_hub.plot_kernels(kernels, out, f"{card.spec}: 64 samples")
     console.print(f"Wrote a grid of 64 sampled kernels to {out}")
     return 0
 
