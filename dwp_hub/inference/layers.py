@@ -499,12 +499,6 @@ def _plain_convs(model: nn.Module, linear: bool = False) -> list[tuple[str, nn.M
     return out
 
 
-def _auto_entry(conv: nn.Conv2d, default: PriorEntry, cache: dict[Any, Any]) -> PriorEntry:
-    """``"dwp"`` when a hub prior exists for the conv's kernel size, else ``default``."""
-    entry, _ = _auto_entry_why(conv, default, cache)
-    return entry
-
-
 def _auto_entry_why(conv: nn.Conv2d, default: PriorEntry, cache: dict[Any, Any]) -> tuple[PriorEntry, str]:
     """The ``"auto"`` choice for ``conv`` and, when it falls back to ``default``, why."""
     if isinstance(conv, nn.Linear):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from dwp_hub.errors import ConfigError
@@ -53,7 +53,6 @@ class TransferResult:
     acc_standard_normal: tuple[float, ...]
     other_layers: str = "standard-normal"
     split_protocol: str = ""
-    per_seed: tuple[float, ...] = field(default=())
 
     @property
     def benefit(self) -> float:
@@ -67,7 +66,6 @@ class TransferResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["spec"]["seeds"] = list(self.spec.seeds)
-        d.pop("per_seed")
         d["benefit"] = round(self.benefit, 4)
         d["benefit_std"] = round(self.benefit_std, 4)
         return d
