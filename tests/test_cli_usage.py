@@ -59,7 +59,7 @@ def test_choices_match_the_library() -> None:
     from dwp_hub.card import ACTIVATIONS, VAE_KINDS
     from dwp_hub.cli import _options as o
     from dwp_hub.data import CIFAR_DATASETS, DATASETS
-    from dwp_hub.inference.vi import PAPER_PRIORS
+    from dwp_hub.paper import PAPER_PRIORS
     from dwp_hub.training.source import AUGMENTATIONS
 
     assert [p.value for p in o.VIPrior] == list(PAPER_PRIORS)

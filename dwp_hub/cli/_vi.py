@@ -42,7 +42,8 @@ def vi_cmd(
 
     from dwp_hub.data import mnist10k_protocol
     from dwp_hub.inference.layers import to_bayesian_report
-    from dwp_hub.inference.vi import PAPER_DWP, VIRecipe, fit_deterministic, fit_vi, paper_net
+    from dwp_hub.inference.vi import VIRecipe, fit_deterministic, fit_vi
+    from dwp_hub.paper import PAPER_DWP, paper_net
 
     prior, bound = prior_choice.value, bound_choice.value
     if threads:

@@ -11,6 +11,8 @@ Convention: a layer's KL is summed over its weights; the loss is ``N · mean CE 
 
 from __future__ import annotations
 
+from typing import Any
+
 from dwp_hub.inference._protocols import Bound, Family, Sampler, VariationalLayer
 from dwp_hub.inference.layers import (
     BayesConv2d,
@@ -43,7 +45,6 @@ from dwp_hub.inference.vi import (
     fit_deterministic,
     fit_vi,
     load_checkpoint,
-    paper_net,
     predict_proba,
     save_checkpoint,
 )
@@ -89,3 +90,13 @@ __all__ = [
     "to_bayesian",
     "to_bayesian_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``paper_net`` lives in :mod:`dwp_hub.paper` (the paper's setup); re-exported here, imported on first use."""
+    if name == "paper_net":
+        from dwp_hub.paper import paper_net
+
+        globals()[name] = paper_net
+        return paper_net
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,6 @@ from dwp_hub.errors import CheckpointError, ConfigError, TrainingError, Unsuppor
 from dwp_hub.inference.layers import bayesian_layers, mean_weights
 from dwp_hub.inference.objective import LIKELIHOODS, data_term, kl_terms
 from dwp_hub.inference.priors import DeepWeightPriorKL, frozen_state_prefixes
-from dwp_hub.registry.defaults import paper_priors
 
 #: Header key of the checkpoint metadata.
 CHECKPOINT_META_KEY = "dwp_hub.vi_checkpoint"
@@ -531,61 +530,18 @@ def fit_deterministic(model: nn.Module, x_train: Any, y_train: Any = None, recip
                 device=device)
 
 
-# -- the paper's experiment ------------------------------------------------------------------
-#: Prior choices of the paper's Fig. 2a (``deterministic`` = the L2 baseline), plus
-#: ``sparse-log-uniform`` (the additive-family log-uniform of sparse variational dropout, not a paper arm).
-PAPER_PRIORS = ("dwp", "log-uniform", "standard-normal", "deterministic", "sparse-log-uniform")
-#: The hub priors of the paper's MNIST experiment (prior learned on notMNIST kernels).
-PAPER_DWP = paper_priors()
+# -- the paper's experiment: moved to dwp_hub.paper ------------------------------------------
+_MOVED = ("PAPER_PRIORS", "PAPER_DWP", "PAPER_INITS", "paper_net", "paper_priors")
 
 
-#: Initialisations of the conv means in :func:`paper_net`: ``"xavier"`` (seeded Xavier) or ``"dwp"``
-#: (decoder means of z ~ N(0, I) under the deep weight priors); ``"auto"``: dwp for the dwp prior, else xavier.
-PAPER_INITS = ("auto", "xavier", "dwp")
+def __getattr__(name: str) -> Any:
+    """Deprecated aliases: the paper's network and defaults live in :mod:`dwp_hub.paper`."""
+    if name in _MOVED:
+        import warnings
 
+        import dwp_hub.paper
 
-def paper_net(prior: str, *, dwp_priors: dict[int, Any] | None = None, widths: tuple[int, int] = (32, 128),
-              seed: int = 0, bound: str = "fast", kernels_per_step: int | None = None,
-              mc_samples: int = 1, init: str = "auto") -> nn.Module:
-    """The paper's MNIST classifier (fconv 32/128) with the conv layers under ``prior``.
-
-    Xavier initialisation (seeded); for ``"dwp"`` the conv means are then set to decoder means of
-    z ~ N(0, I) (the paper's initialisation). ``"deterministic"`` returns the plain net. ``"log-uniform"``
-    is the paper's arm: the variational-dropout family (α = sigmoid(a), a = −2) with Xavier means.
-
-    Args:
-        prior: one of :data:`PAPER_PRIORS`.
-        dwp_priors: ``{kernel_size: spec | DeepWeightPrior | KernelVAE}`` (default :data:`PAPER_DWP`).
-        init: the means' initialisation (:data:`PAPER_INITS`); ``"xavier"`` with ``"dwp"`` and ``"dwp"``
-            with another prior separate the deep weight prior's initialisation from the prior itself.
-    """
-    from dwp_hub.errors import ConfigError
-    from dwp_hub.inference.layers import to_bayesian
-    from dwp_hub.inference.priors import make_prior
-    from dwp_hub.model.nets import NetConfig, build_net, xavier_init_
-
-    if prior not in PAPER_PRIORS:
-        raise ConfigError(f"prior must be one of {', '.join(PAPER_PRIORS)}, got {prior!r}.")
-    if init not in PAPER_INITS:
-        raise ConfigError(f"init must be one of {', '.join(PAPER_INITS)}, got {init!r}.")
-    if init == "auto":
-        init = "dwp" if prior == "dwp" else "xavier"
-    gen = torch.Generator().manual_seed(seed)
-    net = xavier_init_(build_net(NetConfig("fconv", tuple(widths))), gen)
-    table = dict(PAPER_DWP if dwp_priors is None else dwp_priors)
-    if init == "dwp":
-        cache: dict[Any, Any] = {}
-        for conv in [m for m in net.modules() if isinstance(m, nn.Conv2d)]:
-            ks = conv.kernel_size[0]
-            if ks not in table:
-                raise ConfigError(f"init='dwp' needs a deep weight prior for the {ks}x{ks} layer; dwp_priors has "
-                                  f"{sorted(table)}.")
-            prior_kl = make_prior(table[ks], conv, cache=cache)
-            if isinstance(prior_kl, DeepWeightPriorKL):  # layers under a Gaussian prior keep Xavier means
-                prior_kl.init_means_(conv, gen)
-    if prior == "deterministic":
-        return net
-    if prior != "dwp":
-        return to_bayesian(net, prior)
-    return to_bayesian(net, table, default=None, strict=True, bound=bound, kernels_per_step=kernels_per_step,
-                       mc_samples=mc_samples)
+        warnings.warn(f"dwp_hub.inference.vi.{name} moved to dwp_hub.paper.{name}; import it from there.",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(dwp_hub.paper, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

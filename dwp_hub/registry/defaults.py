@@ -1,7 +1,7 @@
 """The one home of the hub's default prior per kernel size.
 
 ``priors="auto"`` (:func:`dwp_hub.init_model`, :func:`dwp_hub.inference.to_bayesian`), the paper's
-MNIST experiment (:func:`dwp_hub.inference.paper_net`, ``dwp-hub vi``) and the reproduction scripts
+MNIST experiment (:mod:`dwp_hub.paper`, ``dwp-hub vi``) and the reproduction scripts
 all read it from here. Names are unversioned: each resolves to the newest installed version.
 """
 

@@ -1,7 +1,7 @@
 """How much a prior helps: VI with the prior against the standard normal on a target domain.
 
 The transfer benefit of a 7x7 or 5x5 prior is measured on the paper's MNIST classifier (fconv 32/128,
-:func:`~dwp_hub.inference.paper_net`): the layer of the prior's kernel size gets the deep weight prior
+:func:`~dwp_hub.paper.paper_net`): the layer of the prior's kernel size gets the deep weight prior
 (means initialised from it, the paper's recipe), every other conv layer the standard normal; the
 baseline gives every layer the standard normal. Both arms train on the same class-stratified subsets
 (``n_train`` images, one per data-split seed) with the same optimiser budget, and the benefit is the
@@ -95,7 +95,8 @@ def evaluate_transfer(prior: Any, kernel_size: int, spec: TransferSpec = Transfe
     import torch
 
     from dwp_hub.data import mnist10k_protocol
-    from dwp_hub.inference import VIRecipe, fit_vi, paper_net
+    from dwp_hub.inference import VIRecipe, fit_vi
+    from dwp_hub.paper import paper_net
 
     if kernel_size not in (5, 7):
         raise ConfigError(f"the transfer benefit is measured on the paper's 7x7/5x5 net; no {kernel_size}x"
