@@ -1,32 +1,27 @@
 """Shared pieces of the initialisation experiments (``fig3a.py``, ``fig4.py``, ``bench_init.py``).
 
-* the priors: published ones from the registry, or randomly initialised VAEs with the shipped
-  architectures (for smoke tests and timing before the real priors exist);
 * the learned-filter bank: kernels harvested from the notMNIST source networks with the same
   layer and pruning rule as the prior recipes, sampled with replacement;
 * the three initialisations of conv layers (``dwp``, ``xavier``, ``filters``);
-* the MNIST-10k protocol data (train on images 0-4999, test on 5000-9999);
-* resumable CSV results and small statistics helpers.
+* the MNIST-10k protocol data (train on images 0-4999, test on 5000-9999).
+
+Configs, seeds, result files and the random stand-in priors are in :mod:`tools._experiment`.
 """
 
 from __future__ import annotations
 
-import csv
 import glob
 import math
-import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
+from tools._experiment import REPO
+
 METHODS = ("dwp", "xavier", "filters")
 #: Extra arms (opt-in with --methods): prior samples rescaled per layer to std sqrt(2 / fan_in);
 #: the prior for one kernel size only (ablations: which prior helps or hurts), Xavier elsewhere.
@@ -37,68 +32,22 @@ LABELS = {"dwp": "dwp samples", "dwp-noise": "dwp samples with decoder noise", "
           "dwp-only5": "dwp 5x5 only (xavier 7x7)"}
 COLORS = {"dwp": "tab:blue", "dwp-noise": "tab:cyan", "xavier": "tab:orange", "filters": "tab:green",
           "dwp-fanin": "tab:purple", "dwp-only7": "tab:red", "dwp-only5": "tab:brown"}
-#: The shipped priors' architectures (tools/recipes), used for randomly initialised stand-ins.
-SHIPPED_ARCHS = {7: ("conv7", 2, 32, "elu"), 5: ("conv5", 4, 64, "elu"), 3: ("mlp", 4, 32, "relu")}
 #: Recipes whose harvest rule defines the learned-filter bank of each kernel size.
 FILTER_RECIPES = {7: REPO / "tools/recipes/notmnist-7x7.yaml", 5: REPO / "tools/recipes/notmnist-5x5.yaml"}
 PROTOCOL = "MNIST-10k protocol: train on all 5,000 images 0-4999 of the MNIST test file, evaluate on images 5000-9999"
 
 
-# -- command-line parsing ----------------------------------------------------------------------------
-def parse_seeds(text: str) -> list[int]:
-    """``"5"`` → seeds 0-4; ``"0,3,7"`` → those seeds; ``"2-6"`` → 2..6."""
-    text = text.strip()
-    if "," in text:
-        return [int(s) for s in text.split(",") if s.strip()]
-    if "-" in text:
-        lo, hi = (int(s) for s in text.split("-", 1))
-        return list(range(lo, hi + 1))
-    return list(range(int(text)))
-
-
-def parse_fractions(text: str) -> list[Fraction]:
-    """``"1/16,1/8,1"`` → fractions."""
-    return [Fraction(s.strip()) for s in text.split(",") if s.strip()]
-
-
-def set_threads(threads: int) -> None:
-    if threads > 0:
-        torch.set_num_threads(threads)
+def parse_methods(value: Any) -> tuple[str, ...]:
+    """Init methods, comma-separated (``dwp,xavier,filters`` and the extra arms of :data:`EXTRA_METHODS`)."""
+    names = tuple(m.strip() for m in (value if isinstance(value, (list, tuple)) else str(value).split(","))
+                  if m.strip())
+    bad = sorted(set(names) - set(METHODS + EXTRA_METHODS))
+    if bad or not names:
+        raise ValueError(f"unknown method(s) {bad}; choose from {','.join(METHODS + EXTRA_METHODS)}")
+    return names
 
 
 # -- priors ---------------------------------------------------------------------------------------------
-def random_prior(kernel_size: int, seed: int = 0) -> Any:
-    """An untrained prior with the shipped architecture for ``kernel_size`` (smoke tests, timing)."""
-    from dwp_hub._version import __version__
-    from dwp_hub.card import ArchConfig, KernelsInfo, KernelStats, Metrics, PriorCard, SourceInfo, TrainingInfo
-    from dwp_hub.model.prior import DeepWeightPrior
-    from dwp_hub.model.vae import KernelVAE
-
-    kind, z, hidden, act = SHIPPED_ARCHS[kernel_size]
-    arch = ArchConfig(kind, kernel_size, z, hidden, act)
-    torch.manual_seed(seed)
-    vae = KernelVAE(arch)
-    nan = float("nan")
-    card = PriorCard(
-        name=f"random-{kernel_size}x{kernel_size}", version="0.0.0",
-        description="Randomly initialised kernel VAE (not trained): a stand-in for smoke tests and timing.",
-        arch=arch, source=SourceInfo("none", "", "none", "none", 0, []),
-        kernels=KernelsInfo(0, 0, 0, 0, "none", 0.0), training=TrainingInfo(0, 0.0, 0, seed),
-        metrics=Metrics(nan, nan, 0, nan, 0), kernel_stats=KernelStats(nan, nan, {}),
-        weights_sha256="", created="", dwp_hub_version=__version__,
-    )
-    return DeepWeightPrior(card, vae, source="random")
-
-
-def load_priors(specs: dict[int, str], random: bool = False) -> dict[int, Any]:
-    """``{kernel_size: prior}`` from registry specs, or random stand-ins with ``random=True``."""
-    import dwp_hub
-
-    if random:
-        return {k: random_prior(k, seed=k) for k in specs}
-    return {k: dwp_hub.load(spec) for k, spec in specs.items()}
-
-
 def describe_priors(priors: dict[int, Any]) -> str:
     parts = []
     for k, p in sorted(priors.items(), reverse=True):
@@ -229,46 +178,3 @@ def mnist_protocol() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
     x, y = load_idx_dataset("mnist")
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     return xt[:5000], yt[:5000], xt[5000:], yt[5000:]
-
-
-# -- results --------------------------------------------------------------------------------------------
-class ResultFile:
-    """A CSV of result rows, rewritten atomically after every append (so runs can resume)."""
-
-    def __init__(self, path: Path, fields: Sequence[str]) -> None:
-        self.path = path
-        self.fields = list(fields)
-        self.rows: list[dict[str, str]] = []
-        if path.is_file():
-            with path.open(newline="") as fh:
-                self.rows = list(csv.DictReader(fh))
-
-    def has(self, **key: Any) -> bool:
-        return any(all(r.get(k) == str(v) for k, v in key.items()) for r in self.rows)
-
-    def add(self, rows: Iterable[dict[str, Any]]) -> None:
-        self.rows += [{k: str(v) for k, v in r.items()} for r in rows]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, self.fields)
-            w.writeheader()
-            w.writerows(self.rows)
-        os.replace(tmp, self.path)
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self.start
-
-
-def machine_note() -> str:
-    return f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU core(s)"

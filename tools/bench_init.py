@@ -20,10 +20,13 @@ Example::
     nice -n 10 .venv/bin/python tools/bench_init.py --repeats 7 --out docs/results/bench_init.md
 """
 
+# ruff: noqa: RUF009 - config fields are tools._experiment.setting(...), a dataclasses.field
 from __future__ import annotations
 
-import argparse
-import shlex
+if not __package__:  # run as a file (python tools/bench_init.py): register the tools package
+    import _bootstrap  # noqa: F401
+
+import dataclasses
 import statistics
 import sys
 import time
@@ -32,10 +35,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _initexp as X
+from tools._experiment import RUN, ExperimentConfig, command_line, machine_note, random_prior, set_threads, setting
 
 TARGET = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchInitConfig(ExperimentConfig):
+    """Initialisation cost of a torchvision model: the 3x3 prior against the default initialisation."""
+
+    NAME = "bench_init"
+
+    model: str = setting("resnet18", "a torchvision.models builder name")
+    prior: str = setting("cifar10-3x3", "the 3x3 prior")
+    random_prior: bool = setting(False, "untrained prior with the shipped 3x3 architecture")
+    repeats: int = setting(7, "interleaved repeats")
+    threads: int = setting(0, "torch threads (0: torch's default)", role=RUN)
+    out: Path | None = setting(None, "also write the result as markdown here", role=RUN)
 
 
 def _default_init(model: nn.Module) -> None:
@@ -67,15 +83,9 @@ def _time(fn) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="resnet18", help="a torchvision.models builder name")
-    ap.add_argument("--prior", default="cifar10-3x3")
-    ap.add_argument("--random-prior", action="store_true", help="untrained prior with the shipped 3x3 architecture")
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help="also write the result as markdown here")
-    args = ap.parse_args(argv)
-    X.set_threads(args.threads)
+    args, _ = BenchInitConfig.from_args(argv, __doc__.split("\n\n")[0])
+    assert isinstance(args, BenchInitConfig)
+    set_threads(args.threads)
     import torchvision
 
     import dwp_hub
@@ -83,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
 
     note = ""
     if args.random_prior:
-        prior = X.random_prior(3)
+        prior = random_prior(3)
         note = f"untrained stand-in with the shipped 3x3 architecture {prior.card.arch} (--random-prior)"
     else:
         try:
             prior = dwp_hub.load(args.prior)
             note = f"{prior.card.spec} from {prior.source}"
         except PriorNotFoundError:
-            prior = X.random_prior(3)
+            prior = random_prior(3)
             note = (f"{args.prior} is not in any registry yet, so an untrained stand-in with the shipped 3x3 "
                     f"architecture {prior.card.arch} (same sampling cost)")
     model = getattr(torchvision.models, args.model)(weights=None)
@@ -113,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Initialisation cost: torchvision {args.model}",
         "",
-        f"Command: `{' '.join(['python tools/bench_init.py', *map(shlex.quote, argv if argv is not None else sys.argv[1:])])}`",
+        f"Command: `{command_line('bench_init', argv)}`",
         "",
         (f"- Model: {args.model}, {n_params:,} parameters; the prior initialises {len(report)} conv layers "
         f"({n_kernels:,} 3x3 kernels), skips {len(report.skipped)} "
         f"({', '.join(sorted({r for _, r in report.skipped}))})."),
         f"- Prior: {note}.",
-        f"- {X.machine_note()}; {args.repeats} interleaved repeats; times in seconds.",
+        f"- {machine_note()}; {args.repeats} interleaved repeats; times in seconds.",
         "",
         "| arm | median | min | median ratio to default | min ratio |",
         "|---|---|---|---|---|",

@@ -2,43 +2,66 @@
 
 Protocol: the MNIST-10k protocol (:func:`dwp_hub.data.mnist10k_protocol`: N class-stratified
 training images from MNIST-10k images 0-4999 drawn by the data-split seed, test on images
-5000-9999). Net: the paper's fconv 32/128 with Bayesian conv layers (:func:`dwp_hub.inference.paper_net`).
+5000-9999). Net: the paper's fconv 32/128 with Bayesian conv layers (:func:`dwp_hub.paper.paper_net`).
 Priors: deep weight prior (notmnist-7x7 + notmnist-5x5), log-uniform, standard normal, and the
 deterministic net with L2. Recipe: :class:`dwp_hub.inference.VIRecipe` (Adam 1e-3 linear decay,
 10,000 epochs, batch 256, KL weight 1); accuracy of a 10-pass MC ensemble.
 
-Every finished run is appended to the CSV at once; a restarted command skips rows already there
-(same size, prior, seed, epochs and batch; for the deep weight prior also the same ``--dwp`` spec, so
-runs of several specs share one CSV and show as one arm each in the report) and resumes unfinished
-runs from their checkpoints (``--work-dir``). The table, plot and notes are rewritten from the CSV at the
-end (or alone with ``--report-only``).
+Config-first: :class:`Fig2aConfig` holds every setting (``--config FILE`` reads them from YAML, every flag
+overrides one). Every finished run is appended to the CSV at once, keyed by (size, prior, seed) and the hash of
+the settings that produced it (epochs, batch, MC passes; for arms that use the deep weight prior also its
+pinned spec, and for the deep-weight-prior arms the bound), so runs of several ``--dwp`` specs share one CSV and
+show as one arm each in the report. A restarted command skips rows already there and resumes unfinished runs
+from their checkpoints (``--work-dir``). The table, plot and notes are rewritten from the CSV at the end (or
+alone with ``--report-only``); interpretation comes from the config's ``notes`` and ``OUT_DIR/fig2a.notes.md``.
 
-Usage::
+Usage (``--seeds``: ``0-4``, ``0,3`` or ``3``, the seed syntax of every script)::
 
     DWP_HUB_DATA=../shared/data python tools/fig2a.py --seeds 0-4 --workers 2              # the paper's budget
     DWP_HUB_DATA=../shared/data python tools/fig2a.py --steps 400 --batch 50 --workers 2 --threads 1
                                                       # a fixed step budget (what a 2-core machine affords)
+    DWP_HUB_DATA=../shared/data python -m tools.fig2a --config tools/configs/fig2a-400-steps.yaml
     python tools/fig2a.py --report-only            # table + plot from the CSV
 """
 
+# ruff: noqa: RUF009 - config fields are tools._experiment.setting(...), a dataclasses.field
 from __future__ import annotations
+
+if not __package__:  # run as a file (python tools/fig2a.py): register the tools package
+    import _bootstrap  # noqa: F401
 
 import argparse
 import concurrent.futures as cf
+import dataclasses
 import hashlib
 import math
 import multiprocessing as mp
 import os
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import _runlog as runlog  # noqa: E402
+from dwp_hub.paper import PAPER_DWP
+from tools._experiment import (
+    GRID,
+    RANDOM_SPEC,
+    REPO,
+    RUN,
+    ExperimentConfig,
+    ResultFile,
+    command_line,
+    format_kernel_specs,
+    notes_section,
+    parse_ints,
+    parse_kernel_specs,
+    parse_seeds,
+    pin_specs,
+    random_priors,
+    setting,
+)
+
 SIZES = (50, 100, 200, 500, 1000)
 #: Arms: (paper_net prior, mean initialisation). "sn-dwp-init" and "dwp-xavier-init" separate the deep
 #: weight prior's initialisation from the prior itself; "sparse-log-uniform" is the additive-family
@@ -54,11 +77,6 @@ LABELS = {"dwp": "deep weight prior", "log-uniform": "log-uniform (variational d
           "standard-normal": "standard normal", "deterministic": "deterministic net + L2",
           "sn-dwp-init": "standard normal, dwp-initialised means", "dwp-xavier-init": "deep weight prior, Xavier means",
           "sparse-log-uniform": "sparse log-uniform (additive family)"}
-
-
-def uses_dwp(prior: str) -> bool:
-    """Whether an arm needs the deep weight priors (as prior or for its initialisation)."""
-    return "dwp" in ARMS[prior]
 #: Fig. 2a of the paper (mean of 10 data-split seeds, read off the figure; recipe file).
 PAPER = {
     "dwp": (0.800, 0.867, 0.915, 0.945, 0.961),
@@ -69,43 +87,106 @@ PAPER = {
 FIELDS = ("size", "prior", "seed", "epochs", "batch", "acc_ensemble", "acc_mean", "nll_ensemble", "steps", "seconds",
           "ms_per_step", "bound", "kernels_per_step", "dwp_priors", "protocol", "torch", "threads", "finished",
           "gap_per_kernel", "dwp_hub", "commit")
+KEY = ("size", "prior", "seed")
 
 
-def _ints(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out += list(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
-    return out
+def uses_dwp(prior: str) -> bool:
+    """Whether an arm needs the deep weight priors (as prior or for its initialisation)."""
+    return "dwp" in ARMS[prior]
 
 
-def _dwp_table(text: str) -> dict[int, str]:
-    table = {}
-    for item in text.split(","):
-        size, _, spec = item.partition("=")
-        table[int(size)] = spec.strip()
-    return table
+def _arms(value: Any) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in (value if isinstance(value, (list, tuple)) else str(value).split(","))
+                  if p.strip())
+    bad = sorted(set(names) - set(PRIORS))
+    if bad or not names:
+        raise ValueError(f"unknown arm(s) {bad}; choose from {','.join(PRIORS)}")
+    return names
 
 
-def _pin(spec: str) -> str:
-    """``--dwp`` with every prior pinned to the version it resolves to now (newest when unversioned),
-    so that CSV rows say exactly which priors a run used."""
-    from dwp_hub.registry import resolve
+def _dwp_spec(value: Any) -> str:
+    return value if value == RANDOM_SPEC else format_kernel_specs(parse_kernel_specs(value))
 
-    table = _dwp_table(spec)
-    return ",".join(f"{k}={resolve(ref).spec}" for k, ref in sorted(table.items(), reverse=True))
+
+@dataclasses.dataclass(frozen=True)
+class Fig2aConfig(ExperimentConfig):
+    """Fig. 2a: VI on the paper's MNIST net by prior (arm) and training-set size."""
+
+    NAME = "fig2a"
+
+    sizes: tuple[int, ...] = setting(SIZES, "training-set sizes N", role=GRID, parse=parse_ints)
+    priors: tuple[str, ...] = setting(DEFAULT_PRIORS, f"arms, a subset of {','.join(PRIORS)}", role=GRID,
+                                      parse=_arms)
+    seeds: tuple[int, ...] = setting((0, 1, 2, 3, 4), "data-split seeds: 0-4, 0,3 or 3", role=GRID,
+                                     parse=parse_seeds)
+    epochs: int = setting(10_000, "epochs per run (the paper: 10,000)")
+    steps: int | None = setting(None, "a fixed step budget per run instead of --epochs (epochs = steps / batches "
+                                      "per epoch, rounded); for machines where 10,000 epochs is out of reach")
+    batch: int = setting(256, "batch size (the whole set when N <= batch)")
+    dwp: str = setting(format_kernel_specs(PAPER_DWP), "deep weight prior per kernel size; unversioned names are "
+                       "pinned to the newest version before the run (rows record the pinned spec)", parse=_dwp_spec)
+    random_priors: bool = setting(False, "randomly initialised VAEs instead of hub priors (smoke tests only; "
+                                         "marked in the CSV)")
+    bound: str = setting("fast", "the deep weight prior's bound", choices=("fast", "full"))
+    kernels_per_step: int | None = setting(None, "kernels per layer and step of the fast bound (default 32)")
+    eval_mc: int = setting(10, "stochastic passes of the MC ensemble")
+    gap_k: int = setting(0, "at the end of each deep-weight-prior run, estimate the bound's gap (Appendix F) with K "
+                            "importance samples (0: skip)", role=RUN)
+    checkpoint_every: int = setting(1000, "steps between run checkpoints", role=RUN)
+    workers: int = setting(1, "parallel runs (processes)", role=RUN)
+    threads: int = setting(0, "torch threads per run (0: cores // workers)", role=RUN)
+    out_dir: Path = setting(REPO / "docs" / "results", "report folder", role=RUN)
+    csv: Path | None = setting(None, "results CSV (default OUT_DIR/fig2a.csv)", role=RUN)
+    work_dir: Path = setting(REPO / "runs" / "fig2a", "per-run checkpoints", role=RUN)
+    keep_checkpoints: bool = setting(False, "keep finished runs' checkpoints", role=RUN)
+    compare: Path | None = setting(None, "another fig2a CSV (another budget): the report adds both budgets side "
+                                         "by side", role=RUN)
+
+    @property
+    def csv_path(self) -> Path:
+        return self.csv or self.out_dir / "fig2a.csv"
+
+    def epochs_for(self, size: int) -> int:
+        """Epochs of a run on ``size`` examples (from ``steps`` when it is set)."""
+        if self.steps is None:
+            return self.epochs
+        return max(1, round(self.steps / math.ceil(size / self.batch)))
+
+    def prior_spec(self, prior: str) -> str:
+        """What a row of this arm records as ``dwp_priors`` ("" for arms without the deep weight prior)."""
+        if not uses_dwp(prior):
+            return ""
+        return RANDOM_SPEC if self.random_priors else self.dwp
+
+    def row_settings(self, *, size: int, prior: str, **_: Any) -> dict[str, Any]:
+        """The settings that make the row of (size, prior): the budget, and only the prior settings the arm uses."""
+        from dwp_hub.inference import DEFAULT_KERNELS_PER_STEP
+
+        out: dict[str, Any] = {"experiment": self.NAME, "epochs": self.epochs_for(size), "batch": self.batch,
+                               "eval_mc": self.eval_mc}
+        if uses_dwp(prior):
+            out["dwp"] = self.prior_spec(prior)
+        if ARMS[prior][0] == "dwp":
+            out["bound"] = self.bound
+            out["kernels_per_step"] = self.kernels_per_step or DEFAULT_KERNELS_PER_STEP
+        return out
+
+
+def legacy_match(row: dict[str, str], settings: dict[str, Any]) -> bool:
+    """Rows written before config hashing: the old key (epochs, batch and, for dwp arms, the prior spec)."""
+    if int(row["epochs"]) != settings["epochs"] or int(row.get("batch") or 256) != settings["batch"]:
+        return False
+    return "dwp" not in settings or _row_spec(row.get("dwp_priors") or "") == _row_spec(settings["dwp"])
+
+
+def result_file(path: Path) -> ResultFile:
+    return ResultFile(path, FIELDS, KEY, legacy=legacy_match)
 
 
 def _row_spec(spec: str) -> str:
     """A CSV row's ``dwp_priors`` with unversioned names read as 1.0.0: rows written before this tool
     pinned versions were all made while 1.0.0 was the only version ("" : rows older than the column)."""
-    if spec == "random-vae":
+    if spec == RANDOM_SPEC:
         return spec
     if not spec:
         spec = "7=notmnist-7x7,5=notmnist-5x5"  # rows older than the column: the defaults of that time
@@ -117,19 +198,6 @@ def _row_spec(spec: str) -> str:
     return ",".join(parts)
 
 
-def _dwp_spec(job: dict[str, Any]) -> str:
-    """What run_one writes as ``dwp_priors`` for a job ("" for the other priors)."""
-    if not uses_dwp(job["prior"]):
-        return ""
-    return "random-vae" if job["random_priors"] else job["dwp"]
-
-
-def _run_key(row: dict[str, Any]) -> tuple[int, str, int, int, int, str]:
-    """(size, prior, seed, epochs, batch, dwp spec) of a CSV row: a run is done when its key is in the CSV."""
-    return (int(row["size"]), row["prior"], int(row["seed"]), int(row["epochs"]), int(row.get("batch") or 256),
-            _arm(row)[1])
-
-
 def _old_7x7(spec: str) -> bool:
     """Whether a dwp spec uses the 1.0.0 notmnist-7x7 prior."""
     for item in _row_spec(spec).split(","):
@@ -139,34 +207,25 @@ def _old_7x7(spec: str) -> bool:
     return False
 
 
-def _random_priors() -> dict[int, Any]:
-    import torch
-
-    from dwp_hub.card import ArchConfig
-    from dwp_hub.model.vae import KernelVAE
-
-    torch.manual_seed(0)
-    return {7: KernelVAE(ArchConfig("conv7", 7, 2, 32)), 5: KernelVAE(ArchConfig("conv5", 5, 4, 64))}
-
-
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one (size, prior, seed); returns the CSV row."""
     import torch
 
     from dwp_hub.data import mnist10k_protocol
-    from dwp_hub.inference import DEFAULT_KERNELS_PER_STEP, VIRecipe, fit_deterministic, fit_vi, paper_net
+    from dwp_hub.inference import DEFAULT_KERNELS_PER_STEP, VIRecipe, fit_deterministic, fit_vi
+    from dwp_hub.paper import paper_net
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     split = mnist10k_protocol(job["size"], job["seed"])
-    priors: dict[int, Any] = _random_priors() if job["random_priors"] else _dwp_table(job["dwp"])
+    spec = job["dwp_priors"]
+    priors: dict[int, Any] = random_priors((7, 5)) if spec == RANDOM_SPEC else parse_kernel_specs(job["dwp"])
     prior, init = ARMS[job["prior"]]
     model = paper_net(prior, dwp_priors=priors, seed=job["seed"], bound=job["bound"],
                       kernels_per_step=job["kernels_per_step"], init=init)
     recipe = VIRecipe(epochs=job["epochs"], batch_size=job["batch"], seed=job["seed"], eval_mc=job["eval_mc"],
                       checkpoint_every=job["checkpoint_every"])
     fit = fit_deterministic if job["prior"] == "deterministic" else fit_vi
-    spec = _dwp_spec(job)
     tag = f"-{hashlib.sha256(spec.encode()).hexdigest()[:8]}" if uses_dwp(job["prior"]) else ""
     name = f"n{job['size']}-{job['prior']}{tag}-s{job['seed']}-e{job['epochs']}-b{job['batch']}.safetensors"
     ck = Path(job["work_dir"]) / name
@@ -179,8 +238,6 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
         est = bound_gap(model, k=job["gap_k"], generator=torch.Generator().manual_seed(job["seed"]))
         gap = ";".join(f"{name}={g.gap_per_kernel:.3f}" for name, g in est.items())
-    from dwp_hub import __version__
-
     return {
         "size": job["size"], "prior": job["prior"], "seed": job["seed"], "epochs": job["epochs"], "batch": job["batch"],
         "acc_ensemble": round(m["acc_ensemble"], 4), "acc_mean": round(m["acc_mean"], 4),
@@ -190,17 +247,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "kernels_per_step": (job["kernels_per_step"] or DEFAULT_KERNELS_PER_STEP) if prior == "dwp" else "",
         "dwp_priors": spec,
         "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck),
-        "gap_per_kernel": gap, "dwp_hub": __version__, "commit": job.get("commit", ""),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck), "gap_per_kernel": gap,
     }
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    return runlog.read_rows(path)
-
-
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    runlog.append_row(path, row, FIELDS)
+    return ResultFile.read(path)
 
 
 Arm = tuple[str, str]  # (prior, dwp spec; "" for the other priors)
@@ -260,9 +312,11 @@ def budget_table(rows: list[dict[str, str]], other: list[dict[str, str]], other_
 
 
 def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: str = "fig2a",
-                 rewritten_by: str = "", compare: tuple[str, list[dict[str, str]]] | None = None) -> tuple[Path, Path]:
+                 rewritten_by: str = "", compare: tuple[str, list[dict[str, str]]] | None = None,
+                 notes: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """Markdown table (ours beside the paper's) and plot from the CSV rows; with ``compare``
-    (a name and another CSV's rows) also a table of both budgets side by side."""
+    (a name and another CSV's rows) also a table of both budgets side by side. Interpretation comes only from
+    ``notes`` (the config's) and ``OUT_DIR/<stem>.notes.md``."""
     sizes = sorted({int(r["size"]) for r in rows}) or list(SIZES)
     priors = [p for p in PRIORS if any(r["prior"] == p for r in rows)]
     dwp_specs = list(dict.fromkeys(_arm(r)[1] for r in rows if uses_dwp(r["prior"])))  # first appearance
@@ -284,10 +338,10 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
         ("Commands (each added rows to the CSV): `" if "`; `" in command else "Command: `") + command + "`"
         + (f" (report rewritten by `{rewritten_by}`)" if rewritten_by else ""),
         "",
-        f"Training per run: {budget} (paper: 10,000 epochs, the whole set per step for N <= 256). Protocol: MNIST-10k (N stratified training images "
-        "from MNIST-10k images 0-4999 by the data-split seed, test on images 5000-9999); the paper used the "
-        "60k training set and 10k test set. Accuracy: MC ensemble of 10 stochastic passes. "
-        f"Deep weight prior: {', '.join(dwp_src) or '-'}.",
+        (f"Training per run: {budget} (paper: 10,000 epochs, the whole set per step for N <= 256). Protocol: "
+         "MNIST-10k (N stratified training images from MNIST-10k images 0-4999 by the data-split seed, test on images "
+         "5000-9999); the paper used the 60k training set and 10k test set. Accuracy: MC ensemble of 10 stochastic "
+         f"passes. Deep weight prior: {', '.join(dwp_src) or '-'}."),
         "",
         "Ours: mean ± std over data-split seeds (number of seeds in brackets); paper: mean of 10 seeds.",
         "",
@@ -333,35 +387,7 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     if gaps:
         lines += ["", "## Appendix F: gap of the auxiliary bound at the end of each run (nats per kernel, per layer)", ""]
         lines += [f"- N={n}, seed {sd}: {g}" for n, sd, g in sorted(gaps)]
-    max_steps = max(int(r["steps"]) for r in rows) if rows else 0
-    diversity_link = os.path.relpath(REPO / "docs" / "results" / "prior_diversity.md", out_dir.resolve())
-    notes = []
-    if rows and min(epochs) < 10_000:
-        notes.append(
-            f"- Truncated budget: at most {max_steps} optimiser steps per run against the paper's 10,000 epochs. "
-            f"With Adam at lr 1e-3 a parameter moves by at most about {max_steps * 1e-3:.1f} in {max_steps} steps "
-            "(less under the linear decay), so every log σ² is still at most "
-            f"{-10 + max_steps * 1e-3:.1f} (from its initial −10): the posteriors' variances stay tiny and the "
-            "KL term acts mostly on the means. This is not yet the regime in which the paper compares priors.")
-    if (("sparse-log-uniform", ""), sizes[0]) in st and st[(("sparse-log-uniform", ""), sizes[0])][0] < 0.5:
-        notes.append(
-            "- Sparse log-uniform (the additive family; rows made before the paper's variational-dropout arm "
-            "existed, when it was called log-uniform): while log σ² ≈ −10, the Molchanov KL is large for every weight and falls as "
-            "log α = log σ² − log θ² rises, i.e. as the mean θ shrinks; its gradient outweighs the data term "
-            "(N · mean CE) and pulls the conv means to 0 before the variances can grow, so truncated runs end "
-            "near chance accuracy. Longer runs let log σ² grow and the data term recover.")
-    sn = st.get((("standard-normal", ""), sizes[0]))
-    below = [a for a in arms_of.get("dwp", []) if _old_7x7(a[1]) and sn and (a, sizes[0]) in st
-             and st[(a, sizes[0])][0] < sn[0]]
-    if below:
-        which = "Deep weight prior" + (" " + ", ".join(f"[{a[1] or '?'}]" for a in below) if multi else "")
-        notes.append(
-            f"- {which} below the standard normal: its conv means start at decoder means of the 7x7 and "
-            "5x5 priors, and the shipped 7x7 prior's decoder means are nearly collinear (many copies of one smooth "
-            f"pattern; see [prior_diversity.md]({diversity_link})): the first layer starts with little feature "
-            "diversity, and the KL term keeps pulling its kernels towards that pattern.")
-    if notes:
-        lines += ["", "## Reading these numbers", "", *notes]
+    lines += notes_section(notes, out_dir, stem)
     if compare is not None:
         lines += ["", f"## Both budgets: this table beside {compare[0]}", "", *budget_table(rows, compare[1], compare[0])]
     lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in rows) / 3600:.2f} h "
@@ -407,119 +433,83 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     return md, png
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Reproduce the paper's Fig. 2a on the MNIST-10k protocol.")
-    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    ap.add_argument("--priors", default=",".join(DEFAULT_PRIORS), help=f"arms, a subset of {','.join(PRIORS)}")
-    ap.add_argument("--gap-k", type=int, default=0,
-                    help="at the end of each deep-weight-prior run, estimate the bound's gap (Appendix F) with K "
-                         "importance samples (0: skip)")
-    ap.add_argument("--seeds", default="0-4", help="data-split seeds, e.g. 0-4 or 0,3")
-    ap.add_argument("--epochs", type=int, default=10_000)
-    ap.add_argument("--steps", type=int, default=None,
-                    help="a fixed step budget per run instead of --epochs (epochs = steps / batches per epoch, "
-                         "rounded); for machines where 10,000 epochs is out of reach")
-    ap.add_argument("--batch", type=int, default=256, help="batch size (the whole set when N <= batch)")
-    ap.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads per run (0: cores // workers)")
-    from dwp_hub.registry.defaults import paper_priors_spec
-
-    ap.add_argument("--dwp", default=paper_priors_spec(), help="deep weight prior per kernel size; unversioned names are pinned to the newest version "
-                    "before the run (rows record the pinned spec)")
-    ap.add_argument("--random-priors", action="store_true",
-                    help="randomly initialised VAEs instead of hub priors (smoke tests only; marked in the CSV)")
-    ap.add_argument("--bound", choices=("fast", "full"), default="fast")
-    ap.add_argument("--kernels-per-step", type=int, default=None)
-    ap.add_argument("--eval-mc", type=int, default=10)
-    ap.add_argument("--checkpoint-every", type=int, default=1000, help="steps between run checkpoints")
-    ap.add_argument("--out-dir", type=Path, default=REPO / "docs" / "results")
-    ap.add_argument("--csv", type=Path, default=None, help="default OUT_DIR/fig2a.csv")
-    ap.add_argument("--work-dir", type=Path, default=REPO / "runs" / "fig2a", help="per-run checkpoints")
-    ap.add_argument("--keep-checkpoints", action="store_true", help="keep finished runs' checkpoints")
-    ap.add_argument("--report-only", action="store_true")
-    ap.add_argument("--compare", type=Path, default=None,
-                    help="another fig2a CSV (another budget): the report adds both budgets side by side")
-    args = ap.parse_args(argv)
-
-    csv_path = args.csv or args.out_dir / "fig2a.csv"
-    command = "python tools/fig2a.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    log = csv_path.with_suffix(".commands.txt")  # every command that added rows to this CSV, in order
-    if args.report_only:
-        old_md = args.out_dir / "fig2a.md"  # keep the command(s) that produced the rows
-        rewritten_by = ""
-        if runlog.commands(log):
-            rewritten_by, command = command, "`; `".join(runlog.commands(log))
-        elif old_md.exists():
-            for line in old_md.read_text().splitlines():
-                if line.startswith("Command: `") and "--report-only" not in line:
-                    rewritten_by, command = command, line[len("Command: `"):].split("`")[0]
-                    break
-        rows = read_rows(csv_path)
-        if not rows:
-            raise SystemExit(f"No rows in {csv_path}.")
-        compare = None
-        if args.compare is not None:
-            compare = (os.path.relpath(args.compare, args.out_dir), read_rows(args.compare))
-        print("\n".join(map(str, write_report(rows, args.out_dir, command, rewritten_by=rewritten_by,
-                                               compare=compare))))
-        return 0
-    priors = [p.strip() for p in args.priors.split(",") if p.strip()]
-    bad = set(priors) - set(PRIORS)
-    if bad:
-        raise SystemExit(f"Unknown priors {sorted(bad)}; choose from {PRIORS}.")
-    sizes, seeds = _ints(args.sizes), _ints(args.seeds)
-    done = {_run_key(r) for r in read_rows(csv_path)}
-    dwp = _pin(args.dwp) if any(uses_dwp(p) for p in priors) and not args.random_priors else args.dwp
-    import subprocess
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = ""
-
-    def epochs_for(n: int) -> int:
-        if args.steps is None:
-            return args.epochs
-        return max(1, round(args.steps / math.ceil(n / args.batch)))
-
+def jobs(cfg: Fig2aConfig) -> list[dict[str, Any]]:
+    """Every (size, seed, arm) of the config as a job for :func:`run_one` (settings and row key included)."""
     cores = os.cpu_count() or 1
-    threads = args.threads or max(1, cores // max(1, args.workers))
-    jobs = [
-        {"size": n, "prior": p, "seed": s, "epochs": epochs_for(n), "batch": args.batch, "threads": threads, "dwp": dwp,
-         "random_priors": args.random_priors, "bound": args.bound, "kernels_per_step": args.kernels_per_step,
-         "eval_mc": args.eval_mc, "checkpoint_every": args.checkpoint_every, "work_dir": str(args.work_dir),
-         "gap_k": args.gap_k, "commit": commit}
-        for n in sizes for s in seeds for p in priors
-    ]
-    jobs = [j for j in jobs if _run_key({**j, "dwp_priors": _dwp_spec(j)}) not in done]
-    print(f"{len(jobs)} run(s) to do ({len(done)} already in {csv_path}); {args.workers} worker(s) x {threads} thread(s)",
-          flush=True)
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    if jobs:
-        runlog.record(log, command)
+    threads = cfg.threads or max(1, cores // max(1, cfg.workers))
+    out = []
+    for n in cfg.sizes:
+        for s in cfg.seeds:
+            for p in cfg.priors:
+                out.append({"size": n, "prior": p, "seed": s, "epochs": cfg.epochs_for(n), "batch": cfg.batch,
+                            "threads": threads, "dwp": cfg.dwp, "dwp_priors": cfg.prior_spec(p), "bound": cfg.bound,
+                            "kernels_per_step": cfg.kernels_per_step, "eval_mc": cfg.eval_mc,
+                            "checkpoint_every": cfg.checkpoint_every, "work_dir": str(cfg.work_dir),
+                            "gap_k": cfg.gap_k, "settings": cfg.row_settings(size=n, prior=p)})
+    return out
+
+
+def _report_command(results: ResultFile, command: str, out_dir: Path) -> tuple[str, str]:
+    """(the commands that made the rows, the command that rewrote the report or "")."""
+    if results.commands():
+        return "`; `".join(results.commands()), command
+    old_md = out_dir / "fig2a.md"  # older folders: the command in the report
+    if old_md.exists():
+        for line in old_md.read_text().splitlines():
+            if line.startswith("Command: `") and "--report-only" not in line:
+                return line[len("Command: `"):].split("`")[0], command
+    return command, ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    def extra(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--report-only", action="store_true", help="only rewrite the report from the CSV")
+
+    cfg, ns = Fig2aConfig.from_args(argv, "Reproduce the paper's Fig. 2a on the MNIST-10k protocol.", extra)
+    assert isinstance(cfg, Fig2aConfig)
+    command = command_line("fig2a", argv)
+    results = result_file(cfg.csv_path)
+    if ns.report_only:
+        if not results.rows:
+            raise SystemExit(f"No rows in {cfg.csv_path}.")
+        made_by, rewritten_by = _report_command(results, command, cfg.out_dir)
+        compare = None
+        if cfg.compare is not None:
+            compare = (os.path.relpath(cfg.compare, cfg.out_dir), read_rows(cfg.compare))
+        print("\n".join(map(str, write_report(results.rows, cfg.out_dir, made_by, rewritten_by=rewritten_by,
+                                               compare=compare, notes=cfg.notes))))
+        return 0
+    if not cfg.random_priors and any(uses_dwp(p) for p in cfg.priors):  # rows record the pinned versions
+        cfg = cfg.replace(dwp=format_kernel_specs(pin_specs(parse_kernel_specs(cfg.dwp))))
+    todo = [j for j in jobs(cfg) if not results.has(j["settings"], size=j["size"], prior=j["prior"], seed=j["seed"])]
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, cfg.workers))
+    print(f"{len(todo)} run(s) to do ({len(results.rows)} row(s) already in {cfg.csv_path}; config "
+          f"{cfg.sha256()}); {cfg.workers} worker(s) x {threads} thread(s)", flush=True)
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    if todo:
+        results.record(command)
     t0 = time.perf_counter()
+    settings = {(j["size"], j["prior"], j["seed"]): j["settings"] for j in todo}
 
     def report(row: dict[str, Any]) -> None:
-        append_row(csv_path, row)
-        if not args.keep_checkpoints:  # the CSV row is the result; checkpoints only serve unfinished runs
+        results.add([row], settings[(row["size"], row["prior"], row["seed"])])
+        if not cfg.keep_checkpoints:  # the CSV row is the result; checkpoints only serve unfinished runs
             Path(row["_checkpoint"]).unlink(missing_ok=True)
         print(f"  N={row['size']:<5} {row['prior']:<16} seed {row['seed']}: acc {row['acc_ensemble']:.4f} "
               f"(mean weights {row['acc_mean']:.4f}), {row['seconds']:.0f} s, {row['ms_per_step']:.1f} ms/step",
               flush=True)
 
-    if args.workers <= 1:
-        for job in jobs:
+    if cfg.workers <= 1:
+        for job in todo:
             report(run_one(job))
     else:
-        with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-            for fut in cf.as_completed([pool.submit(run_one, j) for j in jobs]):
+        with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+            for fut in cf.as_completed([pool.submit(run_one, j) for j in todo]):
                 report(fut.result())
-    rows = read_rows(csv_path)
-    if rows:
-        command = "`; `".join(runlog.commands(log)) or command
-        md, png = write_report(rows, args.out_dir, command)
-        print(f"{len(jobs)} run(s) in {time.perf_counter() - t0:.0f} s; wrote {csv_path}, {md}, {png}")
+    if results.rows:
+        made_by = "`; `".join(results.commands()) or command
+        md, png = write_report(results.rows, cfg.out_dir, made_by, notes=cfg.notes)
+        print(f"{len(todo)} run(s) in {time.perf_counter() - t0:.0f} s; wrote {cfg.csv_path}, {md}, {png}")
     return 0
 
 

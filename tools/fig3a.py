@@ -10,31 +10,62 @@ trained. Features are computed once per (init, k, seed).
 Data: the MNIST-10k protocol (only the 10k MNIST test file is available offline): train on all
 5,000 images 0-4999, evaluate on images 5000-9999.
 
-Example (the committed results)::
+Config-first: :class:`Fig3aConfig` (``--config FILE``, flags override). Rows are keyed by (method, k, seed) and
+the hash of the settings that produced them (classifier settings; the pinned priors for dwp rows, the source
+checkpoints for learned-filter rows); re-running with the same ``--out`` resumes. Interpretation comes from the
+config's ``notes`` and ``OUT/fig3a.notes.md``.
 
-    DWP_HUB_DATA=../shared/data nice -n 10 .venv/bin/python tools/fig3a.py --seeds 5 --out docs/results
+Example (the committed results; ``--seeds 10``, a bare number, is the old count syntax: seeds 0-9)::
+
+    DWP_HUB_DATA=../shared/data nice -n 10 .venv/bin/python tools/fig3a.py --seeds 0-9 --out docs/results
 
 Smoke test with untrained stand-in priors::
 
-    DWP_HUB_DATA=../shared/data .venv/bin/python tools/fig3a.py --random-priors --seeds 2 \\
+    DWP_HUB_DATA=../shared/data .venv/bin/python tools/fig3a.py --random-priors --seeds 0-1 \\
         --widths 1/16,1/4 --steps 200 --out /tmp/fig3a-smoke
-
-Re-running with the same ``--out`` resumes: finished (method, k, seed, steps) rows are kept.
 """
 
+# ruff: noqa: RUF009 - config fields are tools._experiment.setting(...), a dataclasses.field
 from __future__ import annotations
 
+if not __package__:  # run as a file (python tools/fig3a.py): register the tools package
+    import _bootstrap  # noqa: F401
+
 import argparse
-import shlex
+import dataclasses
+import functools
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _initexp as X
+from dwp_hub.paper import PAPER_DWP, PAPER_WIDTHS
+from tools import _initexp as X
+from tools._experiment import (
+    GRID,
+    RANDOM_SPEC,
+    REPO,
+    RUN,
+    ExperimentConfig,
+    ResultFile,
+    Timer,
+    command_line,
+    format_kernel_specs,
+    format_seeds,
+    load_priors,
+    machine_note,
+    mean_std,
+    notes_section,
+    parse_fractions,
+    parse_seeds,
+    pin_specs,
+    seeds_or_legacy_count,
+    set_threads,
+    setting,
+)
 
 #: Fig. 3a of the paper, read off the figure (recipe-and-results.md).
 PAPER = {
@@ -42,15 +73,63 @@ PAPER = {
     "xavier": {Fraction(1, 16): 0.930, Fraction(1, 8): 0.956, Fraction(1, 4): 0.972, Fraction(1, 2): 0.979, Fraction(1): 0.983},
     "filters": {Fraction(1, 16): 0.963, Fraction(1, 8): 0.972, Fraction(1, 4): 0.979, Fraction(1, 2): 0.984, Fraction(1): 0.987},
 }
-BASE_WIDTHS = (32, 128)
+BASE_WIDTHS = PAPER_WIDTHS
 FIELDS = ["method", "k", "h0", "h1", "seed", "config", "test_accuracy", "train_accuracy",
           "feature_dim", "extract_seconds", "train_seconds"]
+KEY = ("method", "k", "seed")
 
 
-def config(args: argparse.Namespace) -> str:
-    """The classifier settings a result row was produced with (rows resume only under equal settings)."""
-    feats = "standardised" if args.standardize else "raw"
-    return f"steps {args.steps} batch {args.batch_size} lr {args.lr} {feats} features"
+@dataclasses.dataclass(frozen=True)
+class Fig3aConfig(ExperimentConfig):
+    """Fig. 3a: frozen conv layers initialised three ways, a linear classifier trained on their features."""
+
+    NAME = "fig3a"
+
+    seeds: tuple[int, ...] = setting((0, 1, 2, 3, 4), "seeds: 0-4, 0,3 or 3 (on the command line a bare number N "
+                                     "is the old count syntax, seeds 0..N-1)", role=GRID, parse=parse_seeds,
+                                     cli_parse=functools.partial(seeds_or_legacy_count, script="fig3a"))
+    widths: tuple[Fraction, ...] = setting(parse_fractions("1/16,1/8,1/4,1/2,1"), "width scales k of (32, 128)",
+                                           role=GRID, parse=parse_fractions)
+    methods: tuple[str, ...] = setting(X.METHODS, "init methods", role=GRID, parse=X.parse_methods)
+    steps: int = setting(1000, "classifier training steps")
+    lr: float = setting(1e-2, "classifier learning rate (1e-3 under-fits in 1,000 steps: k=1/16 Xavier, seed 0, "
+                              "train accuracy 0.820 against 0.885 with 1e-2)")
+    batch_size: int = setting(128, "classifier batch size")
+    standardize: bool = setting(True, "train the classifier on standardised features (--raw-features: raw)",
+                                flags=("--raw-features",), negate=True)
+    prior7: str = setting(PAPER_DWP[7], "the 7x7 prior (pinned to its newest version when unversioned)")
+    prior5: str = setting(PAPER_DWP[5], "the 5x5 prior (pinned to its newest version when unversioned)")
+    random_priors: bool = setting(False, "untrained stand-in priors (smoke tests)")
+    sources: tuple[Path, ...] = setting((), "source checkpoints for learned filters (default: the notMNIST source "
+                                            "nets under runs/)", nargs="*")
+    out_dir: Path = setting(REPO / "docs" / "results", "output folder (CSV, plot, report)", flags=("--out", "--out-dir"),
+                            role=RUN)
+    threads: int = setting(1, "torch threads (0: torch default); one thread wastes least CPU on a shared, busy "
+                              "machine", role=RUN)
+
+    def prior_specs(self) -> str:
+        return RANDOM_SPEC if self.random_priors else format_kernel_specs({7: self.prior7, 5: self.prior5})
+
+    def row_settings(self, *, method: str, **_: Any) -> dict[str, Any]:
+        """Classifier settings; for dwp arms the priors, for learned filters the source checkpoints."""
+        out: dict[str, Any] = {"experiment": self.NAME, "steps": self.steps, "lr": self.lr,
+                               "batch_size": self.batch_size, "standardize": self.standardize}
+        if method.startswith("dwp"):
+            out["priors"] = self.prior_specs()
+        if method == "filters":
+            out["sources"] = [str(p) for p in self.sources]
+        return out
+
+    def legacy_config(self) -> str:
+        """The ``config`` column the old script wrote (its resume key, with method, k and seed)."""
+        feats = "standardised" if self.standardize else "raw"
+        return f"steps {self.steps} batch {self.batch_size} lr {self.lr} {feats} features"
+
+
+def result_file(cfg: Fig3aConfig) -> ResultFile:
+    """``OUT/fig3a.csv``; rows written before config hashing match by their ``config`` column (as they did)."""
+    legacy = cfg.legacy_config()
+    return ResultFile(cfg.out_dir / "fig3a.csv", FIELDS, KEY, legacy=lambda row, _settings: row.get("config") == legacy)
 
 
 def widths_for(k: Fraction) -> tuple[int, int]:
@@ -96,18 +175,16 @@ def train_classifier(f_tr: torch.Tensor, y_tr: torch.Tensor, f_te: torch.Tensor,
                 (clf(f_tr).argmax(1) == y_tr).float().mean().item())
 
 
-def run(args: argparse.Namespace, priors: dict | None, bank: X.FilterBank | None) -> X.ResultFile:
-    seeds, ks = X.parse_seeds(args.seeds), X.parse_fractions(args.widths)
-    methods = [m.strip() for m in args.methods.split(",")]
-    results = X.ResultFile(args.out / "fig3a.csv", FIELDS)
-    todo = [(s, k, m) for s in seeds for k in ks for m in methods
-            if not results.has(method=m, k=k, seed=s, config=config(args))]
-    if args.report_only:
+def run(cfg: Fig3aConfig, results: ResultFile, priors: dict | None, bank: X.FilterBank | None,
+        report_only: bool = False) -> None:
+    todo = [(s, k, m) for s in cfg.seeds for k in cfg.widths for m in cfg.methods
+            if not results.has(cfg.row_settings(method=m), method=m, k=k, seed=s)]
+    if report_only:
         todo = []
-    print(f"fig3a: {len(todo)} run(s) to do ({config(args)}), {len(results.rows)} row(s) already in {results.path}",
-          flush=True)
+    print(f"fig3a: {len(todo)} run(s) to do ({cfg.legacy_config()}), {len(results.rows)} row(s) already in "
+          f"{results.path}", flush=True)
     if not todo:
-        return results
+        return
     x_tr, y_tr, x_te, y_te = X.mnist_protocol()
     from dwp_hub.model.nets import NetConfig, build_net
 
@@ -118,33 +195,30 @@ def run(args: argparse.Namespace, priors: dict | None, bank: X.FilterBank | None
         for p in net.parameters():
             p.requires_grad_(False)
         body = net[:-1]  # everything but the classifier
-        t = X.Timer()
+        t = Timer()
         f_tr, f_te = features(body, x_tr), features(body, x_te)
         extract = t()
-        t = X.Timer()
-        test_acc, train_acc = train_classifier(f_tr, y_tr, f_te, y_te, steps=args.steps, lr=args.lr,
-                                               batch=args.batch_size, seed=seed, standardize=args.standardize)
-        results.add([{"method": method, "k": k, "h0": h0, "h1": h1, "seed": seed, "config": config(args),
-                      "test_accuracy": f"{test_acc:.4f}",
-                      "train_accuracy": f"{train_acc:.4f}", "feature_dim": f_tr.shape[1],
-                      "extract_seconds": f"{extract:.2f}", "train_seconds": f"{t():.2f}"}])
+        t = Timer()
+        test_acc, train_acc = train_classifier(f_tr, y_tr, f_te, y_te, steps=cfg.steps, lr=cfg.lr,
+                                               batch=cfg.batch_size, seed=seed, standardize=cfg.standardize)
+        results.add([{"method": method, "k": k, "h0": h0, "h1": h1, "seed": seed, "config": cfg.legacy_config(),
+                      "test_accuracy": f"{test_acc:.4f}", "train_accuracy": f"{train_acc:.4f}",
+                      "feature_dim": f_tr.shape[1], "extract_seconds": f"{extract:.2f}",
+                      "train_seconds": f"{t():.2f}"}], cfg.row_settings(method=method))
         print(f"  k={k!s:>4} ({h0:>2},{h1:>3}) seed {seed} {method:<7} test acc {test_acc:.4f} "
               f"(train {train_acc:.4f}; features {extract:.1f}s, classifier {t():.1f}s)", flush=True)
-    return results
 
 
-def summarize(results: X.ResultFile, args: argparse.Namespace, priors_note: str, bank_note: str) -> None:
-    ks = X.parse_fractions(args.widths)
-    methods = [m.strip() for m in args.methods.split(",")]
+def summarize(cfg: Fig3aConfig, results: ResultFile, command: str, priors_note: str, bank_note: str,
+              scale_note: str) -> None:
     stats: dict[tuple[str, Fraction], tuple[float, float, int]] = {}
-    for m in methods:
-        for k in ks:
-            accs = [float(r["test_accuracy"]) for r in results.rows
-                    if r["method"] == m and Fraction(r["k"]) == k and r["config"] == config(args)
-                    and int(r["seed"]) in X.parse_seeds(args.seeds)]
+    for m in cfg.methods:
+        for k in cfg.widths:
+            accs = [float(r["test_accuracy"]) for r in results.find(cfg.row_settings(method=m), method=m, k=k)
+                    if int(r["seed"]) in cfg.seeds]
             if accs:
-                stats[(m, k)] = (*X.mean_std(accs), len(accs))
-    _plot(stats, ks, methods, args.out / "fig3a.png")
+                stats[(m, k)] = (*mean_std(accs), len(accs))
+    _plot(stats, list(cfg.widths), list(cfg.methods), cfg.out_dir / "fig3a.png")
     lines = [
         "# Fig. 3a: random feature extraction on MNIST",
         "",
@@ -152,41 +226,37 @@ def summarize(results: X.ResultFile, args: argparse.Namespace, priors_note: str,
         "classifier is trained. Test accuracy, mean ± standard deviation over seeds, beside the paper's",
         "numbers (read off its Fig. 3a; the paper averages 10 runs on the full MNIST).",
         "",
-        f"Command: `{args.command}`",
+        f"Command: `{command}`",
         "",
-        f"- Data: {X.PROTOCOL}. The paper trains on the 60k MNIST training set and tests on its 10k test set,",
-        "  so absolute accuracies here are lower; the comparison between initialisations is the point.",
+        f"- Data: {X.PROTOCOL}. The paper trains on the 60k MNIST training set and tests on its 10k test set.",
         f"- Priors: {priors_note}.",
         f"- Learned filters: {bank_note}; drawn uniformly with replacement for every kernel slice.",
         ("- Kernel scale, median L2 norm of prior samples (decoder means of z ~ N(0, I)) against the learned "
-         f"kernels: {args.scale_note} (no effect here: see the classifier line)."),
+         f"kernels: {scale_note}."),
         "- Xavier: Xavier-uniform. Every arm: biases zero; the classifier starts from Xavier-uniform.",
-        f"- Classifier: Linear(h1·9 → 10) on precomputed features, Adam lr {args.lr} with linear decay to 0, "
-        f"batch {args.batch_size}, {args.steps} steps"
-        + (", features standardised with training statistics (a reparameterisation of the same linear layer;"
-           " it also makes the result independent of each conv layer's overall scale, since LeakyReLU and"
-           " max-pooling are positively homogeneous and biases are zero)."
-           if args.standardize else ", raw features."),
-        f"- Seeds: {', '.join(map(str, X.parse_seeds(args.seeds)))} (each seed: the conv init, the classifier "
-        "init and the batch order). " + X.machine_note() + ".",
+        (f"- Classifier: Linear(h1·9 → 10) on precomputed features, Adam lr {cfg.lr} with linear decay to 0, "
+         f"batch {cfg.batch_size}, {cfg.steps} steps"
+         + (", features standardised with training statistics." if cfg.standardize else ", raw features.")),
+        (f"- Seeds: {', '.join(map(str, cfg.seeds))} (each seed: the conv init, the classifier "
+         f"init and the batch order). {machine_note()}. Config {cfg.sha256()}."),
         "",
-        "| k | widths | " + " | ".join(f"{X_label(m)} (ours) | {X_label(m)} (paper)" for m in methods) + " |",
-        "|---|---|" + "---|---|" * len(methods),
+        "| k | widths | " + " | ".join(f"{_label(m)} (ours) | {_label(m)} (paper)" for m in cfg.methods) + " |",
+        "|---|---|" + "---|---|" * len(cfg.methods),
     ]
-    for k in ks:
+    for k in cfg.widths:
         h0, h1 = widths_for(k)
         cells = []
-        for m in methods:
+        for m in cfg.methods:
             s = stats.get((m, k))
             cells.append(f"{s[0]:.4f} ± {s[1]:.4f} (n={s[2]})" if s else "-")
             cells.append(f"{PAPER[m][k]:.3f}" if k in PAPER.get(m, {}) else "-")
         lines.append(f"| {k} | {h0}, {h1} | " + " | ".join(cells) + " |")
-    if "dwp" in methods and "xavier" in methods:
+    if "dwp" in cfg.methods and "xavier" in cfg.methods:
         lines += ["", ("Target: the deep weight prior above Xavier by more than one seed standard deviation "
                   "(the larger of the two arms' standard deviations) at every k ≤ 1/4."), "",
                   "| k | dwp − xavier | max std | met |", "|---|---|---|---|"]
         met_all = True
-        for k in ks:
+        for k in cfg.widths:
             if (("dwp", k) not in stats) or (("xavier", k) not in stats):
                 continue
             d, x = stats[("dwp", k)], stats[("xavier", k)]
@@ -194,14 +264,16 @@ def summarize(results: X.ResultFile, args: argparse.Namespace, priors_note: str,
             met = diff > sd
             if k <= Fraction(1, 4):
                 met_all &= met
-            lines.append(f"| {k} | {diff:+.4f} | {sd:.4f} | {'yes' if met else 'no'}{'' if k <= Fraction(1, 4) else ' (not required)'} |")
+            lines.append(f"| {k} | {diff:+.4f} | {sd:.4f} | {'yes' if met else 'no'}"
+                         f"{'' if k <= Fraction(1, 4) else ' (not required)'} |")
         lines += ["", f"Target {'met' if met_all else 'NOT met'} for every k ≤ 1/4."]
+    lines += notes_section(cfg.notes, cfg.out_dir, "fig3a")
     lines += ["", "![Fig. 3a](fig3a.png)", "", "Per-run rows: [fig3a.csv](fig3a.csv)."]
-    (args.out / "fig3a.md").write_text("\n".join(lines) + "\n")
+    (cfg.out_dir / "fig3a.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def X_label(method: str) -> str:
+def _label(method: str) -> str:
     return X.LABELS.get(method, method)
 
 
@@ -216,11 +288,11 @@ def _plot(stats: dict, ks: list[Fraction], methods: list[str], path: Path) -> No
         pts = [(float(k), *stats[(m, k)][:2]) for k in ks if (m, k) in stats]
         if pts:
             xs, ys, es = zip(*pts, strict=True)
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=X.COLORS.get(m), label=f"{X_label(m)} (ours)")
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=X.COLORS.get(m), label=f"{_label(m)} (ours)")
         if m in PAPER:
             pk = sorted(PAPER[m])
             ax.plot([float(k) for k in pk], [PAPER[m][k] for k in pk], "--", marker="x", alpha=0.6,
-                    color=X.COLORS.get(m), label=f"{X_label(m)} (paper)")
+                    color=X.COLORS.get(m), label=f"{_label(m)} (paper)")
     ax.set_xscale("log", base=2)
     ax.set_xticks([float(k) for k in ks], [str(k) for k in ks])
     ax.set_xlabel("width scale k (conv widths 32k, 128k)")
@@ -234,40 +306,27 @@ def _plot(stats: dict, ks: list[Fraction], methods: list[str], path: Path) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", default="5", help="N (seeds 0..N-1), a list '0,1,2' or a range '0-4'")
-    ap.add_argument("--widths", default="1/16,1/8,1/4,1/2,1", help="width scales k of (32, 128)")
-    ap.add_argument("--steps", type=int, default=1000, help="classifier training steps")
-    ap.add_argument("--out", type=Path, default=X.REPO / "docs/results")
-    ap.add_argument("--methods", default=",".join(X.METHODS))
-    ap.add_argument("--prior7", default="notmnist-7x7")
-    ap.add_argument("--prior5", default="notmnist-5x5")
-    ap.add_argument("--random-priors", action="store_true", help="untrained stand-in priors (smoke tests)")
-    ap.add_argument("--sources", type=Path, nargs="*", help="source checkpoints for learned filters")
-    ap.add_argument("--lr", type=float, default=1e-2,
-                    help="classifier learning rate (1e-3 under-fits in 1,000 steps: k=1/16 Xavier, seed 0, "
-                         "train accuracy 0.820 against 0.885 with 1e-2)")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--raw-features", dest="standardize", action="store_false",
-                    help="train the classifier on raw (unstandardised) features")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the markdown and plot from the CSV")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default); one thread "
-                    "wastes least CPU on a shared, busy machine")
-    args = ap.parse_args(argv)
+    def extra(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--report-only", action="store_true", help="only rebuild the markdown and plot from the CSV")
+
+    cfg, ns = Fig3aConfig.from_args(argv, __doc__.split("\n\n")[0], extra)
+    assert isinstance(cfg, Fig3aConfig)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
-    args.command = " ".join(["DWP_HUB_DATA=../shared/data python tools/fig3a.py", *map(shlex.quote, shown)])
-    X.set_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    t = X.Timer()
-    methods = args.methods.split(",")
-    use_prior = any(m.startswith("dwp") for m in methods)
-    priors = X.load_priors({7: args.prior7, 5: args.prior5}, random=args.random_priors) if use_prior else None
-    bank = X.learned_filters(args.sources) if "filters" in methods else None
-    results = run(args, priors, bank)
-    args.scale_note = X.scale_check(priors, bank)
-    summarize(results, args, X.describe_priors(priors) if priors else "not used",
-              bank.description if bank else "not used")
-    print(f"fig3a done in {t():.0f}s; wrote {args.out}/fig3a.csv, fig3a.png, fig3a.md")
+    command = command_line("fig3a", shown, prefix="DWP_HUB_DATA=../shared/data python")
+    set_threads(cfg.threads)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    t = Timer()
+    use_prior = any(m.startswith("dwp") for m in cfg.methods)
+    if use_prior and not cfg.random_priors:  # rows record the versions used
+        pinned = pin_specs({7: cfg.prior7, 5: cfg.prior5})
+        cfg = cfg.replace(prior7=pinned[7], prior5=pinned[5])
+    priors = load_priors({7: cfg.prior7, 5: cfg.prior5}, random=cfg.random_priors) if use_prior else None
+    bank = X.learned_filters(cfg.sources or None) if "filters" in cfg.methods else None
+    results = result_file(cfg)
+    run(cfg, results, priors, bank, report_only=ns.report_only)
+    summarize(cfg, results, command, X.describe_priors(priors) if priors else "not used",
+              bank.description if bank else "not used", X.scale_check(priors, bank))
+    print(f"fig3a done in {t():.0f}s ({format_seeds(cfg.seeds)}); wrote {cfg.out_dir}/fig3a.csv, fig3a.png, fig3a.md")
     return 0
 
 

@@ -19,32 +19,138 @@ layers are Xavier-uniform and biases zero in every arm.
 Data: the MNIST-10k protocol (train on images 0-4999 of the MNIST test file, evaluate on
 5000-9999); the paper used the full 60k / 10k MNIST.
 
-Example (the committed results)::
+Config-first: :class:`Fig4Config` (``--config FILE``, flags override). Rows (one per evaluation) are keyed by
+(part, method, seed, step) and the hash of the settings that produced them (the part's budget; the pinned priors
+for dwp rows, the source checkpoints for learned-filter rows); re-running with the same ``--out`` resumes.
+Interpretation comes from the config's ``notes`` and ``OUT/fig4.notes.md``.
 
-    DWP_HUB_DATA=../shared/data nice -n 10 .venv/bin/python tools/fig4.py --seeds 5 --out docs/results
+Example (the committed results; ``--seeds 10``, a bare number, is the old count syntax: seeds 0-9)::
 
-Re-running with the same ``--out`` resumes: finished (part, method, seed) runs are kept.
+    DWP_HUB_DATA=../shared/data nice -n 10 .venv/bin/python tools/fig4.py --seeds 0-9 --out docs/results
 """
 
+# ruff: noqa: RUF009 - config fields are tools._experiment.setting(...), a dataclasses.field
 from __future__ import annotations
 
+if not __package__:  # run as a file (python tools/fig4.py): register the tools package
+    import _bootstrap  # noqa: F401
+
 import argparse
+import dataclasses
+import functools
 import math
-import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _initexp as X
-import _runlog as runlog
+from dwp_hub.paper import PAPER_DWP, PAPER_WIDTHS
+from tools import _initexp as X
+from tools._experiment import (
+    GRID,
+    RANDOM_SPEC,
+    REPO,
+    RUN,
+    ExperimentConfig,
+    ResultFile,
+    Timer,
+    command_line,
+    format_kernel_specs,
+    load_priors,
+    machine_note,
+    notes_section,
+    parse_seeds,
+    pin_specs,
+    seeds_or_legacy_count,
+    set_threads,
+    setting,
+)
 
 FIELDS = ["part", "method", "seed", "config", "step", "metric", "train_metric", "seconds"]
+KEY = ("part", "method", "seed", "step")
 TARGET_ACC = 0.96
+
+
+def parse_parts(value: Any) -> tuple[str, ...]:
+    """``"a"`` (the VAE), ``"b"`` (the ConvNet) or both (``"ba"``, or a YAML list); (b) first: it carries the
+    headline target."""
+    parts = set("".join(value) if isinstance(value, (list, tuple)) else str(value).replace(",", ""))
+    if not parts or not parts <= {"a", "b"}:
+        raise ValueError("--part takes 'a', 'b' or 'ba'")
+    return tuple(sorted(parts, reverse=True))
+
+
+def _int_list(value: Any) -> tuple[int, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(int(v) for v in items if str(v).strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class Fig4Config(ExperimentConfig):
+    """Fig. 4: convergence of the paper's ConvNet (b) and conv VAE (a) from three initialisations."""
+
+    NAME = "fig4"
+
+    parts: tuple[str, ...] = setting(("b", "a"), "'a' (VAE), 'b' (ConvNet) or both ('ba')", flags=("--part",),
+                                     role=GRID, parse=parse_parts)
+    seeds: tuple[int, ...] = setting((0, 1, 2, 3, 4), "seeds: 0-4, 0,3 or 3 (on the command line a bare number N "
+                                     "is the old count syntax, seeds 0..N-1)", role=GRID, parse=parse_seeds,
+                                     cli_parse=functools.partial(seeds_or_legacy_count, script="fig4"))
+    methods: tuple[str, ...] = setting(X.METHODS, "init methods", role=GRID, parse=X.parse_methods)
+    widths: tuple[int, ...] = setting(PAPER_WIDTHS, "conv widths of the (b) ConvNet", parse=_int_list)
+    steps: int = setting(400, "(b) training steps")
+    eval_every: int = setting(20, "(b) steps between evaluations")
+    eval_n: int = setting(1000, "(b) test images (from 5000) per evaluation")
+    batch_size: int = setting(32, "(b) batch size")
+    vae_steps: int = setting(200, "(a) training steps")
+    vae_eval_every: int = setting(25, "(a) steps between evaluations")
+    vae_eval_n: int = setting(500, "(a) test images (from 5000) per evaluation")
+    vae_batch_size: int = setting(32, "(a) batch size")
+    z_dim: int = setting(78, "(a) latent dimension")
+    lr: float = setting(1e-3, "Adam learning rate (both parts)")
+    prior7: str = setting(PAPER_DWP[7], "the 7x7 prior (pinned to its newest version when unversioned)")
+    prior5: str = setting(PAPER_DWP[5], "the 5x5 prior (pinned to its newest version when unversioned)")
+    random_priors: bool = setting(False, "untrained stand-in priors (smoke tests)")
+    sources: tuple[Path, ...] = setting((), "source checkpoints for learned filters (default: the notMNIST source "
+                                            "nets under runs/)", nargs="*")
+    out_dir: Path = setting(REPO / "docs" / "results", "output folder (CSVs, plots, report)",
+                            flags=("--out", "--out-dir"), role=RUN)
+    threads: int = setting(1, "torch threads (0: torch default); one thread wastes least CPU on a shared, busy "
+                              "machine", role=RUN)
+
+    def row_settings(self, *, part: str, method: str, **_: Any) -> dict[str, Any]:
+        """The part's budget; for dwp arms the priors, for learned filters the source checkpoints."""
+        out: dict[str, Any] = {"experiment": self.NAME, "part": part, "lr": self.lr}
+        if part == "b":
+            out.update(widths=list(self.widths), steps=self.steps, batch_size=self.batch_size, eval_n=self.eval_n,
+                       eval_every=self.eval_every)
+        else:
+            out.update(z_dim=self.z_dim, steps=self.vae_steps, batch_size=self.vae_batch_size, eval_n=self.vae_eval_n,
+                       eval_every=self.vae_eval_every)
+        if method.startswith("dwp"):
+            out["priors"] = RANDOM_SPEC if self.random_priors else format_kernel_specs({7: self.prior7, 5: self.prior5})
+        if method == "filters":
+            out["sources"] = [str(p) for p in self.sources]
+        return out
+
+    def legacy_config(self, part: str) -> str:
+        """The ``config`` column the old script wrote (its resume key, with part, method and seed)."""
+        if part == "b":
+            return (f"fconv{tuple(self.widths)} steps {self.steps} batch {self.batch_size} lr {self.lr} "
+                    f"eval_n {self.eval_n}")
+        return (f"vae z {self.z_dim} steps {self.vae_steps} batch {self.vae_batch_size} lr {self.lr} "
+                f"eval_n {self.vae_eval_n}")
+
+
+def result_file(cfg: Fig4Config, part: str) -> ResultFile:
+    """``OUT/fig4{part}.csv``; rows written before config hashing match by their ``config`` column (as they did)."""
+    legacy = cfg.legacy_config(part)
+    return ResultFile(cfg.out_dir / f"fig4{part}.csv", FIELDS, KEY,
+                      legacy=lambda row, _settings: row.get("config") == legacy)
 
 
 # -- models -------------------------------------------------------------------------------------------
@@ -87,29 +193,29 @@ def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 100
     return correct / len(x)
 
 
-def run_convnet(method: str, seed: int, args: argparse.Namespace, data: tuple, priors: dict | None,
+def run_convnet(method: str, seed: int, cfg: Fig4Config, data: tuple, priors: dict | None,
                 bank: X.FilterBank | None) -> list[dict]:
     from dwp_hub.model.nets import NetConfig, build_net
 
     x_tr, y_tr, x_te, y_te = data
     g = torch.Generator().manual_seed(seed)
-    net = X.init_net_(build_net(NetConfig("fconv", tuple(args.net_widths))), method, g, priors, bank)
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    evals = set(_linear_schedule(args.steps, args.eval_every))
-    rows, losses, t = [], [], X.Timer()
+    net = X.init_net_(build_net(NetConfig("fconv", tuple(cfg.widths))), method, g, priors, bank)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    evals = set(_linear_schedule(cfg.steps, cfg.eval_every))
+    rows, losses, t = [], [], Timer()
     perm, pos = torch.randperm(len(x_tr), generator=g), 0
-    for step in range(args.steps + 1):
+    for step in range(cfg.steps + 1):
         if step in evals:
-            acc = _accuracy(net, x_te[: args.eval_n], y_te[: args.eval_n])
+            acc = _accuracy(net, x_te[: cfg.eval_n], y_te[: cfg.eval_n])
             rows.append({"step": step, "metric": f"{acc:.4f}",
                          "train_metric": f"{np.mean(losses):.4f}" if losses else "", "seconds": f"{t():.1f}"})
             losses = []
-        if step == args.steps:
+        if step == cfg.steps:
             break
-        if pos + args.batch_size > len(perm):
+        if pos + cfg.batch_size > len(perm):
             perm, pos = torch.randperm(len(x_tr), generator=g), 0
-        idx = perm[pos : pos + args.batch_size]
-        pos += args.batch_size
+        idx = perm[pos : pos + cfg.batch_size]
+        pos += cfg.batch_size
         loss = F.cross_entropy(net(x_tr[idx]), y_tr[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -125,27 +231,27 @@ def _elbo(vae: ConvVAE, x: torch.Tensor, batch: int = 500) -> float:
     return float(torch.cat([vae.elbo(x[i : i + batch], g) for i in range(0, len(x), batch)]).mean())
 
 
-def run_vae(method: str, seed: int, args: argparse.Namespace, data: tuple, priors: dict | None,
+def run_vae(method: str, seed: int, cfg: Fig4Config, data: tuple, priors: dict | None,
             bank: X.FilterBank | None) -> list[dict]:
     x_tr, _, x_te, _ = data
     g = torch.Generator().manual_seed(seed)
-    vae = X.init_net_(ConvVAE(args.z_dim), method, g, priors, bank)
-    opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
-    evals = set(_linear_schedule(args.vae_steps, args.vae_eval_every))
-    rows, elbos, t = [], [], X.Timer()
+    vae = X.init_net_(ConvVAE(cfg.z_dim), method, g, priors, bank)
+    opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
+    evals = set(_linear_schedule(cfg.vae_steps, cfg.vae_eval_every))
+    rows, elbos, t = [], [], Timer()
     perm, pos = torch.randperm(len(x_tr), generator=g), 0
-    for step in range(args.vae_steps + 1):
+    for step in range(cfg.vae_steps + 1):
         if step in evals:
-            val = _elbo(vae, x_te[: args.vae_eval_n])
+            val = _elbo(vae, x_te[: cfg.vae_eval_n])
             rows.append({"step": step, "metric": f"{val:.2f}",
                          "train_metric": f"{np.mean(elbos):.2f}" if elbos else "", "seconds": f"{t():.1f}"})
             elbos = []
-        if step == args.vae_steps:
+        if step == cfg.vae_steps:
             break
-        if pos + args.vae_batch_size > len(perm):
+        if pos + cfg.vae_batch_size > len(perm):
             perm, pos = torch.randperm(len(x_tr), generator=g), 0
-        idx = perm[pos : pos + args.vae_batch_size]
-        pos += args.vae_batch_size
+        idx = perm[pos : pos + cfg.vae_batch_size]
+        pos += cfg.vae_batch_size
         elbo = vae.elbo(x_tr[idx], g).mean()
         opt.zero_grad(set_to_none=True)
         (-elbo).backward()
@@ -155,29 +261,24 @@ def run_vae(method: str, seed: int, args: argparse.Namespace, data: tuple, prior
 
 
 # -- driver ---------------------------------------------------------------------------------------------------
-def _config(part: str, args: argparse.Namespace) -> str:
-    if part == "b":
-        return (f"fconv{tuple(args.net_widths)} steps {args.steps} batch {args.batch_size} lr {args.lr} "
-                f"eval_n {args.eval_n}")
-    return f"vae z {args.z_dim} steps {args.vae_steps} batch {args.vae_batch_size} lr {args.lr} eval_n {args.vae_eval_n}"
-
-
-def run(args: argparse.Namespace, priors: dict | None, bank: X.FilterBank | None) -> dict[str, X.ResultFile]:
-    seeds, methods = X.parse_seeds(args.seeds), [m.strip() for m in args.methods.split(",")]
-    files = {p: X.ResultFile(args.out / f"fig4{p}.csv", FIELDS) for p in args.part}
+def run(cfg: Fig4Config, command: str, priors: dict | None, bank: X.FilterBank | None,
+        report_only: bool = False) -> dict[str, ResultFile]:
+    files = {p: result_file(cfg, p) for p in cfg.parts}
     data = X.mnist_protocol()
-    for part in args.part:
-        res, cfg = files[part], _config(part, args)
-        todo = [(m, s) for s in seeds for m in methods if not res.has(part=part, method=m, seed=s, config=cfg)]
-        if args.report_only:
+    for part in cfg.parts:
+        res = files[part]
+        todo = [(m, s) for s in cfg.seeds for m in cfg.methods
+                if not res.has(cfg.row_settings(part=part, method=m), part=part, method=m, seed=s)]
+        if report_only:
             todo = []
-        print(f"fig4{part}: {len(todo)} run(s) to do ({cfg})", flush=True)
+        print(f"fig4{part}: {len(todo)} run(s) to do ({cfg.legacy_config(part)})", flush=True)
         if todo:  # every command that added rows to this part's CSV
-            runlog.record(args.out / f"fig4{part}.commands.txt", args.command)
+            res.record(command)
         for method, seed in todo:
-            t = X.Timer()
-            rows = (run_convnet if part == "b" else run_vae)(method, seed, args, data, priors, bank)
-            res.add({"part": part, "method": method, "seed": seed, "config": cfg, **r} for r in rows)
+            t = Timer()
+            rows = (run_convnet if part == "b" else run_vae)(method, seed, cfg, data, priors, bank)
+            res.add(({"part": part, "method": method, "seed": seed, "config": cfg.legacy_config(part), **r}
+                     for r in rows), cfg.row_settings(part=part, method=method))
             last = rows[-1]
             extra = ""
             if part == "b":
@@ -188,11 +289,12 @@ def run(args: argparse.Namespace, priors: dict | None, bank: X.FilterBank | None
     return files
 
 
-def _curves(res: X.ResultFile, cfg: str, method: str, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _curves(res: ResultFile, cfg: Fig4Config, part: str, method: str) -> tuple[np.ndarray, np.ndarray]:
     """Steps and metric array [seeds, steps] for complete runs."""
     per_seed = []
-    for s in seeds:
-        rows = [r for r in res.rows if r["method"] == method and r["seed"] == str(s) and r["config"] == cfg]
+    settings = cfg.row_settings(part=part, method=method)
+    for s in cfg.seeds:
+        rows = res.find(settings, part=part, method=method, seed=s)
         if rows:
             per_seed.append(sorted((int(r["step"]), float(r["metric"])) for r in rows))
     if not per_seed:
@@ -245,39 +347,39 @@ def _plot(curves: dict, path: Path, ylabel: str, title: str, hline: float | None
     plt.close(fig)
 
 
-def _commands(out: Path, part: str) -> list[str]:
+def _commands(res: ResultFile) -> list[str]:
     """Lines naming the commands that produced this part's rows (``fig4{part}.commands.txt``)."""
-    cmds = runlog.commands(out / f"fig4{part}.commands.txt")
+    cmds = res.commands()
     return ["Rows from: " + "; ".join(f"`{c}`" for c in cmds) + ".", ""] if cmds else []
 
 
-def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_note: str, bank_note: str) -> None:
-    seeds, methods = X.parse_seeds(args.seeds), [m.strip() for m in args.methods.split(",")]
+def summarize(files: dict[str, ResultFile], cfg: Fig4Config, command: str, report_only: bool, priors_note: str,
+              bank_note: str, scale_note: str) -> None:
+    seeds, methods = cfg.seeds, cfg.methods
     lines = ["# Fig. 4: convergence from three initialisations", "",
-             (f"Report rebuilt by: `{args.command} --report-only` (the runs: see each part)" if args.report_only
-              else f"Command: `{args.command}`"), "",
+             (f"Report rebuilt by: `{command} --report-only` (the runs: see each part)" if report_only
+              else f"Command: `{command}`"), "",
              f"- Data: {X.PROTOCOL}. The paper used the full MNIST (60k train / 10k test).",
              f"- Priors: {priors_note}.",
              f"- Learned filters: {bank_note}; drawn uniformly with replacement for every kernel slice.",
              ("- Kernel scale, median L2 norm of prior samples (decoder means of z ~ N(0, I)) against the learned "
-              f"kernels: {args.scale_note}."),
+              f"kernels: {scale_note}."),
              ("- Every conv and transposed-conv kernel is initialised by the method; linear layers Xavier-uniform, "
              "biases zero, in every arm. Adam (lr "
-             f"{args.lr}, constant, default betas), as in the paper. Seeds: {', '.join(map(str, seeds))} "
+             f"{cfg.lr}, constant, default betas), as in the paper. Seeds: {', '.join(map(str, seeds))} "
              "(each seed: the init, the batch order and the VAE noise)."),
-             f"- Machine: {X.machine_note()}.", ""]
+             f"- Machine: {machine_note()}. Config {cfg.sha256()}.", ""]
     if "b" in files:
-        cfg = _config("b", args)
-        curves = {m: _curves(files["b"], cfg, m, seeds) for m in methods}
-        _plot(curves, args.out / "fig4b.png", f"test accuracy (images 5000-{5000 + args.eval_n - 1})",
-              f"Fig. 4b: fconv{tuple(args.net_widths)} on MNIST, batch {args.batch_size}", TARGET_ACC, (0.8, 1.0),
+        curves = {m: _curves(files["b"], cfg, "b", m) for m in methods}
+        _plot(curves, cfg.out_dir / "fig4b.png", f"test accuracy (images 5000-{5000 + cfg.eval_n - 1})",
+              f"Fig. 4b: fconv{tuple(cfg.widths)} on MNIST, batch {cfg.batch_size}", TARGET_ACC, (0.8, 1.0),
               {"dwp": (50, TARGET_ACC), "xavier": (100, TARGET_ACC)})
-        lines += ["## (b) ConvNet on MNIST: accuracy against training steps", "", *_commands(args.out, "b"),
-                  (f"The paper's MNIST net, widths {tuple(args.net_widths)}, all layers trained, batch {args.batch_size}; "
-                  f"test accuracy on {args.eval_n} images 5000-{5000 + args.eval_n - 1} every {args.eval_every} steps."),
+        lines += ["## (b) ConvNet on MNIST: accuracy against training steps", "", *_commands(files["b"]),
+                  (f"The paper's MNIST net, widths {tuple(cfg.widths)}, all layers trained, batch {cfg.batch_size}; "
+                  f"test accuracy on {cfg.eval_n} images 5000-{5000 + cfg.eval_n - 1} every {cfg.eval_every} steps."),
                   (f"Paper (Fig. 4b, full MNIST): dwp and learned filters pass {TARGET_ACC} after about 50 steps, "
                   "Xavier after about 100."), ""]
-        grid = set(_linear_schedule(args.steps, args.eval_every))
+        grid = set(_linear_schedule(cfg.steps, cfg.eval_every))
         marks = [s for s in (20, 25, 40, 50, 60, 100, 200, 300, 400, 500, 1000) if s in grid]
         lines += ["| init | steps to 0.96 (mean ± std) | per seed |" + "".join(f" acc @ {s} |" for s in marks),
                   "|---|---|---|" + "---|" * len(marks)]
@@ -310,25 +412,24 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
             elif len(x) == len(reach["xavier"]):
                 lines += ["", (f"{head} Measured: Xavier reaches it after {np.mean(x):.0f} steps (mean), while "
                                f"{len(reach['dwp']) - len(d)} of {len(reach['dwp'])} dwp runs never reach it within "
-                               f"{args.steps} steps: target **NOT met**.")]
+                               f"{cfg.steps} steps: target **NOT met**.")]
             else:
                 lines += ["", (f"{head} Undecided: {len(reach['xavier']) - len(x)} Xavier run(s) never reached "
-                               f"{TARGET_ACC} within {args.steps} steps; run longer (--steps).")]
+                               f"{TARGET_ACC} within {cfg.steps} steps; run longer (--steps).")]
         lines += ["", "![Fig. 4b](fig4b.png)", "", "Per-evaluation rows: [fig4b.csv](fig4b.csv).", ""]
     if "a" in files:
-        cfg = _config("a", args)
-        curves = {m: _curves(files["a"], cfg, m, seeds) for m in methods}
+        curves = {m: _curves(files["a"], cfg, "a", m) for m in methods}
         lo = min((float(v[:, 1:].min()) for s, v in curves.values() if len(s) > 1), default=-300)
-        _plot(curves, args.out / "fig4a.png", f"test ELBO, nats per image ({args.vae_eval_n} images)",
-              f"Fig. 4a: conv VAE on MNIST, batch {args.vae_batch_size}", None, (max(lo, -400), -100),
+        _plot(curves, cfg.out_dir / "fig4a.png", f"test ELBO, nats per image ({cfg.vae_eval_n} images)",
+              f"Fig. 4a: conv VAE on MNIST, batch {cfg.vae_batch_size}", None, (max(lo, -400), -100),
               {"dwp": (200, -120), "xavier": (200, -160)})
-        n_params = sum(p.numel() for p in ConvVAE(args.z_dim).parameters())
-        lines += ["## (a) Convolutional VAE on MNIST: ELBO against training steps", "", *_commands(args.out, "a"),
-                  (f"Table 2's VAE with z_hid {args.z_dim} ({n_params:,} parameters; Table 2: 1,641,665), batch "
-                  f"{args.vae_batch_size}; ELBO (one z sample, fixed noise) on {args.vae_eval_n} images "
-                  f"5000-{5000 + args.vae_eval_n - 1} every {args.vae_eval_every} steps."),
+        n_params = sum(p.numel() for p in ConvVAE(cfg.z_dim).parameters())
+        lines += ["## (a) Convolutional VAE on MNIST: ELBO against training steps", "", *_commands(files["a"]),
+                  (f"Table 2's VAE with z_hid {cfg.z_dim} ({n_params:,} parameters; Table 2: 1,641,665), batch "
+                  f"{cfg.vae_batch_size}; ELBO (one z sample, fixed noise) on {cfg.vae_eval_n} images "
+                  f"5000-{5000 + cfg.vae_eval_n - 1} every {cfg.vae_eval_every} steps."),
                   "Paper (Fig. 4a, full MNIST): about −120 after 200 steps with dwp against about −160 with Xavier.", ""]
-        grid = set(_linear_schedule(args.vae_steps, args.vae_eval_every))
+        grid = set(_linear_schedule(cfg.vae_steps, cfg.vae_eval_every))
         marks = [s for s in (25, 50, 100, 200, 300, 500) if s in grid]
         lines += ["| init |" + "".join(f" ELBO @ {s} |" for s in marks), "|---|" + "---|" * len(marks)]
         for m in methods:
@@ -342,56 +443,36 @@ def summarize(files: dict[str, X.ResultFile], args: argparse.Namespace, priors_n
                              if j < len(steps) and steps[j] == s else "-")
             lines.append(f"| {X.LABELS.get(m, m)} (n={len(vals)}) |" + "".join(f" {c} |" for c in cells))
         lines += ["", "![Fig. 4a](fig4a.png)", "", "Per-evaluation rows: [fig4a.csv](fig4a.csv).", ""]
-    (args.out / "fig4.md").write_text("\n".join(lines))
+    lines += notes_section(cfg.notes, cfg.out_dir, "fig4")
+    (cfg.out_dir / "fig4.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", default="ba", help="'a' (VAE), 'b' (ConvNet) or both ('ba')")
-    ap.add_argument("--seeds", default="5", help="N (seeds 0..N-1), a list '0,1,2' or a range '0-4'")
-    ap.add_argument("--widths", default="32,128", help="conv widths of the (b) ConvNet")
-    ap.add_argument("--steps", type=int, default=400, help="(b) training steps")
-    ap.add_argument("--eval-every", type=int, default=20)
-    ap.add_argument("--eval-n", type=int, default=1000, help="(b) test images (from 5000) per evaluation")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--vae-steps", type=int, default=200, help="(a) training steps")
-    ap.add_argument("--vae-eval-every", type=int, default=25)
-    ap.add_argument("--vae-eval-n", type=int, default=500, help="(a) test images (from 5000) per evaluation")
-    ap.add_argument("--vae-batch-size", type=int, default=32)
-    ap.add_argument("--z-dim", type=int, default=78)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--out", type=Path, default=X.REPO / "docs/results")
-    ap.add_argument("--methods", default=",".join(X.METHODS))
-    ap.add_argument("--prior7", default="notmnist-7x7")
-    ap.add_argument("--prior5", default="notmnist-5x5")
-    ap.add_argument("--random-priors", action="store_true", help="untrained stand-in priors (smoke tests)")
-    ap.add_argument("--sources", type=Path, nargs="*", help="source checkpoints for learned filters")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the markdown and plot from the CSV")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default); one thread "
-                    "wastes least CPU on a shared, busy machine")
-    args = ap.parse_args(argv)
+    def extra(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--report-only", action="store_true", help="only rebuild the markdown and plot from the CSV")
+
+    cfg, ns = Fig4Config.from_args(argv, __doc__.split("\n\n")[0], extra)
+    assert isinstance(cfg, Fig4Config)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
-    args.command = " ".join(["DWP_HUB_DATA=../shared/data python tools/fig4.py", *map(shlex.quote, shown)])
-    args.net_widths = [int(w) for w in args.widths.split(",")]
-    if not set(args.part) <= {"a", "b"}:
-        ap.error("--part takes 'a', 'b' or 'ba'")
-    args.part = sorted(set(args.part), reverse=True)  # (b) first: it carries the headline target
-    X.set_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    methods = args.methods.split(",")
-    t = X.Timer()
-    use_prior = any(m.startswith("dwp") for m in methods)
-    priors = X.load_priors({7: args.prior7, 5: args.prior5}, random=args.random_priors) if use_prior else None
-    bank = X.learned_filters(args.sources) if "filters" in methods else None
-    files = run(args, priors, bank)
+    command = command_line("fig4", shown, prefix="DWP_HUB_DATA=../shared/data python")
+    set_threads(cfg.threads)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    t = Timer()
+    use_prior = any(m.startswith("dwp") for m in cfg.methods)
+    if use_prior and not cfg.random_priors:  # rows record the versions used
+        pinned = pin_specs({7: cfg.prior7, 5: cfg.prior5})
+        cfg = cfg.replace(prior7=pinned[7], prior5=pinned[5])
+    priors = load_priors({7: cfg.prior7, 5: cfg.prior5}, random=cfg.random_priors) if use_prior else None
+    bank = X.learned_filters(cfg.sources or None) if "filters" in cfg.methods else None
+    files = run(cfg, command, priors, bank, report_only=ns.report_only)
     for part in "ba":  # the report covers both parts whenever their CSV exists
-        if part not in files and (args.out / f"fig4{part}.csv").is_file():
-            files[part] = X.ResultFile(args.out / f"fig4{part}.csv", FIELDS)
+        if part not in files and (cfg.out_dir / f"fig4{part}.csv").is_file():
+            files[part] = result_file(cfg, part)
     files = {p: files[p] for p in "ba" if p in files}
-    args.scale_note = X.scale_check(priors, bank)
-    summarize(files, args, X.describe_priors(priors) if priors else "not used", bank.description if bank else "not used")
-    print(f"fig4 done in {t():.0f}s; wrote {args.out}/fig4*.csv, fig4*.png, fig4.md")
+    summarize(files, cfg, command, ns.report_only, X.describe_priors(priors) if priors else "not used",
+              bank.description if bank else "not used", X.scale_check(priors, bank))
+    print(f"fig4 done in {t():.0f}s; wrote {cfg.out_dir}/fig4*.csv, fig4*.png, fig4.md")
     return 0
 
 
