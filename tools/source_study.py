@@ -1,14 +1,17 @@
 """Source-recipe study (issue 11): which source-network recipe gives paper-quality kernels, judged by
 kernel statistics, kernel-VAE fit, and the figure that matters, VI accuracy on MNIST at N=50/100.
 
-Config-first: ``tools/studies/source-study.yaml`` lists the candidates and the shared settings; every
-CSV row is keyed by (arm, size, seed) and records the config's sha256, the dwp-hub version and the git
-commit. All stages resume: source nets are cached per recipe hash (the same cache ``dwp-hub build``
+Config-first: :class:`SourceStudyConfig`, read from ``tools/studies/source-study.yaml`` (``--config``), lists the
+candidates and the shared settings; every CSV row is keyed by (arm, size, seed) and the hash of the settings that
+produced it (the protocol and VI budget, and the arm's definition: a reference's prior, or a candidate's source
+recipe with the harvest, VAE and fitting settings), and records the dwp-hub version and the git commit. Rows of
+older CSVs (no ``settings`` column) match by (arm, size, seed), as they did. All stages resume: source nets are cached per recipe hash (the same cache ``dwp-hub build``
 uses, so a chosen recipe's nets are reused by its build), kernel datasets, VAEs and per-candidate
 statistics are files under ``--work-dir``, and VI rows are appended to the CSV as they finish.
 
-Selection uses the VALIDATION protocol only (training subsets from MNIST-10k images 0-2499, accuracy
-on 2500-4999); the table says so on every row.
+Selection uses the VALIDATION protocol (the config's ``protocol``: training subsets from MNIST-10k images 0-2499,
+accuracy on 2500-4999); the report says so. Interpretation comes from the config's ``notes`` and
+``OUT_DIR/source_study.notes.md``.
 
 Usage::
 
@@ -17,39 +20,109 @@ Usage::
     python tools/source_study.py --report-only
 """
 
+# ruff: noqa: RUF009 - config fields are tools._experiment.setting(...), a dataclasses.field
 from __future__ import annotations
+
+if not __package__:  # run as a file (python tools/source_study.py): register the tools package
+    import _bootstrap  # noqa: F401
 
 import argparse
 import concurrent.futures as cf
-import hashlib
+import dataclasses
 import json
 import math
 import multiprocessing as mp
 import os
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import _runlog as runlog  # noqa: E402
+from tools._experiment import (
+    GRID,
+    REPO,
+    RUN,
+    ConfigError,
+    ExperimentConfig,
+    ResultFile,
+    command_line,
+    notes_section,
+    parse_kernel_specs,
+    parse_seeds,
+    setting,
+)
 
 FIELDS = ("arm", "kind", "size", "seed", "steps", "batch", "acc_ensemble", "acc_mean", "seconds", "protocol",
           "priors", "config_sha256", "dwp_hub", "commit", "finished")
+KEY = ("arm", "size", "seed")
+PROTOCOLS = {"validation": "VALIDATION (training subsets from MNIST-10k images 0-2499, accuracy on images 2500-4999; "
+                           "images 5000-9999 are not used)",
+             "test": "TEST (training subsets from MNIST-10k images 0-4999, accuracy on images 5000-9999)"}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
+def _names(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(n.strip() for n in items if str(n).strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceStudyConfig(ExperimentConfig):
+    """The source-recipe study: candidates (source-net recipes) and references, judged by VI on MNIST."""
+
+    NAME = "source_study"
+    DEFAULT_CONFIG = REPO / "tools" / "studies" / "source-study.yaml"
+
+    name: str = setting("source-study", "the study's name", role=RUN, cli=False)
+    protocol: str = setting("validation", "the MNIST-10k protocol of the VI runs", cli=False)
+    vi: dict[str, Any] = setting(help="VI runs: sizes, seeds (seed syntax or a list), steps, batch", cli=False,
+                                 factory=lambda: {"sizes": [50, 100], "seeds": [0, 1, 2], "steps": 400, "batch": 50})
+    harvest: dict[Any, Any] = setting(help="harvest rule per kernel size", cli=False, factory=dict)
+    vae: dict[Any, Any] = setting(help="kernel-VAE architecture per kernel size", cli=False, factory=dict)
+    fit_steps: dict[Any, Any] = setting(help="VAE fitting steps per kernel size", cli=False, factory=dict)
+    references: dict[str, Any] = setting(help="arms without source nets: {name: {prior, dwp}}", cli=False, factory=dict)
+    candidates: dict[str, Any] = setting(help="source recipes: {name: {source: SourceRecipe}}", cli=False,
+                                         factory=dict)
+    only: tuple[str, ...] = setting((), "comma-separated subset of the candidates (default: all in the config)",
+                                    flags=("--candidates",), role=GRID, parse=_names)
+    no_references: bool = setting(False, "skip the reference arms", role=GRID)
+    workers: int = setting(1, "parallel processes", role=RUN)
+    work_dir: Path = setting(REPO / "runs" / "source-study", "source nets, kernels, VAEs", role=RUN)
+    out_dir: Path = setting(REPO / "docs" / "results", "CSV and report", role=RUN)
+
+    def validate(self) -> None:
+        for name in ("harvest", "vae", "fit_steps"):  # YAML keys 7 and "7" alike
+            object.__setattr__(self, name, {int(k): v for k, v in getattr(self, name).items()})
+        vi = dict(self.vi)
+        missing = {"sizes", "seeds", "steps", "batch"} - set(vi)
+        if missing:
+            raise ConfigError(f"{self.NAME}: vi needs {', '.join(sorted(missing))}.")
+        vi["sizes"], vi["seeds"] = list(parse_seeds(vi["sizes"])), list(parse_seeds(vi["seeds"]))
+        object.__setattr__(self, "vi", vi)
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"{self.NAME}: protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}.")
+        unknown = sorted(set(self.only) - set(self.candidates))
+        if unknown:
+            raise ConfigError(f"Unknown candidates {unknown}; the config has {', '.join(self.candidates)}.")
+
+    @property
+    def selected(self) -> list[str]:
+        return list(self.only) or list(self.candidates)
+
+    def row_settings(self, *, arm: str, **_: Any) -> dict[str, Any]:
+        """The protocol and VI budget, and the arm's definition (a candidate's with the harvest, VAE and fit)."""
+        out: dict[str, Any] = {"experiment": self.NAME, "protocol": self.protocol, "steps": self.vi["steps"],
+                               "batch": self.vi["batch"]}
+        if arm in self.references:
+            out["reference"] = self.references[arm]
+        else:
+            out.update(candidate=self.candidates[arm], harvest=self.harvest, vae=self.vae, fit_steps=self.fit_steps)
+        return out
+
+
+def result_file(path: Path) -> ResultFile:
+    """The study's CSV; rows written before config hashing match by (arm, size, seed), as they did."""
+    return ResultFile(path, FIELDS, KEY, legacy=lambda row, settings: True)
 
 
 # -- kernel statistics ------------------------------------------------------------------------
@@ -96,13 +169,13 @@ def _source_recipe(cand: dict[str, Any]) -> Any:
     return SourceRecipe.from_dict(cand["source"])
 
 
-def train_nets(cfg: dict[str, Any], names: list[str], work: Path, workers: int) -> None:
+def train_nets(cfg: SourceStudyConfig, names: list[str], work: Path, workers: int) -> None:
     """Train every candidate's source nets (finished nets are kept; all candidates' nets in one pool)."""
     from dwp_hub.training.source import _worker, diverged, source_dir
 
     jobs = []
     for name in names:
-        recipe = _source_recipe(cfg["candidates"][name])
+        recipe = _source_recipe(cfg.candidates[name])
         sdir = source_dir(recipe, work)
         sdir.mkdir(parents=True, exist_ok=True)
         skip = {d["index"] for d in diverged(sdir)}
@@ -123,7 +196,7 @@ def candidate_dir(work: Path, name: str) -> Path:
     return work / "candidates" / name
 
 
-def fit_candidate(cfg: dict[str, Any], name: str, work: Path) -> dict[str, Any]:
+def fit_candidate(cfg: SourceStudyConfig, name: str, work: Path) -> dict[str, Any]:
     """Harvest, kernel statistics and both VAE fits of one candidate (cached in its folder)."""
     import torch
     from safetensors.torch import save_file
@@ -138,13 +211,13 @@ def fit_candidate(cfg: dict[str, Any], name: str, work: Path) -> dict[str, Any]:
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    recipe = _source_recipe(cfg["candidates"][name])
+    recipe = _source_recipe(cfg.candidates[name])
     sdir = source_dir(recipe, work)
     paths = sorted(sdir.glob(f"{recipe.dataset}-{recipe.net.arch}-*.safetensors"))
     summary: dict[str, Any] = {"candidate": name, "source": recipe.to_dict(), "n_nets": len(paths),
                                "val_acc": round(statistics.mean(read_checkpoint(p)[1]["val_accuracy"] for p in paths), 4)}
     for ks in (7, 5):
-        h = dict(cfg["harvest"][ks])
+        h = dict(cfg.harvest[ks])
         spec = HarvestSpec(layer=h["layer"], kernel_size=ks, prune=PruneRule(**h["prune"]), held_out=(len(paths) - 1,),
                            max_kernels_per_net=h.get("max_kernels_per_net"))
         data = harvest(paths, spec)
@@ -153,15 +226,15 @@ def fit_candidate(cfg: dict[str, Any], name: str, work: Path) -> dict[str, Any]:
         stats = kernel_stats(everything, kept)
         save_file({"train": data.train.contiguous(), "held_out": data.held_out.contiguous()},
                   str(out / f"kernels{ks}.safetensors"))
-        arch = ArchConfig(kernel_size=ks, **cfg["vae"][ks])
+        arch = ArchConfig(kernel_size=ks, **cfg.vae[ks])
         if len(data.train) < 16 or len(data.held_out) == 0:
             summary[str(ks)] = {**stats, "error": f"only {len(data.train)} training / {len(data.held_out)} held-out "
                                                   "kernels kept: too few to fit a VAE"}
             continue
-        epochs = max(1, round(cfg["fit_steps"][ks] / math.ceil(len(data.train) / 128)))
+        epochs = max(1, round(cfg.fit_steps[ks] / math.ceil(len(data.train) / 128)))
         result = fit_vae(data, arch, FitRecipe(epochs=epochs, iw_k=1000, iw_max_kernels=500), progress=False)
         save_file(result.vae.state_dict(), str(out / f"vae{ks}.safetensors"),
-                  metadata={"arch": json.dumps({"kernel_size": ks, **cfg["vae"][ks]})})
+                  metadata={"arch": json.dumps({"kernel_size": ks, **cfg.vae[ks]})})
         summary[str(ks)] = {**stats, "fit_epochs": epochs, "fit_seconds": round(result.seconds, 1),
                             "heldout_elbo": result.metrics.heldout_elbo,
                             "heldout_iw": result.metrics.heldout_iw_log_likelihood,
@@ -191,9 +264,9 @@ def run_vi(job: dict[str, Any]) -> dict[str, Any]:
     """One VI run on the study's protocol; returns the CSV row."""
     import torch
 
-    from dwp_hub import __version__
     from dwp_hub.data import mnist10k_protocol
-    from dwp_hub.inference import VIRecipe, fit_vi, paper_net
+    from dwp_hub.inference import VIRecipe, fit_vi
+    from dwp_hub.paper import paper_net
 
     torch.set_num_threads(job["threads"])
     split = mnist10k_protocol(job["size"], job["seed"], protocol=job["protocol"])
@@ -203,7 +276,7 @@ def run_vi(job: dict[str, Any]) -> dict[str, Any]:
         prior = "dwp"
     else:
         prior = job["prior"]
-        priors = {int(k): v for k, v in (i.split("=") for i in job["dwp"].split(","))} if job.get("dwp") else None
+        priors = parse_kernel_specs(job["dwp"]) if job.get("dwp") else None
     model = paper_net(prior, dwp_priors=priors, seed=job["seed"])
     epochs = max(1, round(job["steps"] / math.ceil(job["size"] / job["batch"])))
     res = fit_vi(model, split.x_train, split.y_train, VIRecipe(epochs=epochs, batch_size=job["batch"], seed=job["seed"]),
@@ -211,16 +284,11 @@ def run_vi(job: dict[str, Any]) -> dict[str, Any]:
     return {"arm": job["arm"], "kind": job["kind"], "size": job["size"], "seed": job["seed"], "steps": res.steps,
             "batch": job["batch"], "acc_ensemble": round(res.metrics["acc_ensemble"], 4),
             "acc_mean": round(res.metrics["acc_mean"], 4), "seconds": round(res.seconds, 1), "protocol": split.protocol,
-            "priors": job.get("dwp") or job.get("folder", ""), "config_sha256": job["config_sha256"],
-            "dwp_hub": __version__, "commit": job["commit"], "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "priors": job.get("dwp") or job.get("folder", ""), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    return runlog.read_rows(path)
-
-
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    runlog.append_row(path, row, FIELDS)
+    return ResultFile.read(path)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -239,11 +307,21 @@ def _paired(rows: list[dict[str, str]], arm: str, base: str, size: int) -> str:
     return f"{statistics.mean(d):+.3f} ± {statistics.stdev(d) if len(d) > 1 else 0.0:.3f}"
 
 
-def write_report(cfg: dict[str, Any], work: Path, rows: list[dict[str, str]], out: Path, commands: list[str],
+def _harvest_note(cfg: SourceStudyConfig) -> str:
+    parts = []
+    for ks, h in sorted(cfg.harvest.items(), reverse=True):
+        prune = h.get("prune", {})
+        rule = f"L2 >= {prune['value']}" if prune.get("rule") == "min_norm" else json.dumps(prune)
+        cap = f", at most {h['max_kernels_per_net']} per net" if h.get("max_kernels_per_net") else ""
+        parts.append(f"{ks}x{ks} from `{h['layer']}` kept at {rule}{cap}")
+    return "; ".join(parts)
+
+
+def write_report(cfg: SourceStudyConfig, work: Path, rows: list[dict[str, str]], out: Path, commands: list[str],
                  config: str = "tools/studies/source-study.yaml") -> Path:
-    sizes = cfg["vi"]["sizes"]
+    sizes = cfg.vi["sizes"]
     summaries = {}
-    for name in cfg["candidates"]:
+    for name in cfg.candidates:
         p = candidate_dir(work, name) / "summary.json"
         if p.is_file():
             summaries[name] = json.loads(p.read_text())
@@ -253,21 +331,18 @@ def write_report(cfg: dict[str, Any], work: Path, rows: list[dict[str, str]], ou
         "",
         "Commands: " + "; ".join(f"`{c}`" for c in commands) + f". Config: `{config}`.",
         "",
-        f"**Protocol of every accuracy here: VALIDATION** (training subsets from MNIST-10k images 0-2499, accuracy on "
-        f"images 2500-4999; {cfg['vi']['steps']} steps at batch {cfg['vi']['batch']}, MC ensemble of 10, seeds "
-        f"{', '.join(map(str, cfg['vi']['seeds']))}). Images 5000-9999 are not used. Source nets: fconv(W, 32) on the "
-        "9,000 notMNIST-10k training images, Adam with linear decay to 0, Xavier init, the last net held out; "
-        "kernels pruned at the paper's cutoffs (7x7 L2 >= 0.39, 5x5 >= 0.131, at most 150 5x5 kernels per net).",
+        (f"**Protocol of every accuracy here: {PROTOCOLS[cfg.protocol]}**; {cfg.vi['steps']} steps at batch "
+         f"{cfg.vi['batch']}, MC ensemble of 10, seeds {', '.join(map(str, cfg.vi['seeds']))}. Source nets: the "
+         f"candidates' recipes, the last net of each held out. Kernels: {_harvest_note(cfg)}."),
         "",
         "## Kernels",
         "",
-        "Norm quantiles are L2 norms (q05 / median / q95). Low-freq: share of the kept kernels' energy at spatial "
-        "frequencies |f| <= 1 of the DFT (white noise: 0.18 for 7x7, 0.36 for 5x5). |cos|: mean |cosine| between kept "
-        "kernels (lower is more diverse). Paper's released kernels: 7x7 kept 2,212 of 25,600 (8.6%), median norm 1.36; "
-        "VAE held-out ELBO 49.6 (7x7) and 52.6 (5x5) nats.",
+        ("Norm quantiles are L2 norms (q05 / median / q95). Low-freq: share of the kept kernels' energy at spatial "
+         "frequencies |f| <= 1 of the DFT (white noise: 0.18 for 7x7, 0.36 for 5x5). |cos|: mean |cosine| between kept "
+         "kernels (lower is more diverse)."),
         "",
-        "| candidate | nets | val acc | 7x7 all norms | 7x7 kept | kept norms | low-freq | abs cos | ELBO / IW (held-out) "
-        "| 5x5 kept | kept norms | low-freq | ELBO / IW |",
+        ("| candidate | nets | val acc | 7x7 all norms | 7x7 kept | kept norms | low-freq | abs cos | ELBO / IW "
+         "(held-out) | 5x5 kept | kept norms | low-freq | ELBO / IW |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summaries.items():
@@ -283,7 +358,7 @@ def write_report(cfg: dict[str, Any], work: Path, rows: list[dict[str, str]], ou
                 cells.append(f"{k['kept_abs_cos']:.2f}")
             cells.append(f"{k['heldout_elbo']:.1f} / {k['heldout_iw']:.1f}" if "heldout_elbo" in k else k.get("error", "-"))
         lines.append("| " + " | ".join(cells) + " |")
-    arms = list(cfg["references"]) + [n for n in cfg["candidates"] if any(r["arm"] == n for r in rows)]
+    arms = list(cfg.references) + [n for n in cfg.candidates if any(r["arm"] == n for r in rows)]
     lines += ["", "## VI on MNIST (validation protocol)", "",
               "Mean ± std over seeds (number of seeds); paired difference to the standard normal over the same seeds.",
               "", "| arm | " + " | ".join(f"N={n}" for n in sizes) + " | " +
@@ -299,8 +374,9 @@ def write_report(cfg: dict[str, Any], work: Path, rows: list[dict[str, str]], ou
     if protocol:
         lines += ["", f"Protocol string of the rows: `{protocol}` (and the same for N=100)."]
     lines += ["", "![kernels](source_study.png)", "",
-              "Picture: per candidate, 16 real kept 7x7 kernels (largest norm first), 16 decoder means of z ~ N(0, I) "
-              "and 16 samples of the 7x7 prior, all on one shared diverging colour scale (colour bar)."]
+              ("Picture: per candidate, 16 real kept 7x7 kernels (largest norm first), 16 decoder means of z ~ N(0, I) "
+               "and 16 samples of the 7x7 prior, all on one shared diverging colour scale (colour bar).")]
+    lines += notes_section(cfg.notes, out, "source_study")
     out.mkdir(parents=True, exist_ok=True)
     md = out / "source_study.md"
     md.write_text("\n".join(lines) + "\n")
@@ -308,7 +384,7 @@ def write_report(cfg: dict[str, Any], work: Path, rows: list[dict[str, str]], ou
     return md
 
 
-def _picture(cfg: dict[str, Any], work: Path, names: list[str], path: Path) -> None:
+def _picture(cfg: SourceStudyConfig, work: Path, names: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -351,68 +427,55 @@ def _picture(cfg: dict[str, Any], work: Path, names: list[str], path: Path) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Source-recipe study for the notMNIST priors (issue 11).")
-    ap.add_argument("--config", type=Path, default=REPO / "tools" / "studies" / "source-study.yaml")
-    ap.add_argument("--candidates", default="", help="comma-separated subset (default: all in the config)")
-    ap.add_argument("--no-references", action="store_true", help="skip the reference arms")
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--work-dir", type=Path, default=REPO / "runs" / "source-study")
-    ap.add_argument("--out-dir", type=Path, default=REPO / "docs" / "results")
-    ap.add_argument("--report-only", action="store_true")
-    args = ap.parse_args(argv)
+    def extra(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--report-only", action="store_true", help="only rewrite the report from the CSV")
 
-    raw = args.config.read_bytes()
-    cfg = yaml.safe_load(raw)
-    cfg["harvest"] = {int(k): v for k, v in cfg["harvest"].items()}
-    cfg["vae"] = {int(k): v for k, v in cfg["vae"].items()}
-    cfg["fit_steps"] = {int(k): v for k, v in cfg["fit_steps"].items()}
-    csv_path = args.out_dir / "source_study.csv"
-    log = csv_path.with_suffix(".commands.txt")
-    command = "python tools/source_study.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    if not args.report_only:
-        runlog.record(log, command)
-        names = [n.strip() for n in args.candidates.split(",") if n.strip()] or list(cfg["candidates"])
-        unknown = set(names) - set(cfg["candidates"])
-        if unknown:
-            raise SystemExit(f"Unknown candidates {sorted(unknown)}; the config has {', '.join(cfg['candidates'])}.")
-        meta = {"config_sha256": hashlib.sha256(raw).hexdigest()[:16], "commit": _commit(), "protocol": cfg["protocol"]}
-        vi = cfg["vi"]
-        done = {(r["arm"], int(r["size"]), int(r["seed"])) for r in read_rows(csv_path)}
+    cfg, ns = SourceStudyConfig.from_args(argv, "Source-recipe study for the notMNIST priors (issue 11).", extra)
+    assert isinstance(cfg, SourceStudyConfig)
+    config = os.path.relpath(ns.config, REPO) if Path(ns.config).resolve().is_relative_to(REPO) else str(ns.config)
+    results = result_file(cfg.out_dir / "source_study.csv")
+    command = command_line("source_study", argv)
+    if not ns.report_only:
+        results.record(command)
+        vi = cfg.vi
         jobs = []
-        if not args.no_references:
-            jobs += [{**meta, **vi, "arm": arm, "kind": "reference", **ref, "size": n, "seed": s}
-                     for arm, ref in cfg["references"].items() for n in vi["sizes"] for s in vi["seeds"]]
-        jobs = [j for j in jobs if (j["arm"], j["size"], j["seed"]) not in done]
+        if not cfg.no_references:
+            jobs += [{"arm": arm, "kind": "reference", **ref, "size": n, "seed": s}
+                     for arm, ref in cfg.references.items() for n in vi["sizes"] for s in vi["seeds"]]
         # references first (one pool), then candidates one by one: nets -> VAEs -> VI
-        _run_jobs(jobs, args.workers, csv_path)
-        for name in names:
+        _run_jobs(cfg, results, jobs)
+        for name in cfg.selected:
             print(f"== candidate {name}", flush=True)
-            train_nets(cfg, [name], args.work_dir, args.workers)
-            summary = fit_candidate(cfg, name, args.work_dir)
+            train_nets(cfg, [name], cfg.work_dir, cfg.workers)
+            summary = fit_candidate(cfg, name, cfg.work_dir)
             if any("error" in summary[k] for k in ("7", "5")):
                 print(f"  {name}: skipped VI ({summary['7'].get('error') or summary['5'].get('error')})", flush=True)
                 continue
-            folder = str(candidate_dir(args.work_dir, name))
-            cj = [{**meta, **vi, "arm": name, "kind": "candidate", "folder": folder, "size": n, "seed": s}
-                  for n in vi["sizes"] for s in vi["seeds"] if (name, n, s) not in done]
-            _run_jobs(cj, args.workers, csv_path)
-            write_report(cfg, args.work_dir, read_rows(csv_path), args.out_dir, runlog.commands(log))
-    md = write_report(cfg, args.work_dir, read_rows(csv_path), args.out_dir, runlog.commands(log))
+            folder = str(candidate_dir(cfg.work_dir, name))
+            _run_jobs(cfg, results, [{"arm": name, "kind": "candidate", "folder": folder, "size": n, "seed": s}
+                                     for n in vi["sizes"] for s in vi["seeds"]])
+            write_report(cfg, cfg.work_dir, results.rows, cfg.out_dir, results.commands(), config)
+    md = write_report(cfg, cfg.work_dir, results.rows, cfg.out_dir, results.commands(), config)
     print(md)
     return 0
 
 
-def _run_jobs(jobs: list[dict[str, Any]], workers: int, csv_path: Path) -> None:
-    if not jobs:
-        return
+def _run_jobs(cfg: SourceStudyConfig, results: ResultFile, jobs: list[dict[str, Any]]) -> None:
+    """Run the jobs whose rows are not in ``results`` yet; rows are added as they finish."""
+    todo = []
     for j in jobs:
-        j["threads"] = max(1, (os.cpu_count() or 1) // max(1, workers))
-        j.pop("sizes", None)
-        j.pop("seeds", None)
-    with cf.ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn")) as pool:
-        for fut in cf.as_completed([pool.submit(run_vi, j) for j in jobs]):
+        settings = cfg.row_settings(arm=j["arm"])
+        if results.has(settings, arm=j["arm"], size=j["size"], seed=j["seed"]):
+            continue
+        todo.append({**j, "settings": settings, "protocol": cfg.protocol, "steps": cfg.vi["steps"],
+                     "batch": cfg.vi["batch"], "threads": max(1, (os.cpu_count() or 1) // max(1, cfg.workers))})
+    if not todo:
+        return
+    settings = {(j["arm"], j["size"], j["seed"]): j["settings"] for j in todo}
+    with cf.ProcessPoolExecutor(max(1, cfg.workers), mp_context=mp.get_context("spawn")) as pool:
+        for fut in cf.as_completed([pool.submit(run_vi, j) for j in todo]):
             row = fut.result()
-            append_row(csv_path, row)
+            results.add([row], settings[(row["arm"], row["size"], row["seed"])])
             print(f"  {row['arm']} N={row['size']} seed {row['seed']}: {row['acc_ensemble']:.4f} ({row['seconds']:.0f} s)",
                   flush=True)
 
