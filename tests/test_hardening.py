@@ -87,7 +87,7 @@ def test_publish_upgrades_a_legacy_scope_card(tiny_registry: Path, tmp_path: Pat
     legacy = dataclasses.replace(card, weights_sha256=tensors_sha256(tensors), weights_sha256_scope="tensors")
     write_weights(folder / "model.safetensors", tensors, legacy)
     assert read_weights(folder / "model.safetensors")[0].weights_sha256_scope == "tensors"  # legacy still loads
-    dest = publish(folder, "up", "1.0.0", tmp_path / "reg")
+    dest = publish(folder, "up", "1.0.0", tmp_path / "reg").path
     assert card_from_weights_file(dest / "model.safetensors").weights_sha256_scope == "tensors+arch"
     assert LocalRegistry(tmp_path / "reg").verify("up", Version(1, 0, 0)).weights_sha256 == card.weights_sha256
 
@@ -205,7 +205,7 @@ def test_orphan_is_reported_then_adopted(only_tiny: Path, monkeypatch: pytest.Mo
     assert (only_tiny / "tiny-3x3" / "2.0.0").is_dir()  # orphaned
     res = _cli("verify")
     assert res.exit_code == 1 and "tiny-3x3@2.0.0" in res.stderr and "not in the index" in res.stderr
-    dest = publish(src, "tiny-3x3", "2.0.0", only_tiny)  # the retry succeeds
+    dest = publish(src, "tiny-3x3", "2.0.0", only_tiny).path  # the retry succeeds
     assert dwp_hub.load("tiny-3x3@2.0.0").card.version == "2.0.0"
     assert dest == only_tiny / "tiny-3x3" / "2.0.0"
     assert _cli("verify").exit_code == 0

@@ -148,6 +148,32 @@ def test_publish_refuses_existing_version_and_foreign_name(tiny_registry: Path, 
     assert len(hub_server.commits(REPO)) == 2  # nothing was committed by the refused publishes
 
 
+def test_local_and_hub_publish_write_the_same_version_folder(tiny_registry: Path, hub_server: HubTestServer,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One writer, one result type: the same folder published locally and to the Hub gives the same files,
+    byte for byte, and a PublishResult either way."""
+    from dwp_hub.registry import PublishResult
+    from dwp_hub.training import publish as publish_module
+
+    monkeypatch.setattr(publish_module, "_now", lambda: "2024-01-01T00:00:00+00:00")  # the only difference
+    folder = tiny_registry / "tiny-7x7" / "1.1.0"
+    local = publish_module.publish(folder, "tiny-7x7", "2.0.0", tmp_path / "reg", "same")
+    hub = publish_module.publish(folder, "tiny-7x7", "2.0.0", HUB, "same")
+    assert isinstance(local, PublishResult) and isinstance(hub, PublishResult)
+    assert (local.target, hub.target) == ("local", "hub")
+    assert local.files == hub.files and local.weights_sha256 == hub.weights_sha256
+    assert {"model.safetensors", "README.md", "samples.png", "latents.png"} <= set(hub.files)
+    commit = hub_server.commits(REPO)[-1]
+    assert hub.commit == commit["oid"] and hub.ref == str(hub) == f"{HUB}@v2.0.0"
+    assert hub.location == HUB and hub.path is None and hub.url is not None and hub.url.endswith(f"{REPO}/tree/v2.0.0")
+    with pytest.raises(TypeError, match="no local folder"):
+        Path(hub)
+    snapshot, _ = download_prior(parse_ref(hub.ref))
+    for name, sha in local.files.items():  # what the Hub serves is what the local registry holds
+        assert hashlib.sha256((snapshot / name).read_bytes()).hexdigest() == sha
+        assert (local.path / name).read_bytes() == (snapshot / name).read_bytes()
+
+
 # -- offline -----------------------------------------------------------------------------------
 def test_offline_loads_cached_tags_without_network(tiny_registry: Path, hub_server: HubTestServer,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -372,3 +398,4 @@ def test_cli_push_list_info_pull_verify(tiny_registry: Path, hub_server: HubTest
     assert "already has version 1.0.0" in out
     out = run("pull", "tiny-7x7", code=1)
     assert "hf-hub:ORG/REPO" in out
+

@@ -65,13 +65,10 @@ def test_round_trip_bit_exact(tmp_path: Path, arch: ArchConfig) -> None:
         for a, b in zip(vae.decoder(z), rebuilt.decoder(z), strict=True):
             assert torch.equal(a, b)
 
-    # Re-serialising gives the same header (as JSON) and byte-identical tensor data. The header
-    # bytes themselves may differ: safetensors 0.8 writes the metadata map in random key order.
+    # Re-serialising gives the same bytes (safetensors 0.8 writes its metadata map in random key order;
+    # write_weights sorts it).
     write_weights(tmp_path / "again.safetensors", tensors2, card2)
-    a, b = path.read_bytes(), (tmp_path / "again.safetensors").read_bytes()
-    na, nb = (8 + int.from_bytes(x[:8], "little") for x in (a, b))
-    assert na == nb and json.loads(a[8:na]) == json.loads(b[8:nb])
-    assert hashlib.sha256(a[na:]).digest() == hashlib.sha256(b[nb:]).digest()
+    assert path.read_bytes() == (tmp_path / "again.safetensors").read_bytes()
 
 
 def test_round_trip_through_version_folder(tiny_registry: Path) -> None:
@@ -130,3 +127,25 @@ def test_build_vae_refuses_wrong_architecture() -> None:
     missing = {k: v for k, v in tensors.items() if not k.startswith("decoder.heads.var")}
     with pytest.raises(CardError):
         build_vae(make_card(ArchConfig("mlp", 3, 4, 64), tensors_sha256(missing)), missing)
+
+
+def test_write_weights_is_byte_deterministic(tmp_path: Path) -> None:
+    """The same tensors and card give the same file bytes (safetensors itself writes its metadata in
+    hash-map order), so a version written twice -- locally and for the Hub -- has one sha256."""
+    from safetensors import safe_open
+
+    arch = ARCHS[2]
+    tensors = vae_tensors(_random_vae(arch))
+    card = make_card(arch, tensors_sha256(tensors))
+    digests = set()
+    for i in range(8):
+        write_weights(tmp_path / f"m{i}.safetensors", tensors, card)
+        digests.add(hashlib.sha256((tmp_path / f"m{i}.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1
+    back_card, back = read_weights(tmp_path / "m0.safetensors")
+    assert back_card == card and all(torch.equal(back[k], tensors[k]) for k in tensors)
+    raw = (tmp_path / "m0.safetensors").read_bytes()
+    assert (8 + int.from_bytes(raw[:8], "little")) % 8 == 0  # the data section stays 8-byte aligned
+    with safe_open(str(tmp_path / "m0.safetensors"), "pt") as fh:
+        assert list(fh.metadata()) and sorted(fh.metadata()) == sorted(json.loads(raw[8:8 + int.from_bytes(
+            raw[:8], "little")])["__metadata__"])

@@ -19,12 +19,12 @@ from dwp_hub.errors import (
     PriorNotFoundError,
     VersionNotFoundError,
 )
-from dwp_hub.registry import LocalRegistry, Version, all_names, registries, resolve
+from dwp_hub.registry import LocalRegistry, PublishResult, Version, all_names, registries, resolve
 from dwp_hub.training.publish import publish
 
 
 def _publish_copy(tiny_registry: Path, dest: Path, version: str, name: str = "tiny-3x3",
-                  description: str | None = None) -> Path:
+                  description: str | None = None) -> PublishResult:
     return publish(tiny_registry / "tiny-3x3" / "1.0.0", name, version, dest, description)
 
 
@@ -150,10 +150,16 @@ def test_malformed_index(tiny_registry: Path) -> None:
 
 # -- publishing ----------------------------------------------------------------------------------
 def test_publish_new_version(tiny_registry: Path, tmp_path: Path) -> None:
-    dest = _publish_copy(tiny_registry, tmp_path / "reg", "2.0.0", name="my-prior", description="A copy.")
+    result = _publish_copy(tiny_registry, tmp_path / "reg", "2.0.0", name="my-prior", description="A copy.")
     reg = LocalRegistry(tmp_path / "reg")
-    assert dest == reg.folder("my-prior", Version(2, 0, 0))
+    dest = reg.folder("my-prior", Version(2, 0, 0))
+    assert (result.path, result.target, result.location, result.spec) == (dest, "local", str(tmp_path / "reg"),
+                                                                          "my-prior@2.0.0")
+    assert str(result) == os.fspath(result) == str(dest) and result.url is None and result.commit is None
+    assert result.files == reg.entry("my-prior", Version(2, 0, 0))["files"]
+    assert result.files == json.loads((dest / "checksums.json").read_text())
     card = reg.verify("my-prior", Version(2, 0, 0))
+    assert result.weights_sha256 == card.weights_sha256 and result.ref == "my-prior@2.0.0"
     assert (card.name, card.version, card.description) == ("my-prior", "2.0.0", "A copy.")
     assert sorted(p.name for p in (tmp_path / "reg").iterdir() if not p.name.startswith(".")) == ["index.json", "my-prior"]
     assert not list((tmp_path / "reg").glob(".staging-*"))  # no staging leftovers

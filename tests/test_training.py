@@ -149,7 +149,7 @@ def test_fit_learns_and_reports_metrics() -> None:
 
 def test_publish_is_immutable_and_leaves_nothing_behind(tmp_path: Path) -> None:
     fitted = build_tiny_prior(tmp_path / "fit", "x", ArchConfig("mlp", 3, 2, 8), epochs=1)
-    dest = publish(fitted, "my-prior", "1.0.0", tmp_path / "reg", "desc")
+    dest = publish(fitted, "my-prior", "1.0.0", tmp_path / "reg", "desc").path
     card = card_from_weights_file(dest / "model.safetensors")
     assert (card.name, card.version, card.description) == ("my-prior", "1.0.0", "desc")
     with pytest.raises(PriorExistsError, match="immutable"):

@@ -80,22 +80,17 @@ def _card_for(spec: str) -> tuple[Any, str]:
     return card, f"{resolved.registry.label}: {resolved.folder}"
 
 
-#: Card-only keys of an embedded recipe (not recipe keys: ``dwp-hub build`` would refuse them).
-_CARD_ONLY_RECIPE_KEYS = ("rebuild",)
-
-
 def recipe_yaml(card: Any) -> str:
-    """The recipe embedded in ``card`` as YAML that ``dwp-hub build`` reads back."""
-    import yaml
+    """The recipe embedded in ``card`` as YAML that ``dwp-hub build`` reads back (what ``recipe.yaml`` holds)."""
+    from dwp_hub.registry._local import recipe_yaml as render
 
-    recipe = {k: v for k, v in card.recipe.items() if k not in _CARD_ONLY_RECIPE_KEYS}
-    if not recipe:
+    text = render(card)
+    if text is None:
         from dwp_hub.errors import CardError
 
-        raise CardError(f"{card.spec} carries no recipe (it was published step by step, not by 'dwp-hub build'); "
-                        "there is nothing to export.", field="card.recipe")
-    header = f"# Recipe of {card.spec}. Rebuild it with: dwp-hub build THIS.yaml --to DIR\n"
-    return header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True, width=100)
+        raise CardError(f"{card.spec} carries no recipe (it was published step by step by a dwp-hub older than the "
+                        "recipe record); there is nothing to export.", field="card.recipe")
+    return text
 
 
 def info_cmd(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from dwp_hub._fs import atomic_path
+from dwp_hub._fs import atomic_write_bytes
 from dwp_hub.card import PriorCard, card_from_weights_file, check_legacy_arch_pin
 from dwp_hub.constants import CARD_METADATA_KEY, CARD_SCHEMA_VERSION, SCHEMA_METADATA_KEY
 from dwp_hub.errors import CardError, IntegrityError
@@ -43,9 +45,24 @@ def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], card: Prio
     new cards, the architecture)."""
     if card.weights_sha256 != card_weights_sha256(card, tensors):
         raise CardError("card.weights_sha256 does not match the tensors being written.", field="card.weights_sha256")
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={CARD_METADATA_KEY: card.to_json(),
-                                               SCHEMA_METADATA_KEY: str(CARD_SCHEMA_VERSION)})
+    atomic_write_bytes(path, safetensors_bytes(tensors, {CARD_METADATA_KEY: card.to_json(),
+                                                         SCHEMA_METADATA_KEY: str(CARD_SCHEMA_VERSION)}))
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file of ``tensors`` and ``metadata``, byte for byte the same for the same input.
+
+    The safetensors writer emits the ``__metadata__`` entries in hash-map order, which changes from
+    one call to the next; here they are sorted, so a version folder written twice (locally and for
+    the Hub, or by a rebuild) has the same sha256.
+    """
+    raw = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned, as the writer pads it
+    return struct.pack("<Q", len(text)) + text + raw[8 + n :]
 
 
 def read_weights(path: str | Path) -> tuple[PriorCard, dict[str, torch.Tensor]]:

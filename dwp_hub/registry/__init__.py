@@ -18,12 +18,12 @@ from pathlib import Path
 
 from dwp_hub import constants
 from dwp_hub.errors import IntegrityError, PriorNotFoundError, VersionNotFoundError
-from dwp_hub.registry._local import IndexProblem, LocalRegistry, Orphan, verify_folder
+from dwp_hub.registry._local import IndexProblem, LocalRegistry, Orphan, PublishResult, verify_folder, write_version
 from dwp_hub.registry._names import HubRef, PriorRef, Version, parse_ref, validate_name
 
 __all__ = [
-    "HubRef", "IndexProblem", "LocalRegistry", "Orphan", "PriorRef", "Resolved", "Version", "all_names", "parse_ref", "registries",
-    "resolve", "validate_name", "verify_folder",
+    "HubRef", "IndexProblem", "LocalRegistry", "Orphan", "PriorRef", "PublishResult", "Resolved", "Version", "all_names",
+    "parse_ref", "registries", "resolve", "validate_name", "verify_folder", "write_version",
 ]
 
 

@@ -48,8 +48,7 @@ except ImportError:  # pragma: no cover - older huggingface_hub
     _IncompleteSnapshot = None
 
 from dwp_hub import constants
-from dwp_hub._fs import atomic_write_text, sha256_file
-from dwp_hub._render import render_readme
+from dwp_hub._fs import sha256_file
 from dwp_hub._version import __version__
 from dwp_hub.card import PriorCard, card_from_weights_file
 from dwp_hub.constants import CARD_METADATA_KEY, CHECKSUMS_FILE, OPTIONAL_PRIOR_FILES, PRIOR_FILES
@@ -65,7 +64,7 @@ from dwp_hub.errors import (
     RemoteNotFoundError,
     RevisionNotFoundError,
 )
-from dwp_hub.registry._local import LocalRegistry, folder_checksums, verify_folder
+from dwp_hub.registry._local import LocalRegistry, PublishResult, verify_folder, write_version
 from dwp_hub.registry._names import HubRef, PriorRef, Version, parse_ref
 
 if TYPE_CHECKING:
@@ -78,7 +77,6 @@ __all__ = [
 
 #: Files of a prior version (the only ones downloaded from a repository).
 _FILES = (*PRIOR_FILES, *OPTIONAL_PRIOR_FILES)
-_COPIED = ("samples.png", "latents.png", "recipe.yaml")
 _TAG_RE = re.compile(r"v([0-9]+\.[0-9]+\.[0-9]+)", re.ASCII)
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -355,21 +353,6 @@ def list_hub_versions(repo: str) -> list[dict[str, str]]:
 
 
 # -- publish ---------------------------------------------------------------------------------
-def _write_version_folder(dest: Path, path: Path, card: PriorCard, tensors: dict[str, torch.Tensor]) -> list[str]:
-    """Write the files of one version into ``dest``; return their names."""
-    from dwp_hub.model._io import write_weights
-
-    write_weights(dest / "model.safetensors", tensors, card)
-    for f in _COPIED:
-        if (path / f).is_file():
-            shutil.copyfile(path / f, dest / f)
-    atomic_write_text(dest / "README.md", render_readme(card))
-    sums = folder_checksums(dest)
-    atomic_write_text(dest / CHECKSUMS_FILE, json.dumps(sums, indent=2, sort_keys=True) + "\n")
-    verify_folder(dest, None, card.name, card.version)
-    return sorted(p.name for p in dest.iterdir() if p.is_file())
-
-
 def _prior_name_at(api: HfApi, repo_id: str, commit: str) -> str | None:
     """Name in the card of the prior at ``commit`` (None if that commit holds no dwp-hub prior)."""
     try:
@@ -386,22 +369,27 @@ def _prior_name_at(api: HfApi, repo_id: str, commit: str) -> str | None:
         return None
 
 
-def publish_to_hub(path: Path, card: PriorCard, tensors: dict[str, torch.Tensor], to: str) -> str:
+def publish_to_hub(path: Path, card: PriorCard, tensors: dict[str, torch.Tensor], to: str, *,
+                   recipe: str | None = None) -> PublishResult:
     """Publish one prior version to a Hub repository: one commit at the repository root, tagged ``v<version>``.
 
-    The repository is created if needed. Files of the previous version that this one lacks (e.g. an
-    old ``latents.png``) are deleted in the same commit, so the root always holds exactly one
-    version. The commit is made against the ``main`` head seen when checking the tags, so a
-    concurrent publish makes this one fail instead of mixing files.
+    The version folder is written by :func:`~dwp_hub.registry._local.write_version` (as for a local
+    publish) into a temp folder, and its files are committed. The repository is created if needed.
+    Files of the previous version that this one lacks (e.g. an old ``latents.png``) are deleted in
+    the same commit, so the root always holds exactly one version. The commit is made against the
+    ``main`` head seen when checking the tags, so a concurrent publish makes this one fail instead of
+    mixing files.
 
     Args:
         path: folder holding ``samples.png`` and optionally ``latents.png`` / ``recipe.yaml``.
         card: the card to publish (already stamped with name and version).
         tensors: the VAE tensors (must match ``card.weights_sha256``).
         to: ``hf-hub:ORG/REPO``.
+        recipe: the text of ``recipe.yaml`` (default: the one in ``path``, else rendered from the card).
 
     Returns:
-        ``hf-hub:ORG/REPO@v<version>``, a reference that loads exactly this version.
+        The :class:`~dwp_hub.registry.PublishResult`; its ``ref``, ``hf-hub:ORG/REPO@v<version>``, loads
+        exactly this version.
 
     Raises:
         PriorExistsError: the tag ``v<version>`` already exists (versions are immutable).
@@ -426,7 +414,8 @@ def publish_to_hub(path: Path, card: PriorCard, tensors: dict[str, torch.Tensor]
     api = HfApi(**_LIBRARY)
     with tempfile.TemporaryDirectory(prefix="dwp-hub-publish-") as tmp:
         staging = Path(tmp)
-        files = _write_version_folder(staging, Path(path), card, tensors)
+        sums = write_version(staging, card, tensors, files_from=path, recipe=recipe)
+        files = sorted([*sums, CHECKSUMS_FILE])
         try:
             api.create_repo(ref.repo_id, exist_ok=True)
             refs = api.list_repo_refs(ref.repo_id)
@@ -467,7 +456,8 @@ def publish_to_hub(path: Path, card: PriorCard, tensors: dict[str, torch.Tensor]
         except Exception as err:
             _reraise(err, what, repo_id=ref.repo_id, action="publishing", offline=False)
             raise
-    return f"hf-hub:{ref.repo_id}@{tag}"
+    return PublishResult(card.name, card.version, "hub", str(ref), f"hf-hub:{ref.repo_id}@{tag}", card.weights_sha256,
+                         files=sums, url=f"{_endpoint()}/{ref.repo_id}/tree/{tag}", commit=info.oid)
 
 
 # -- mirroring -------------------------------------------------------------------------------
@@ -565,5 +555,5 @@ def push_prior(spec: str, to: str, *, all_versions: bool = False) -> list[tuple[
             continue
         resolved.registry.verify(resolved.name, resolved.version)
         card, tensors = read_weights(resolved.folder / "model.safetensors")
-        out.append((resolved.spec, publish_to_hub(resolved.folder, card, tensors, to)))
+        out.append((resolved.spec, publish_to_hub(resolved.folder, card, tensors, to).ref))
     return out

@@ -12,8 +12,10 @@ of file names to sha256) hides only itself: :meth:`LocalRegistry.index` returns 
 entries, :meth:`LocalRegistry.index_problems` lists the bad ones, and asking for a bad entry
 raises :class:`~dwp_hub.errors.IntegrityError` naming ``index.json``.
 
-Publishing (:meth:`LocalRegistry.add`) writes a complete staging folder, fsyncs it, renames it
-into place and then writes the index, all under a registry lock. A crash between the rename and
+Every version folder -- a ``fit`` draft, a registry staging folder, the folder a Hub commit is
+made from -- is written by ONE function, :func:`write_version`. Publishing
+(:meth:`LocalRegistry.add`) verifies such a complete staging folder, fsyncs it, renames it into
+place and then writes the index, all under a registry lock. A crash between the rename and
 the index write leaves a complete *orphan* version folder; the next publish of that version
 adopts it (same weights) or replaces it (it was never visible), and ``dwp-hub verify`` reports
 orphans. Staging folders and temp index files left by crashed publishes are removed under the lock
@@ -32,14 +34,15 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dwp_hub._fs import (
     NotRegularFileError,
+    atomic_path,
     atomic_write_text,
     fsync_dir,
     fsync_file,
@@ -50,7 +53,6 @@ from dwp_hub._fs import (
 from dwp_hub.card import PriorCard, card_from_weights_file
 from dwp_hub.constants import CHECKSUMS_FILE, INDEX_FILE, OPTIONAL_PRIOR_FILES, PRIOR_FILES
 from dwp_hub.errors import (
-    CardError,
     DwpHubError,
     IntegrityError,
     PriorExistsError,
@@ -58,7 +60,13 @@ from dwp_hub.errors import (
 )
 from dwp_hub.registry._names import Version, validate_name
 
-__all__ = ["INDEX_SCHEMA", "IndexProblem", "LocalRegistry", "Orphan", "folder_checksums", "verify_folder"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "CARD_ONLY_RECIPE_KEYS", "INDEX_SCHEMA", "IndexProblem", "LocalRegistry", "Orphan", "PublishResult", "folder_checksums",
+    "recipe_yaml", "verify_folder", "write_version",
+]
 
 INDEX_SCHEMA = 1
 _ALLOWED = set(PRIOR_FILES) | set(OPTIONAL_PRIOR_FILES)
@@ -66,6 +74,11 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STAGING = ".staging-"
 #: A staging folder without a lock file (written by an older dwp-hub) counts as abandoned after this long.
 _LEGACY_STAGING_AGE_S = 3600.0
+#: Files of a version folder taken as they are from the folder a prior is published from.
+_CARRIED = ("samples.png", "latents.png")
+RECIPE_FILE = "recipe.yaml"
+#: Card-only keys of an embedded recipe (not recipe keys: ``dwp-hub build`` would refuse them).
+CARD_ONLY_RECIPE_KEYS = ("rebuild",)
 #: Index entry fields shown by ``list``, and the types they must have.
 _ENTRY_TYPES: dict[str, tuple[type, ...]] = {
     "kernel_size": (int,), "source": (str,), "created": (str,), "description": (str,),
@@ -206,6 +219,112 @@ def verify_folder(folder: Path, expected: dict[str, str] | None = None, name: st
             "files were swapped between versions. Re-publish this version.", path=folder / "model.safetensors",
         )
     return card
+
+
+def recipe_yaml(card: PriorCard) -> str | None:
+    """The recipe embedded in ``card`` as the YAML that ``dwp-hub build`` reads back (None: the card has none)."""
+    recipe = {k: v for k, v in card.recipe.items() if k not in CARD_ONLY_RECIPE_KEYS}
+    if not recipe:
+        return None
+    import yaml
+
+    header = f"# Recipe of {card.spec}. Rebuild it with: dwp-hub build THIS.yaml --to DIR\n"
+    return header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True, width=100)
+
+
+def write_version(dest: str | Path, card: PriorCard, tensors: Mapping[str, torch.Tensor], *,
+                  files_from: str | Path | None = None, recipe: str | None = None) -> dict[str, str]:
+    """Write the files of one prior version into the folder ``dest``: the ONE writer of a version folder,
+    used by ``fit`` (a draft), the local publish (a staging folder inside the registry) and the Hub
+    publish (the temp folder its commit is made from).
+
+    Writes ``model.safetensors`` (``tensors`` plus ``card`` in the header), ``samples.png`` and
+    ``latents.png`` copied from ``files_from`` (already in ``dest`` when that is None), ``recipe.yaml``
+    (``recipe``; else the one in ``files_from``; else rendered from ``card.recipe``; a stale one in
+    ``dest`` is removed when there is none), ``README.md`` rendered from the card, and last
+    ``checksums.json``. Every file goes through a temp file and a rename. The folder is then verified
+    file by file, with the card's name and version.
+
+    Returns:
+        ``{file: sha256}`` of every file but ``checksums.json``, as recorded there.
+
+    Raises:
+        CardError: ``card.weights_sha256`` does not match ``tensors``.
+        IntegrityError: a file is missing (``samples.png``) or the folder holds unexpected files.
+    """
+    from dwp_hub._render import render_readme
+    from dwp_hub.model._io import write_weights
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    src = Path(files_from) if files_from is not None else None
+    if src is not None and src.resolve() == dest.resolve():
+        src = None
+    write_weights(dest / "model.safetensors", dict(tensors), card)
+    for f in _CARRIED:
+        if src is not None and _stat_regular(src / f):
+            with atomic_path(dest / f) as tmp:
+                shutil.copyfile(src / f, tmp)
+    if recipe is not None:
+        atomic_write_text(dest / RECIPE_FILE, recipe)
+    elif src is not None and _stat_regular(src / RECIPE_FILE):
+        with atomic_path(dest / RECIPE_FILE) as tmp:
+            shutil.copyfile(src / RECIPE_FILE, tmp)
+    elif (rendered := recipe_yaml(card)) is not None:
+        atomic_write_text(dest / RECIPE_FILE, rendered)
+    else:
+        (dest / RECIPE_FILE).unlink(missing_ok=True)
+    atomic_write_text(dest / "README.md", render_readme(card))
+    (dest / CHECKSUMS_FILE).unlink(missing_ok=True)
+    sums = folder_checksums(dest)
+    atomic_write_text(dest / CHECKSUMS_FILE, json.dumps(sums, indent=2, sort_keys=True) + "\n")
+    verify_folder(dest, None, card.name, card.version)
+    return sums
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """One published prior version, in a local registry or on the Hugging Face Hub: what
+    :func:`dwp_hub.publish` returns for either target.
+
+    Attributes:
+        name, version: the published ``name@version``.
+        target: ``"local"`` (a registry directory) or ``"hub"`` (a Hub repository).
+        location: the registry directory, or ``hf-hub:ORG/REPO``.
+        ref: a reference that loads exactly this version: ``NAME@X.Y.Z`` (with the registry on the
+            search path, e.g. ``DWP_HUB_REGISTRY``) or ``hf-hub:ORG/REPO@vX.Y.Z``.
+        path: the version folder (local only).
+        url: the web page of the tagged version (Hub only).
+        commit: the commit sha (Hub only).
+        files: sha256 of every file of the version (``checksums.json`` itself excepted).
+        weights_sha256: the card's ``weights_sha256``.
+
+    ``str()`` gives the version folder (local) or ``ref`` (Hub); a local result is also an
+    ``os.PathLike`` of its folder.
+    """
+
+    name: str
+    version: str
+    target: str
+    location: str
+    ref: str
+    weights_sha256: str
+    files: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    url: str | None = None
+    commit: str | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else self.ref
+
+    def __fspath__(self) -> str:
+        if self.path is None:
+            raise TypeError(f"{self.spec} was published to {self.location}; it has no local folder (use .ref).")
+        return str(self.path)
 
 
 def _read_json(path: Path) -> Any:
@@ -448,8 +567,9 @@ class LocalRegistry:
     def add(self, staging: Path, card: PriorCard) -> Path:
         """Move a complete staging folder into place as ``card.name@card.version`` and index it.
 
-        The staging folder must sit on the same file system (it is renamed, not copied); its files
-        are fsynced first. Raises :class:`PriorExistsError` if that version is indexed: versions are
+        The staging folder must sit on the same file system (it is renamed, not copied) and be complete
+        (written by :func:`write_version`, or a verified copy of a version folder): it is verified against
+        its ``checksums.json`` and its files are fsynced first. Raises :class:`PriorExistsError` if that version is indexed: versions are
         immutable. A complete but unindexed folder of that version (a crash between the rename and
         the index write) is adopted when it holds the same weights, else replaced.
         """
@@ -472,8 +592,8 @@ class LocalRegistry:
                 files = _read_json(dest / CHECKSUMS_FILE)
                 card = card_from_weights_file(dest / "model.safetensors")
             else:
-                files = folder_checksums(staging)
-                atomic_write_text(staging / CHECKSUMS_FILE, json.dumps(files, indent=2, sort_keys=True) + "\n")
+                verify_folder(staging, None, card.name, card.version)  # complete, as write_version left it
+                files = _read_json(staging / CHECKSUMS_FILE)
                 for f in staging.iterdir():
                     if f.is_file():
                         fsync_file(f)
@@ -561,8 +681,4 @@ class LocalRegistry:
 
     def card(self, name: str, version: Version) -> PriorCard:
         """The card of ``name@version`` read from its weights header (no torch, no hashing)."""
-        path = self.folder(name, version) / "model.safetensors"
-        try:
-            return card_from_weights_file(path)
-        except CardError:
-            raise
+        return card_from_weights_file(self.folder(name, version) / "model.safetensors")

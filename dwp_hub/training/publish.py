@@ -1,31 +1,48 @@
-"""Write fitted priors as version folders and publish them into registries."""
+"""Write fitted priors as version folders and publish them into registries.
+
+One path for both targets: :func:`publish` re-stamps the card (name, version, description, and
+the same fields of its embedded recipe), then the version folder is written by
+:func:`dwp_hub.registry.write_version` -- into a staging folder of a local registry, or into the
+temp folder a Hub commit is made from -- and :class:`~dwp_hub.registry.PublishResult` describes
+the outcome either way.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dwp_hub._fs import atomic_write_text
-from dwp_hub._render import render_readme
 from dwp_hub._version import __version__
-from dwp_hub.card import WEIGHTS_SCOPE, ArchConfig, KernelsInfo, PriorCard, SourceInfo, TrainingInfo, bound_weights_sha256
-from dwp_hub.constants import PRIOR_FILES
-from dwp_hub.errors import CardError, IntegrityError, PriorExistsError
-from dwp_hub.model._io import read_weights, tensors_sha256, vae_tensors, write_weights
-from dwp_hub.registry import LocalRegistry, Version, validate_name
+from dwp_hub.card import (
+    WEIGHTS_SCOPE,
+    ArchConfig,
+    KernelsInfo,
+    PriorCard,
+    SourceInfo,
+    TrainingInfo,
+    bound_weights_sha256,
+)
+from dwp_hub.errors import IntegrityError, PriorExistsError
+from dwp_hub.model._io import read_weights, tensors_sha256, vae_tensors
+from dwp_hub.registry import LocalRegistry, PublishResult, Version, validate_name, write_version
+from dwp_hub.registry._local import recipe_yaml
 from dwp_hub.training.fit import FitRecipe, FitResult, peak_memory_mb
 from dwp_hub.training.harvest import KernelDataset
 
+__all__ = ["PublishResult", "draft_recipe", "make_card", "publish", "source_info", "write_version_folder"]
+
 _PICTURE_SEED = 0
+#: ``rebuild`` of a card whose recipe was put together step by step: its ``recipe.yaml`` rebuilds it.
+STEPWISE_REBUILD = "dwp-hub build recipe.yaml --to DIR"
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def source_info(data: KernelDataset, domain: str | None = None, network: str | None = None) -> SourceInfo:
@@ -42,6 +59,20 @@ def source_info(data: KernelDataset, domain: str | None = None, network: str | N
         protocol=src.get("protocol", ""),
         checkpoints=m["sources"],
     )
+
+
+def draft_recipe(data: KernelDataset, arch: ArchConfig, fit: FitRecipe, *, name: str, version: str,
+                 description: str = "") -> dict[str, Any]:
+    """The recipe of a prior fitted step by step (``train-source``, ``harvest``, ``fit``): the source and
+    harvest sections the harvest recorded in the kernel dataset (``meta["recipe"]``), this VAE and fit.
+    ``dwp-hub build`` of it repeats the chain. ``{}`` when the kernel dataset carries no such record
+    (written by an older dwp-hub)."""
+    made = data.meta.get("recipe")
+    if not isinstance(made, dict) or not isinstance(made.get("source"), dict) or not isinstance(made.get("harvest"), dict):
+        return {}
+    return {"name": name, "version": version, **({"description": description} if description else {}),
+            "source": made["source"], "harvest": made["harvest"], "vae": asdict(arch), "fit": fit.to_dict(),
+            "rebuild": STEPWISE_REBUILD}
 
 
 def make_card(result: FitResult, data: KernelDataset, arch: ArchConfig, fit: FitRecipe, *, name: str,
@@ -65,15 +96,15 @@ def make_card(result: FitResult, data: KernelDataset, arch: ArchConfig, fit: Fit
 
 
 def write_version_folder(folder: str | Path, vae: torch.nn.Module, card: PriorCard,
-                         held_out: torch.Tensor | None = None) -> Path:
-    """Write ``model.safetensors``, ``samples.png``, ``latents.png`` and ``README.md``."""
+                         held_out: torch.Tensor | None = None, recipe: str | None = None) -> Path:
+    """Write a fitted prior as a (draft) version folder: draw ``samples.png`` and ``latents.png`` from
+    the VAE, then write the rest with :func:`~dwp_hub.registry.write_version` (``recipe``: the text of
+    ``recipe.yaml``, default rendered from ``card.recipe``)."""
     from dwp_hub._plot import kernel_panels, latent_scatter
     from dwp_hub.model.prior import DeepWeightPrior
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = vae_tensors(vae)
-    write_weights(folder / "model.safetensors", tensors, card)
     prior = DeepWeightPrior(card, vae)
     gen = torch.Generator().manual_seed(_PICTURE_SEED)
     panels = [("decoder means of z ~ N(0, I)", prior.sample(32, generator=gen, noise=False)),
@@ -84,37 +115,63 @@ def write_version_folder(folder: str | Path, vae: torch.nn.Module, card: PriorCa
     if held_out is not None and len(held_out):
         mean, _ = prior.encode(held_out[:2000])
         latent_scatter(mean, folder / "latents.png", f"{card.name}: E[z|w] of held-out kernels")
-    atomic_write_text(folder / "README.md", render_readme(card))
+    else:
+        (folder / "latents.png").unlink(missing_ok=True)  # a picture of an earlier fit is not this prior's
+    write_version(folder, card, vae_tensors(vae), recipe=recipe)
     return folder
 
 
-def publish(path: str | Path, name: str, version: str, to: str | Path, description: str | None = None) -> Path:
+def _restamp(card: PriorCard, tensors: dict[str, torch.Tensor], name: str, version: str,
+             description: str | None) -> tuple[PriorCard, str | None]:
+    """``card`` as ``name@version`` (its recipe too), and the new ``recipe.yaml`` text when the recipe
+    changed (None: keep the folder's own ``recipe.yaml``)."""
+    desc = description if description is not None else card.description
+    recipe = dict(card.recipe)
+    changed = False
+    if recipe:
+        wanted: dict[str, Any] = {"name": name, "version": version}
+        if desc or "description" in recipe:
+            wanted["description"] = desc
+        changed = any(recipe.get(k) != v for k, v in wanted.items())
+        recipe.update(wanted)
+    card = dataclasses.replace(card, name=name, version=version, created=_now(), description=desc, recipe=recipe,
+                               # a new version binds its architecture into the weights hash, whatever the source's scope
+                               weights_sha256=bound_weights_sha256(tensors_sha256(tensors), card.arch),
+                               weights_sha256_scope=WEIGHTS_SCOPE)
+    return card, (recipe_yaml(card) if changed else None)
+
+
+def publish(path: str | Path, name: str, version: str, to: str | Path, description: str | None = None) -> PublishResult:
     """Publish the prior in folder ``path`` (a ``fit`` output or another version folder) as
-    ``name@version`` into the registry directory ``to``.
+    ``name@version`` into the registry directory ``to``, or to the Hub when ``to`` is ``hf-hub:ORG/REPO``.
 
-    The folder is validated (weights against their card), the card is re-stamped with the new
-    name and version, and the version folder is written to a hidden temp folder inside the
-    registry and renamed into place; the index is updated under a lock. Existing versions are
-    never overwritten.
+    The folder's weights are validated against their card, and the card (with the name, version and
+    description of its embedded recipe) is re-stamped as ``name@version``. The version folder is then
+    written by :func:`~dwp_hub.registry.write_version`: for a local registry into a hidden staging folder
+    inside it, renamed into place while the index is updated under a lock; for the Hub into a temp
+    folder committed as one commit tagged ``v<version>``. Existing versions are never overwritten.
 
-    ``to`` may also be ``hf-hub:ORG/REPO`` to publish to the Hugging Face Hub.
+    Returns:
+        A :class:`~dwp_hub.registry.PublishResult` for either target (``str()`` of it: the version folder,
+        or ``hf-hub:ORG/REPO@v<version>``).
+
+    Raises:
+        PriorExistsError: the version exists already (versions are immutable).
+        IntegrityError: ``path`` is not a prior folder, or the registry cannot be written.
     """
     validate_name(name)
     Version.parse(version)
     path = Path(path)
     for f in ("model.safetensors", "samples.png"):
         if not (path / f).is_file():
-            raise IntegrityError(f"{path / f} is missing; point publish at a folder written by 'dwp-hub fit'.")
+            raise IntegrityError(f"{path / f} is missing; point publish at a folder written by 'dwp-hub fit'.",
+                                 path=path / f)
     card, tensors = read_weights(path / "model.safetensors")
-    card = dataclasses.replace(card, name=name, version=version, created=_now(),
-                               description=description if description is not None else card.description,
-                               # a new version binds its architecture into the weights hash, whatever the source's scope
-                               weights_sha256=bound_weights_sha256(tensors_sha256(tensors), card.arch),
-                               weights_sha256_scope=WEIGHTS_SCOPE)
+    card, recipe = _restamp(card, tensors, name, version, description)
     if str(to).startswith("hf-hub:"):
         from dwp_hub.registry._hf import publish_to_hub
 
-        return publish_to_hub(path, card, tensors, str(to))
+        return publish_to_hub(path, card, tensors, str(to), recipe=recipe)
     registry = LocalRegistry(to)
     if version in {str(v) for v in registry.versions(name)}:
         registry.clean_crash_leftovers()  # a retry after a crash that had already indexed this version
@@ -123,14 +180,10 @@ def publish(path: str | Path, name: str, version: str, to: str | Path, descripti
         )
     staging = registry.staging_dir()  # the writability probe: unique per publish, so concurrent publishes never collide
     try:
-        write_weights(staging / "model.safetensors", tensors, card)
-        for f in ("samples.png", "latents.png", "recipe.yaml"):
-            if (path / f).is_file():
-                shutil.copyfile(path / f, staging / f)
-        atomic_write_text(staging / "README.md", render_readme(card))
-        missing = [f for f in PRIOR_FILES if not (staging / f).is_file()]
-        if missing:
-            raise CardError(f"Cannot publish: {', '.join(missing)} missing.")
-        return registry.add(staging, card)
+        write_version(staging, card, tensors, files_from=path, recipe=recipe)
+        dest = registry.add(staging, card)
     finally:
         registry.remove_staging(staging)
+    entry = registry.entry(name, Version.parse(version))
+    return PublishResult(name, version, "local", str(registry.root), f"{name}@{version}", card.weights_sha256,
+                         files=dict(entry["files"]), path=dest)

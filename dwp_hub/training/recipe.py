@@ -394,9 +394,9 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
 
         card = dataclasses.replace(card, transfer=transfer)
     staging = work / f"fit-{recipe.name}-{recipe.version}"
-    write_version_folder(staging, result.vae, card, data.held_out if len(data.held_out) else data.train)
-    if recipe.path is not None:
-        (staging / "recipe.yaml").write_text(recipe.path.read_text("utf-8"), "utf-8")  # validated by load_recipe
+    text = recipe.path.read_text("utf-8") if recipe.path is not None else None  # validated by load_recipe
+    write_version_folder(staging, result.vae, card, data.held_out if len(data.held_out) else data.train, recipe=text)
     if not publish_it:
         return staging
-    return publish(staging, recipe.name, recipe.version, to, recipe.description)
+    published = publish(staging, recipe.name, recipe.version, to, recipe.description)
+    return published.path if published.path is not None else published.ref  # the Hub: hf-hub:ORG/REPO@vX.Y.Z
