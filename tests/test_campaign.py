@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+import tools_package  # noqa: F401 - makes `import tools` work
 
 from dwp_hub.errors import PriorExistsError
 from dwp_hub.registry import LocalRegistry
 from dwp_hub.training.publish import publish
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import hardening_campaign as hc
+from tools import hardening_campaign as hc
 
 
 def test_quick_campaign(_tiny_registry_master: Path, tmp_path: Path) -> None:

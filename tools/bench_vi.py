@@ -26,7 +26,10 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
+if not __package__:  # run as a file (python tools/bench_vi.py): register the tools package
+    import _bootstrap  # noqa: F401
+
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -38,6 +41,8 @@ import time
 from typing import Any
 
 import torch
+
+from tools._experiment import RUN, ExperimentConfig, parse_ints, parse_seeds, random_priors, setting
 
 CONFIGS = ("standard-normal", "log-uniform", "sparse-log-uniform", "dwp-full", "dwp-fast")
 #: Targets (issue 12), checked on the ratios of one run.
@@ -67,9 +72,6 @@ def _step_flops(step: Any) -> int:
 
 
 def _priors(kind: str) -> tuple[dict[int, Any], str]:
-    from dwp_hub.card import ArchConfig
-    from dwp_hub.model.vae import KernelVAE
-
     if kind in ("auto", "hub"):
         try:
             import dwp_hub
@@ -82,12 +84,7 @@ def _priors(kind: str) -> tuple[dict[int, Any], str]:
             print(f"(could not load hub priors: {err})")
         if kind == "hub":
             raise SystemExit("notmnist-7x7 / notmnist-5x5 are not installed.")
-    gen = torch.manual_seed(0)
-    del gen
-    v7, v5 = KernelVAE(ArchConfig("conv7", 7, 2, 32)), KernelVAE(ArchConfig("conv5", 5, 4, 64))
-    for p in list(v7.parameters()) + list(v5.parameters()):
-        p.requires_grad_(False)
-    return {7: v7, 5: v5}, "randomly initialised VAEs of the paper's architectures (conv7 z2 h32, conv5 z4 h64)"
+    return random_priors((7, 5)), "randomly initialised VAEs of the shipped architectures (conv7 z2 h32, conv5 z4 h64)"
 
 
 def _batch(batch: int) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -102,7 +99,8 @@ def _batch(batch: int) -> tuple[torch.Tensor, torch.Tensor, str]:
 
 
 def _step_fn(config: str, priors: dict[int, Any], x: torch.Tensor, y: torch.Tensor, m: int | None) -> Any:
-    from dwp_hub.inference import kl_divergence, neg_elbo, paper_net
+    from dwp_hub.inference import kl_divergence, neg_elbo
+    from dwp_hub.paper import paper_net
 
     if config.startswith("dwp"):
         model = paper_net("dwp", dwp_priors=priors, bound="full" if config == "dwp-full" else "fast",
@@ -153,7 +151,8 @@ def _memory_worker(args: tuple[str, str, int, int | None, int, int]) -> dict[str
 
 def _accuracy(priors: dict[int, Any], n: int, seeds: list[int], epochs: int, m: int | None) -> list[dict[str, Any]]:
     from dwp_hub.data import mnist10k_protocol
-    from dwp_hub.inference import VIRecipe, fit_vi, paper_net
+    from dwp_hub.inference import VIRecipe, fit_vi
+    from dwp_hub.paper import paper_net
 
     rows = []
     for seed in seeds:
@@ -171,25 +170,32 @@ def _accuracy(priors: dict[int, Any], n: int, seeds: list[int], epochs: int, m: 
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchViConfig(ExperimentConfig):
+    """Speed of one VI training step of the paper's 32/128 MNIST net, by prior, in one run."""
+
+    NAME = "bench_vi"
+
+    batch: int = setting(50, "batch size")
+    rounds: int = setting(7, "interleaved rounds (the first is warm-up)")
+    steps: int = setting(5, "steps per configuration and round (full bound: 1)")
+    kernels_per_step: int | None = setting(None, "m of the fast bound (default 32)")
+    also_m: tuple[int, ...] = setting((), "extra fast-bound m values to time, e.g. 16,128", parse=parse_ints)
+    priors: str = setting("auto", "hub priors, random stand-ins, or hub when installed", choices=("auto", "hub", "random"))
+    no_memory: bool = setting(False, "skip the peak-memory subprocesses")
+    accuracy_epochs: int = setting(0, "also compare accuracy of fast vs full bound")
+    accuracy_n: int = setting(50, "training examples of the accuracy comparison")
+    accuracy_seeds: tuple[int, ...] = setting((0,), "data-split seeds of the accuracy comparison: 0-4, 0,3 or 3",
+                                              parse=parse_seeds)
+    threads: int = setting(0, "torch threads (0: torch's default)", role=RUN)
+    json: str = setting("", "write the results to this JSON file", role=RUN)
+
+
 def main(argv: list[str] | None = None) -> int:
     from dwp_hub.inference.priors import DEFAULT_KERNELS_PER_STEP
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (the first is warm-up)")
-    ap.add_argument("--steps", type=int, default=5, help="steps per configuration and round (full bound: 1)")
-    ap.add_argument("--kernels-per-step", type=int, default=None,
-                    help=f"m of the fast bound (default {DEFAULT_KERNELS_PER_STEP})")
-    ap.add_argument("--also-m", default="", help="extra fast-bound m values to time, e.g. 16,128")
-    ap.add_argument("--priors", choices=("auto", "hub", "random"), default="auto")
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    ap.add_argument("--accuracy-epochs", type=int, default=0, help="also compare accuracy of fast vs full bound")
-    ap.add_argument("--accuracy-n", type=int, default=50)
-    ap.add_argument("--accuracy-seeds", default="0")
-    ap.add_argument("--json", default="", help="write the results to this JSON file")
-    args = ap.parse_args(argv)
-
+    args, _ = BenchViConfig.from_args(argv, __doc__.split("\n\n")[0])
+    assert isinstance(args, BenchViConfig)
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -199,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     configs: dict[str, Any] = {c: _step_fn(c, priors, x, y, m) for c in CONFIGS}
     sn_flops = _step_flops(configs["standard-normal"])
     configs["gemm-fp32"] = _gemm_fn()
-    for extra in [int(v) for v in args.also_m.split(",") if v.strip()]:
+    for extra in args.also_m:
         configs[f"dwp-fast-m{extra}"] = _step_fn("dwp-fast", priors, x, y, extra)
     print(f"bench_vi: fconv 32/128, batch {args.batch} ({data_desc}), torch {torch.__version__}, "
           f"{threads} thread(s), {platform.processor() or platform.machine()}")
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"target: {name} <= {limit:.2f}x the standard-normal step: {ratio:.2f}x "
                   f"({'met' if ratio <= limit else 'MISSED'})")
     if args.accuracy_epochs:
-        seeds = [int(s) for s in args.accuracy_seeds.split(",") if s.strip()]
+        seeds = list(args.accuracy_seeds)
         print(f"\naccuracy, fast (m={m}) vs full bound, {args.accuracy_epochs} epochs:")
         results["accuracy"] = acc = _accuracy(priors, args.accuracy_n, seeds, args.accuracy_epochs, m)
         by = {b: [r["acc_ensemble"] for r in acc if r["bound"] == b] for b in ("fast", "full")}

@@ -42,7 +42,6 @@ import argparse
 import concurrent.futures as cf
 import contextlib
 import dataclasses
-import multiprocessing as mp
 import os
 import random
 import re
@@ -61,9 +60,28 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
-for _p in (str(REPO), str(TESTS)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+
+
+def _tests_module(name: str) -> Any:
+    """``tests/<name>.py`` (the tamper variants, the tiny-prior builder), imported by path: the campaign reuses
+    the test suite's code without putting tests/ on the import path (the module pytest imported, if any)."""
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TESTS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _import_root() -> str:
+    """The folder the running dwp_hub was imported from: the subprocesses' PYTHONPATH, so that they test the same
+    code as this process (the checkout with PYTHONPATH=., or the installed package)."""
+    import dwp_hub
+
+    return str(Path(dwp_hub.__file__).resolve().parents[1])
 
 CLI = "from dwp_hub.cli import main; main()"
 COLUMNS = ("trials", "raw exceptions", "hangs", "orphans", "spurious failures", "undetected", "leftovers",
@@ -119,7 +137,7 @@ class Sandbox:
             "HOME": str(self.home), "TMPDIR": str(self.tmp), "DWP_HUB_HOME": str(self.home / "dwp-hub"),
             "XDG_CACHE_HOME": str(self.home / ".cache"), "HF_HOME": str(root / "hf"),
             "MPLCONFIGDIR": str(root / "mpl"), "DWP_HUB_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO),
+            "HF_HUB_DISABLE_TELEMETRY": "1", "COLUMNS": "200", "PYTHONPATH": _import_root(),
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
         }
         for k in ("DWP_HUB_REGISTRY", "DWP_HUB_DEBUG", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
@@ -294,9 +312,10 @@ def _debris(registry: Path) -> list[str]:
 # -- the tiny registry ------------------------------------------------------------------------------------------
 def build_master(dest: Path, epochs: int = 2) -> Path:
     """A registry with tiny-7x7 1.0.0 and 1.1.0 (what the tamper variants expect) and tiny-3x3 1.0.0."""
-    from helpers import TINY, build_tiny_prior
-
     from dwp_hub.training.publish import publish
+
+    helpers = _tests_module("helpers")
+    TINY, build_tiny_prior = helpers.TINY, helpers.build_tiny_prior
 
     for name in ("tiny-7x7", "tiny-3x3"):
         arch, versions = TINY[name]
@@ -309,7 +328,7 @@ def build_master(dest: Path, epochs: int = 2) -> Path:
 # -- 1. tamper --------------------------------------------------------------------------------------------------
 def harmless_variants() -> list[Callable[[Path], None]]:
     """Edits documented as accepted (tests/test_tamper.py): they must load and verify."""
-    import test_tamper as tt
+    tt = _tests_module("test_tamper")
 
     def hidden_dotfiles(reg: Path) -> None:
         folder = tt._folder(reg)
@@ -336,7 +355,7 @@ def harmless_variants() -> list[Callable[[Path], None]]:
 
 
 def run_tamper(box: Sandbox, master: Path, scale: Scale, pool: cf.Executor, log: Callable[[str], None]) -> Row:
-    import test_tamper as tt
+    tt = _tests_module("test_tamper")
 
     import dwp_hub
     from dwp_hub.errors import CardError, DwpHubError, IntegrityError
@@ -528,19 +547,63 @@ def run_names(box: Sandbox, master: Path, scale: Scale, pool: cf.Executor, seed:
 
 
 # -- 3. concurrent publishes ------------------------------------------------------------------------------------
-def _publish_worker(src: str, reg: str, name: str, version: str, barrier: Any, queue: Any) -> None:
-    """A spawned process: import everything, wait for the others, publish, report."""
-    try:
-        from dwp_hub.errors import DwpHubError
-        from dwp_hub.training.publish import publish
+#: A concurrent publisher (``python -c``, argv: SRC NAME VERSION REGISTRY, as ``publish`` takes them): imports everything, says 'ready',
+#: waits for 'go' on stdin (all are released at once, like a barrier), publishes, and prints its outcome as JSON.
+_PUBLISHER = """
+import json, sys, traceback
+from dwp_hub.errors import DwpHubError
+from dwp_hub.training.publish import publish
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    publish(*sys.argv[1:5])
+    out = ["ok", ""]
+except DwpHubError as err:
+    out = ["clean", f"{type(err).__name__}: {err}"]
+except BaseException as err:
+    out = ["raw", f"{type(err).__name__}: {err} {traceback.format_exc()[-400:]}"]
+print(json.dumps(out), flush=True)
+"""
 
-        barrier.wait(120)
-        publish(src, name, version, reg)
-        queue.put((version, "ok", ""))
-    except DwpHubError as err:
-        queue.put((version, "clean", _describe(err)))
-    except BaseException as err:  # noqa: BLE001 - reported to the parent
-        queue.put((version, "raw", f"{_describe(err)} {traceback.format_exc()[-400:]}"))
+
+def _publisher(box: Sandbox, src: Path, reg: Path, name: str, version: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _PUBLISHER, str(src), name, version, str(reg)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=box.env, cwd=box.cwd)
+
+
+def _release_and_collect(procs: dict[str, subprocess.Popen], timeout: float) -> dict[str, tuple[str, str]]:
+    """Wait until every publisher is ready, release them together, collect their outcomes (``hang`` past the
+    deadline; the process is killed)."""
+    import json
+
+    results: dict[str, tuple[str, str]] = {}
+    deadline = time.monotonic() + timeout
+    for v, proc in procs.items():
+        line = _readline(proc, max(0.0, deadline - time.monotonic()))
+        if line is None or not line.startswith("ready"):
+            results[v] = ("hang", "not ready in time") if line is None else ("raw", f"did not start: {line[:200]}")
+    for v, proc in procs.items():
+        if v not in results:
+            with contextlib.suppress(OSError):
+                proc.stdin.write("go\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+    for v, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=30)
+            results.setdefault(v, ("hang", "no result in time"))
+            continue
+        if v in results:
+            continue
+        try:
+            outcome, text = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            outcome, text = "raw", f"exit {proc.returncode}: {err[-400:]}"
+        results[v] = (outcome, text)
+    return results
 
 
 def run_concurrent(box: Sandbox, master: Path, scale: Scale, log: Callable[[str], None]) -> Row:
@@ -548,29 +611,14 @@ def run_concurrent(box: Sandbox, master: Path, scale: Scale, log: Callable[[str]
     from dwp_hub.registry import LocalRegistry, Version
 
     row = Row("concurrent publishes")
-    ctx = mp.get_context("spawn")
     reg = box.root / "concurrent" / "registry"
     src = master / "tiny-3x3" / "1.0.0"
     registry = LocalRegistry(reg)
     expected: set[str] = set()
     for rnd in range(scale.rounds):
         versions = [f"{rnd}.{i}.0" for i in range(scale.processes)]
-        barrier, queue = ctx.Barrier(scale.processes), ctx.Queue()
-        procs = [ctx.Process(target=_publish_worker, args=(str(src), str(reg), "conc", v, barrier, queue), daemon=True)
-                 for v in versions]
-        for p in procs:
-            p.start()
-        results: dict[str, tuple[str, str]] = {}
-        deadline = time.monotonic() + scale.timeout_s * 2
-        while len(results) < len(procs) and time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                v, outcome, err = queue.get(timeout=0.5)
-                results[v] = (outcome, err)
-        for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-            if p.is_alive():
-                p.kill()
-                p.join(5)
+        procs = {v: _publisher(box, src, reg, "conc", v) for v in versions}
+        results = _release_and_collect(procs, scale.timeout_s * 2)
         for v in versions:
             row.add("trials")
             outcome, err = results.get(v, ("hang", "no result in time"))
@@ -608,24 +656,27 @@ def run_concurrent(box: Sandbox, master: Path, scale: Scale, log: Callable[[str]
                         f"round {rnd}: dwp-hub verify (exit {code}): {err}")
         log(f"concurrent: round {rnd + 1}/{scale.rounds}: {sum(o == 'ok' for o, _ in results.values())}/"
             f"{len(procs)} published")
-    row.notes.append(f"{scale.rounds} rounds x {scale.processes} spawned processes released by a barrier; "
+    row.notes.append(f"{scale.rounds} rounds x {scale.processes} processes released together (a barrier); "
                      f"{len(expected)} versions indexed and verified"
                      + ("; dwp-hub verify after each round" if scale.cli_verify_each else ""))
     return row
 
 
 # -- 4. kill -9 during publish ------------------------------------------------------------------------------------
-def _child_publish(src: str, reg: str, warm_reg: str, name: str, versions: list[str]) -> None:
-    """The process that gets killed: warm up (imports, one publish elsewhere), say 'ready', wait for
-    'go', then publish ``versions`` one after the other, saying 'done V' after each."""
-    from dwp_hub.training.publish import publish
-
-    publish(src, "warm", "1.0.0", warm_reg)
-    print("ready", flush=True)
-    sys.stdin.readline()
-    for v in versions:
-        publish(src, name, v, reg)
-        print(f"done {v}", flush=True)
+#: The process that gets killed (``python -c``, argv: SRC REGISTRY WARM_REGISTRY NAME VERSION...): warm up
+#: (imports, one publish elsewhere), say 'ready', wait for 'go', then publish the versions one after the other,
+#: saying 'done V' after each.
+_KILLED_PUBLISHER = """
+import sys
+from dwp_hub.training.publish import publish
+src, reg, warm_reg, name, versions = *sys.argv[1:5], sys.argv[5:]
+publish(src, "warm", "1.0.0", warm_reg)
+print("ready", flush=True)
+sys.stdin.readline()
+for v in versions:
+    publish(src, name, v, reg)
+    print(f"done {v}", flush=True)
+"""
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str | None:
@@ -654,9 +705,8 @@ def run_kills(box: Sandbox, master: Path, scale: Scale, seed: int, log: Callable
     def spawn(trial: int) -> tuple[subprocess.Popen, list[str]]:
         versions = [f"{trial}.{j}.0" for j in range(k)]
         warm = base / f"warm-{trial}"
-        code = (f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).parent)!r}]; "
-                f"import hardening_campaign as h; h._child_publish(*sys.argv[1:5], sys.argv[5:])")
-        proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(reg), str(warm), name, *versions],
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_PUBLISHER, str(src), str(reg), str(warm), name,
+                                 *versions],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=box.env, cwd=box.cwd)
         return proc, versions
