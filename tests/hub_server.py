@@ -7,7 +7,10 @@ publishes, lists and downloads priors, so those code paths run over real HTTP on
 ====================================================  =========================================
 ``POST /api/repos/create``                            create a model repo (initial commit with
                                                       ``.gitattributes``; 409 if it exists)
-``POST /api/validate-yaml``                           README metadata check (always valid)
+``POST /api/validate-yaml``                           README metadata check: YAML front matter
+                                                      parses to a mapping; license, tags,
+                                                      datasets, library_name, model-index
+                                                      typed as the Hub requires (400 + errors)
 ``GET  /api/models/{repo}[/revision/{rev}]``          repo info: ``sha``, ``siblings``
 ``GET  /api/models/{repo}/tree/{rev}[/{path}]``       file listing (``oid`` = git blob sha1)
 ``GET  /api/models/{repo}/refs``                      branches and tags
@@ -74,6 +77,69 @@ def git_blob_sha1(data: bytes) -> str:
 def lfs_pointer(data: bytes) -> bytes:
     """The git-lfs pointer file of ``data`` (what git stores for an LFS file)."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n".encode()
+
+
+# Licence identifiers the Hub accepts (a subset of its list: the ones a kernel prior plausibly carries).
+HUB_LICENSES = frozenset({
+    "apache-2.0", "mit", "bsd", "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "cc0-1.0", "cc-by-2.0",
+    "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "gpl-2.0",
+    "gpl-3.0", "lgpl-3.0", "agpl-3.0", "mpl-2.0", "openrail", "unlicense", "other", "unknown",
+})
+
+
+def validate_card_metadata(content: str) -> list[str]:
+    """What the Hub's ``validate-yaml`` route checks of a model card, as error strings (empty: valid).
+
+    The YAML front matter (between the leading ``---`` lines) must parse to a mapping; ``license`` is a
+    known identifier (``other`` needs ``license_name``); ``tags``, ``datasets``, ``language`` and
+    ``metrics`` are strings or lists of strings; ``library_name`` and ``pipeline_tag`` are strings; and a
+    ``model-index`` converts to evaluation results (huggingface_hub's own parser), every metric with a
+    ``type`` and a numeric ``value``.
+    """
+    import yaml
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    text = content.lstrip("\ufeff")
+    if not text.startswith("---"):
+        return []
+    parts = text.split("\n---", 1)
+    if len(parts) < 2:
+        return ["Metadata front matter is not closed by a '---' line."]
+    try:
+        meta = yaml.safe_load(parts[0][3:])
+    except yaml.YAMLError as err:
+        return [f"Invalid YAML in the metadata: {str(err).splitlines()[0]}"]
+    if meta is None:
+        return []
+    if not isinstance(meta, dict):
+        return [f"Metadata must be a YAML mapping, got {type(meta).__name__}."]
+    errors = []
+    lic = meta.get("license")
+    if lic is not None:
+        if not isinstance(lic, str) or lic not in HUB_LICENSES:
+            errors.append(f'"license" must be one of the Hub\'s licence identifiers, got {lic!r}.')
+        elif lic == "other" and not meta.get("license_name"):
+            errors.append('"license: other" needs a "license_name".')
+    for key in ("tags", "datasets", "language", "metrics"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, str)
+                                      or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+            errors.append(f'"{key}" must be a string or a list of strings.')
+    for key in ("library_name", "pipeline_tag"):
+        if key in meta and not isinstance(meta[key], str):
+            errors.append(f'"{key}" must be a string.')
+    if "model-index" in meta:
+        index = meta["model-index"]
+        try:
+            if not isinstance(index, list) or not index:
+                raise ValueError("it must be a non-empty list")
+            _, results = model_index_to_eval_results(index)
+            for r in results:
+                if isinstance(r.metric_value, bool) or not isinstance(r.metric_value, (int, float)):
+                    raise TypeError(f"metric {r.metric_type!r} has a non-numeric value {r.metric_value!r}")
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            errors.append(f'"model-index" is invalid: {err}.')
+    return errors
 
 
 class _HubError(Exception):
@@ -290,7 +356,10 @@ class _Handler(BaseHTTPRequestHandler):
         if segs == ["api", "repos", "create"] and method == "POST":
             return self._create_repo()
         if segs == ["api", "validate-yaml"] and method == "POST":
-            self._body()
+            body = self._json_body()
+            errors = validate_card_metadata(str(body.get("content", "")) if isinstance(body, dict) else "")
+            if errors:
+                return self._send(400, "\n".join(errors).encode(), content_type="text/plain")
             return self._send_json(200, {"errors": [], "warnings": []})
         if len(segs) >= 4 and segs[:2] == ["api", "models"]:
             repo_id, rest = f"{segs[2]}/{segs[3]}", segs[4:]
