@@ -14,19 +14,31 @@ from dwp_hub.cli._options import (
     Augment,
     BatchSizeOpt,
     Dataset,
+    DescriptionOpt,
     EpochsOpt,
     L2Opt,
     LrOpt,
     NameOpt,
+    OptNameOpt,
     OutOpt,
     QuietOpt,
     SeedOpt,
     ToOpt,
     VAEKind,
     VersionOpt,
+    WidthsOpt,
     WorkDirOpt,
     WorkersOpt,
 )
+
+#: Widths of each source architecture when --widths is not given (fconv: SourceRecipe's default;
+#: fconv3: notmnist-3x3's; cifar: the paper's Table 2).
+DEFAULT_WIDTHS = {"fconv": (256, 512), "fconv3": (32, 64, 128), "cifar": (128, 256, 256, 512)}
+
+
+def _given(**values: object) -> dict[str, object]:
+    """The options given on the command line (None: the recipe's default)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _int_list(text: str, option: str, example: str) -> tuple[int, ...]:
@@ -43,34 +55,44 @@ def _int_list(text: str, option: str, example: str) -> tuple[int, ...]:
 def train_source_cmd(
     dataset: Annotated[Dataset, typer.Option("--dataset", help="Source dataset.")] = Dataset.notmnist,
     arch: Annotated[Arch, typer.Option("--arch", help="fconv (7x7, 5x5), fconv3 (3x3) or cifar (4 widths).")] = Arch.fconv,
-    widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths, e.g. 256,512.")] = "256,512",
+    widths: WidthsOpt = None,
     n_nets: Annotated[int, typer.Option("--n-nets", min=1, help="Number of source networks.")] = 10,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs of each network.")] = 10,
-    lr: LrOpt = 1e-3,
-    batch_size: BatchSizeOpt = 256,
-    l2: L2Opt = 1e-3,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
+    l2: L2Opt = None,
     augment: Annotated[Augment, typer.Option("--augment", help="Training-image augmentation.")] = Augment.none,
     seed: SeedOpt = 0,
     out: OutOpt = Path("sources"),
     workers: WorkersOpt = 1,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train source networks (one seed each) and save safetensors checkpoints.
+    """Train source networks (one seed each) into --out, a folder of safetensors checkpoints.
 
-    The defaults are SourceRecipe's; the shipped recipes' values (e.g. notmnist-7x7: --lr 0.01
-    --batch-size 64) are in 'dwp-hub info NAME --recipe'.
+    The defaults are SourceRecipe's: 10 epochs, lr 0.001, batch size 256, l2 0.001; widths 256,512
+    (fconv), 32,64,128 (fconv3) or 128,256,256,512 (cifar). The shipped recipes' values (e.g.
+    notmnist-7x7: --lr 0.01 --batch-size 64) are in 'dwp-hub info NAME --recipe'. Each checkpoint
+    records its recipe, which harvest, fit and publish carry into the card.
     """
     from dwp_hub.model.nets import NetConfig
     from dwp_hub.training.source import SourceRecipe, summarize, train_sources
 
     ds, a = dataset.value, arch.value
-    net = NetConfig(a, _int_list(widths, "--widths", "256,512"), 3 if a == "cifar" else 1,
-                    100 if ds == "cifar100" else 10)
-    recipe = SourceRecipe(ds, net, n_nets, seed, epochs, lr=lr, batch_size=batch_size, l2=l2, augment=augment.value)
+    example = ",".join(map(str, DEFAULT_WIDTHS[a]))
+    net = NetConfig(a, _int_list(widths, "--widths", example) if widths is not None else DEFAULT_WIDTHS[a],
+                    3 if a == "cifar" else 1, 100 if ds == "cifar100" else 10)
+    recipe = SourceRecipe(ds, net, n_nets, seed, augment=augment.value,
+                          **_given(epochs=epochs, lr=lr, batch_size=batch_size, l2=l2))
     paths = train_sources(recipe, out, workers=workers, progress=not quiet)
     s = summarize(paths)
     console.print(f"{s['n']} checkpoints in {out}; validation accuracy mean {s['val_acc_mean']:.4f}, "
                   f"min {s['val_acc_min']:.4f}")
+
+
+def _fraction(value: float | None) -> float | None:
+    if value is not None and not 0 < value <= 1:
+        raise typer.BadParameter(f"must be in (0, 1], got {value}.")
+    return value
 
 
 def harvest_cmd(
@@ -79,14 +101,23 @@ def harvest_cmd(
                                                        "'layer*.conv*.weight'.")],
     kernel_size: Annotated[int, typer.Option("--kernel-size", "-k", min=1)],
     min_norm: Annotated[float | None, typer.Option("--min-norm", help="Keep kernels with L2 norm >= this.")] = None,
-    top_fraction: Annotated[float | None, typer.Option("--top-fraction", help="Keep this fraction of "
-                                                                             "largest-norm kernels.")] = None,
+    top_fraction: Annotated[float | None, typer.Option("--top-fraction", callback=_fraction,
+                                                       help="Keep this fraction (0 to 1) of largest-norm kernels.")] = None,
     held_out: Annotated[str, typer.Option("--held-out", help="Comma-separated indices of held-out networks.")] = "",
     max_per_net: Annotated[int | None, typer.Option("--max-per-net", min=1, help="Subsample to at most this many "
                                                                                  "kernels per net.")] = None,
+    seed: SeedOpt = 0,
+    domain: Annotated[str | None, typer.Option("--domain", help="Source dataset, for checkpoints that do not record "
+                                                                "it (e.g. cifar10).")] = None,
+    network: Annotated[str | None, typer.Option("--network", help="Source network, for checkpoints that do not "
+                                                                  "record it.")] = None,
     out: OutOpt = Path("kernels.safetensors"),
 ) -> None:
-    """Build a kernel dataset from checkpoints, pruned and split by source network."""
+    """Build a kernel dataset (the --out file) from checkpoints, pruned and split by source network.
+
+    Checkpoints go in the order given; --held-out counts from 0 in that order, and --seed draws the
+    --max-per-net subsample. The dataset records the source and the recipe so far, for fit.
+    """
     from dwp_hub._fs import check_output_target
 
     if min_norm is not None and top_fraction is not None:
@@ -96,13 +127,17 @@ def harvest_cmd(
     except ValueError:
         raise typer.BadParameter(f"--held-out takes comma-separated network indices, e.g. 0,3; got {held_out[:80]!r}.",
                                  param_hint="--held-out") from None
+    bad = [i for i in held if not 0 <= i < len(checkpoints)]
+    if bad:
+        raise typer.BadParameter(f"{', '.join(map(str, bad))}: there are {len(checkpoints)} checkpoints, indices 0 to "
+                                 f"{len(checkpoints) - 1}.", param_hint="--held-out")
     out = check_output_target(out)
     from dwp_hub.training.harvest import HarvestSpec, PruneRule, harvest
 
     rule = (PruneRule("min_norm", min_norm) if min_norm is not None
             else PruneRule("top_fraction", top_fraction) if top_fraction is not None else PruneRule("none"))
-    spec = HarvestSpec(layer, kernel_size, rule, held, max_per_net)
-    data = harvest([str(c) for c in checkpoints], spec)
+    spec = HarvestSpec(layer, kernel_size, rule, held, max_per_net, seed)
+    data = harvest([str(c) for c in checkpoints], spec, domain=domain, network=network)
     data.save(out)
     m = data.meta
     console.print(f"Kept {m['kernels_kept']} of {m['kernels_total']} kernels ({rule.describe()}); "
@@ -120,20 +155,25 @@ def fit_cmd(
         "--activation", help="Hidden activation: elu (the paper's) or relu. Default: elu for conv7/conv5, "
                              "relu for mlp (as cifar10-3x3@1.2.0).")] = None,
     epochs: EpochsOpt = None,
-    lr: LrOpt = 1e-3,
-    batch_size: BatchSizeOpt = 128,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
     seed: SeedOpt = 0,
     iw_k: Annotated[int, typer.Option("--iw-k", min=1, help="Importance samples for the held-out log-likelihood.")] = 1000,
-    name: Annotated[str, typer.Option("--name", help="Name written into the draft card.")] = "unpublished",
-    description: Annotated[str, typer.Option("--description")] = "",
+    name: OptNameOpt = None,
+    description: DescriptionOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fit a kernel VAE (paper recipe by default), evaluate it, write a publishable folder."""
+    """Fit a kernel VAE, evaluate it, and write a publishable folder (--out) with its card and recipe.yaml.
+
+    The defaults are FitRecipe's, the paper's recipe: 300 epochs, lr 0.001, batch size 128. The card
+    carries the provenance that train-source and harvest recorded, so 'dwp-hub publish' of the
+    folder gives the card 'dwp-hub build' of its recipe.yaml would.
+    """
     from dwp_hub.card import ArchConfig
     from dwp_hub.errors import TrainingError
     from dwp_hub.training.fit import FitRecipe, fit_vae
     from dwp_hub.training.harvest import KernelDataset
-    from dwp_hub.training.publish import make_card, source_info, write_version_folder
+    from dwp_hub.training.publish import draft_recipe, make_card, source_info, write_version_folder
 
     data = KernelDataset.load(kernels)
     k = int(data.train.shape[-1])
@@ -141,7 +181,7 @@ def fit_cmd(
     vae_kind = kind.value if kind is not None else defaults[0]
     act = activation.value if activation is not None else ("relu" if vae_kind == "mlp" else "elu")
     arch = ArchConfig(vae_kind, k, z_dim or defaults[1], hidden or defaults[2], act)
-    recipe = FitRecipe(epochs or 300, lr, batch_size, seed, iw_k)
+    recipe = FitRecipe(seed=seed, iw_k=iw_k, **_given(epochs=epochs, lr=lr, batch_size=batch_size))
     try:
         result = fit_vae(data, arch, recipe, progress=not quiet)
     except TrainingError as err:
@@ -157,8 +197,10 @@ def fit_cmd(
             save_file({k2: v.contiguous() for k2, v in state.items()}, str(tmp))
         err.args = (f"{err} Last good weights saved to {keep}.", *err.args[1:])
         raise
-    card = make_card(result, data, arch, recipe, name=name, version="0.0.0", description=description,
-                     source=source_info(data))
+    draft = name or "unpublished"
+    card = make_card(result, data, arch, recipe, name=draft, version="0.0.0", description=description or "",
+                     source=source_info(data),
+                     recipe=draft_recipe(data, arch, recipe, name=draft, version="0.0.0", description=description or ""))
     write_version_folder(out, result.vae, card, data.held_out if len(data.held_out) else data.train)
     m = result.metrics
     console.print(f"held-out ELBO {m.heldout_elbo:.2f}, IW log-lik {m.heldout_iw_log_likelihood:.2f} nats/kernel "
@@ -170,13 +212,16 @@ def publish_cmd(
     name: NameOpt,
     version: VersionOpt,
     to: ToOpt,
-    description: Annotated[str | None, typer.Option("--description")] = None,
+    description: DescriptionOpt = None,
 ) -> None:
-    """Publish a fitted prior as NAME@VERSION into a registry (versions are immutable)."""
+    """Publish a fitted prior as NAME@VERSION into a registry or to the Hub (versions are immutable).
+
+    The card and its recipe (recipe.yaml) take the new name, version and description.
+    """
     from dwp_hub.training.publish import publish
 
-    dest = publish(path, name, version, to, description)
-    console.print(f"Published {name}@{version} to {dest}")
+    result = publish(path, name, version, to, description)
+    console.print(f"Published {result.spec} to {result}")
 
 
 def build_cmd(

@@ -16,15 +16,15 @@ OptSpecArg = Annotated[str | None, typer.Argument(help="Prior (default: every lo
 #: Seeds are 0 .. 2**63 - 1 (what torch.Generator.manual_seed takes); others are usage errors (exit 2).
 MAX_SEED = 2**63 - 1
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed (same seed, same output).")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output path.")]
-SampleOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output file; its suffix picks the format: .png, "
-                                            ".jpg, .pdf, .svg (a picture of at most 1,024 kernels), .safetensors or "
-                                            ".npy (every kernel).")]
-ToOpt = Annotated[str, typer.Option("--to", help="Registry directory, or hf-hub:ORG/REPO.")]
-#: ``--to`` of ``pull``: a local registry directory only, optional.
-ToDirOpt = Annotated[Path | None, typer.Option("--to", help="Registry directory (default: the user registry).")]
-#: ``--to`` of ``push``: a Hub repository only.
-ToHubOpt = Annotated[str, typer.Option("--to", help="hf-hub:ORG/REPO (one repository per prior name).")]
+#: ``--out`` of every command that writes something; its default (a file or a folder) is the command's own.
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Where to write (what is written: see the command's help).")]
+
+#: ``--to``: one option, whatever the destination; ``push`` takes only a Hub repository and ``pull`` only
+#: a directory (each says so when given the other kind).
+_TO = typer.Option("--to", help="Destination: a registry directory or hf-hub:ORG/REPO (push: the Hub only; pull: a "
+                                "directory, default the user registry).")
+ToOpt = Annotated[str, _TO]
+ToDirOpt = Annotated[Path | None, _TO]
 RegistryOpt = Annotated[Path | None, typer.Option(
     "--registry", help="Local registry directory (default: the one holding the prior, searched as 'dwp-hub list' does).")]
 WorkDirOpt = Annotated[Path | None, typer.Option(
@@ -34,20 +34,32 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every version, not only the newest.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
-NameOpt = Annotated[str, typer.Option("--name", help="Prior name, e.g. notmnist-7x7.")]
+_NAME = typer.Option("--name", help="Prior name, e.g. notmnist-7x7 (a fit's draft: 'unpublished' unless given).")
+NameOpt = Annotated[str, _NAME]
+OptNameOpt = Annotated[str | None, _NAME]
 VersionOpt = Annotated[str, typer.Option("--version", help="Semantic version X.Y.Z.")]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (default: the recipe's).")]
+DescriptionOpt = Annotated[str | None, typer.Option(
+    "--description", help="One-line description for the card (default: the card's own; none for a new fit).")]
 
 
-def _positive(value: float) -> float:
-    if not value > 0:
+def _positive(value: float | None) -> float | None:
+    if value is not None and not value > 0:
         raise typer.BadParameter(f"must be > 0, got {value}.")
     return value
 
 
-LrOpt = Annotated[float, typer.Option("--lr", callback=_positive, help="Adam learning rate (> 0).")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Mini-batch size.")]
-L2Opt = Annotated[float, typer.Option("--l2", min=0.0, help="L2 weight decay.")]
+# Training hyper-parameters: None means the value in the command's recipe (SourceRecipe for
+# train-source, FitRecipe for fit), so a command's defaults cannot drift from the library's; each
+# command's help lists them.
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (default: the recipe's).")]
+LrOpt = Annotated[float | None, typer.Option("--lr", callback=_positive,
+                                             help="Adam learning rate, > 0, decayed linearly to 0 (default: the "
+                                                  "recipe's).")]
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Mini-batch size (default: the recipe's).")]
+L2Opt = Annotated[float | None, typer.Option("--l2", min=0.0, help="Weight of the L2 penalty on the conv weights "
+                                                                    "(default: the recipe's).")]
+WidthsOpt = Annotated[str | None, typer.Option("--widths", help="Comma-separated conv widths, e.g. 64,32 (default: "
+                                                                "the network's).")]
 #: Accepted before the subcommand (``dwp-hub --debug info X``) and after it (``dwp-hub info X --debug``).
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors (or set DWP_HUB_DEBUG=1).")]
 

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from dwp_hub.cli._console import console, err_console
-from dwp_hub.cli._options import AllOpt, JsonOpt, OptSpecArg, RegistryOpt, SampleOutOpt, SeedOpt, SpecArg, YesOpt
+from dwp_hub.cli._options import AllOpt, JsonOpt, OptSpecArg, OutOpt, RegistryOpt, SeedOpt, SpecArg, YesOpt
 from dwp_hub.errors import DwpHubError
 
 #: Kernels decoded per call when sampling (bounds the VAE's activation memory for any --n).
@@ -148,11 +148,14 @@ def _out_format(out: Path) -> str:
 def sample_cmd(
     spec: SpecArg,
     n: Annotated[int, typer.Option("--n", "-n", min=1, max=100_000, help="Number of kernels.")] = 64,
-    out: SampleOutOpt = Path("samples.png"),
+    out: OutOpt = Path("samples.png"),
     seed: SeedOpt = 0,
     noise: Annotated[bool, typer.Option("--noise/--mean", help="Add decoder noise, or show decoder means.")] = False,
 ) -> None:
     """Sample kernels from a prior and save them as a picture, .safetensors or .npy.
+
+    The suffix of --out picks the format: .png, .jpg, .pdf or .svg (a picture of at most 1,024
+    kernels), .safetensors or .npy (every kernel).
 
     Kernels are decoded in chunks of SAMPLE_CHUNK, so memory does not grow with the VAE's
     activations for large --n; a picture shows at most MAX_PICTURE_KERNELS of them.

@@ -79,6 +79,8 @@ _CARRIED = ("samples.png", "latents.png")
 RECIPE_FILE = "recipe.yaml"
 #: Card-only keys of an embedded recipe (not recipe keys: ``dwp-hub build`` would refuse them).
 CARD_ONLY_RECIPE_KEYS = ("rebuild",)
+_RECIPE_ORDER = {k: i for i, k in enumerate(("name", "version", "description", "status", "source", "harvest", "vae",
+                                             "fit", "reference_elbo", "transfer"))}
 #: Index entry fields shown by ``list``, and the types they must have.
 _ENTRY_TYPES: dict[str, tuple[type, ...]] = {
     "kernel_size": (int,), "source": (str,), "created": (str,), "description": (str,),
@@ -227,6 +229,9 @@ def recipe_yaml(card: PriorCard) -> str | None:
     if not recipe:
         return None
     import yaml
+
+    # a recipe file's own order (cards store their JSON with sorted keys)
+    recipe = {k: recipe[k] for k in sorted(recipe, key=lambda k: (_RECIPE_ORDER.get(k, len(_RECIPE_ORDER)), k))}
 
     header = f"# Recipe of {card.spec}. Rebuild it with: dwp-hub build THIS.yaml --to DIR\n"
     return header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True, width=100)

@@ -138,7 +138,7 @@ def fit_vae(
     train_elbo, _, _ = evaluate(vae, x[:5000], FitRecipe(iw_k=1, iw_max_kernels=1, seed=recipe.seed))
     metrics = Metrics(
         heldout_elbo=round(heldout_elbo, 4), heldout_iw_log_likelihood=round(heldout_iw, 4), iw_k=recipe.iw_k,
-        train_elbo=round(train_elbo, 4), n_heldout_kernels=int(len(held)), n_iw_kernels=n_iw, reference_elbo=reference_elbo,
+        train_elbo=round(train_elbo, 4), n_heldout_kernels=len(held), n_iw_kernels=n_iw, reference_elbo=reference_elbo,
     )
     vae.eval()
     return FitResult(vae, metrics, kernel_stats(x), seconds, history)

@@ -9,6 +9,7 @@ network**.
 from __future__ import annotations
 
 import fnmatch
+import glob
 import json
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from dwp_hub import constants
 from dwp_hub._fs import NotRegularFileError, atomic_path, open_regular, sha256_file
-from dwp_hub.errors import CheckpointError, ConfigError, DataIntegrityError, UnsupportedLayerError
+from dwp_hub.errors import CheckpointError, ConfigError, DataIntegrityError, DwpHubError, UnsupportedLayerError
 from dwp_hub.training._ckpt import SOURCE_META_KEY
 
 #: Header key of a kernel dataset's metadata.
@@ -93,7 +94,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         return state, meta
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+    except Exception as err:
         raise CheckpointError(
             f"{path} could not be read as a weights-only torch checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}). It may be truncated, corrupt, or hold "
@@ -197,8 +198,66 @@ def _select(state: dict[str, torch.Tensor], spec: HarvestSpec, source: Path) -> 
     return kept, kernels.float()
 
 
-def harvest(checkpoints: list[str | Path], spec: HarvestSpec) -> KernelDataset:
-    """Build a kernel dataset from ``checkpoints`` according to ``spec``."""
+def _portable(path: Path) -> str:
+    """A checkpoint path as a recipe names it: under the data root relative to it (as ``build`` reads it),
+    else absolute; glob characters escaped (``build`` expands the names as patterns)."""
+    full = path.resolve()
+    try:
+        return glob.escape(str(full.relative_to(constants.data_root().resolve())))
+    except ValueError:
+        return glob.escape(str(full))
+
+
+def _provenance(paths: list[Path], metas: list[dict[str, Any]], spec: HarvestSpec, domain: str | None,
+                network: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Where the kernels came from (``meta["source"]``: what the card's ``source`` says) and the recipe of
+    the chain so far (``meta["recipe"]``: its ``source`` and ``harvest`` sections, for ``fit`` to complete).
+
+    Checkpoints written by ``train-source`` carry their :class:`SourceRecipe`; when every one carries
+    the same recipe and they are its nets 0, 1, ... in order (and no ``domain`` / ``network`` overrides
+    it), the recipe's source is that recipe (``n_nets``: how many were harvested), so ``dwp-hub build``
+    trains the very same nets. Otherwise it names the checkpoint files, as a recipe for existing
+    checkpoints does.
+    """
+    from dwp_hub.training.source import SourceRecipe, network_label
+
+    first = metas[0]
+    trained: SourceRecipe | None = None
+    if isinstance(first.get("recipe"), dict):
+        try:
+            trained = SourceRecipe.from_dict(first["recipe"])
+        except (TypeError, ValueError, DwpHubError):
+            trained = None
+    dataset = domain or (trained.dataset if trained is not None else None)
+    net = network or (network_label(trained.net) if trained is not None else None)
+    protocol = first.get("split") if isinstance(first.get("split"), str) else ""
+    sha = first.get("dataset_sha256") if isinstance(first.get("dataset_sha256"), str) else ""
+    source = {k: v for k, v in (("dataset", dataset), ("dataset_sha256", sha), ("network", net),
+                                ("protocol", protocol)) if v}
+    same = (trained is not None and domain is None and network is None
+            and all(m.get("recipe") == first["recipe"] for m in metas)
+            and [m.get("index") for m in metas] == list(range(len(metas))) and len(metas) <= trained.n_nets)
+    if same:
+        assert trained is not None
+        recipe_source: dict[str, Any] = {**trained.to_dict(), "n_nets": len(metas)}
+    else:
+        recipe_source = {"checkpoints": [_portable(p) for p in paths], "domain": dataset or "unknown",
+                         "network": net or "unknown", **({"protocol": protocol} if protocol else {})}
+    recipe_harvest = {"layer": spec.layer, "kernel_size": spec.kernel_size,
+                      "prune": {"rule": spec.prune.rule, "value": spec.prune.value}, "held_out": list(spec.held_out),
+                      **({"max_kernels_per_net": spec.max_kernels_per_net} if spec.max_kernels_per_net else {}),
+                      "seed": spec.seed}
+    return source, {"source": recipe_source, "harvest": recipe_harvest}
+
+
+def harvest(checkpoints: list[str | Path], spec: HarvestSpec, *, domain: str | None = None,
+            network: str | None = None) -> KernelDataset:
+    """Build a kernel dataset from ``checkpoints`` according to ``spec``.
+
+    The dataset's metadata records the provenance the next steps need (see :func:`_provenance`): the
+    source (``domain`` and ``network`` name it for checkpoints that do not say, e.g. third-party ones)
+    and the recipe so far, so that ``fit`` and ``publish`` write the card ``dwp-hub build`` would.
+    """
     if spec.kernel_size not in SUPPORTED_KERNEL_SIZES:
         raise UnsupportedLayerError(
             f"Kernel size {spec.kernel_size} is not supported; the kernel VAE has architectures "
@@ -209,10 +268,12 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec) -> KernelDataset:
     paths = [Path(p) for p in checkpoints]
     bad_held = [i for i in spec.held_out if not 0 <= i < len(paths)]
     if bad_held:
-        raise CheckpointError(f"held_out indices {bad_held} out of range for {len(paths)} checkpoints.")
-    per_net, sources, layers = [], [], None
+        raise CheckpointError(f"Held-out network indices {bad_held} are out of range: there are {len(paths)} "
+                              f"checkpoints (indices 0 to {len(paths) - 1}).")
+    per_net, sources, layers, metas = [], [], None, []
     for path in paths:
         state, meta = read_checkpoint(path)
+        metas.append(meta)
         names, kernels = _select(state, spec, path)
         layers = layers or names
         per_net.append(kernels)
@@ -230,7 +291,7 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec) -> KernelDataset:
         threshold = spec.prune.value
     elif spec.prune.rule == "top_fraction":
         if not 0 < spec.prune.value <= 1:
-            raise CheckpointError("top_fraction must be in (0, 1].")
+            raise CheckpointError(f"The top fraction of kernels to keep must be in (0, 1], got {spec.prune.value}.")
         threshold = float(torch.quantile(norms_all, 1 - spec.prune.value)) if len(norms_all) else 0.0
     elif spec.prune.rule == "none":
         threshold = float("-inf")
@@ -255,12 +316,13 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec) -> KernelDataset:
         "layers": layers,
         "kernel_size": spec.kernel_size,
         "prune": {**asdict(spec.prune), "threshold": threshold, "description": spec.prune.describe()},
-        "kernels_total": int(len(norms_all)),
+        "kernels_total": len(norms_all),
         "kernels_kept": int(len(train_t) + len(held_t)),
-        "n_train": int(len(train_t)),
-        "n_held_out": int(len(held_t)),
+        "n_train": len(train_t),
+        "n_held_out": len(held_t),
         "held_out_nets": list(spec.held_out),
         "max_kernels_per_net": spec.max_kernels_per_net,
         "sources": sources,
     }
+    meta["source"], meta["recipe"] = _provenance(paths, metas, spec, domain, network)
     return KernelDataset(train_t, held_t, meta)

@@ -330,7 +330,7 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
     from dwp_hub.training.fit import fit_vae
     from dwp_hub.training.harvest import harvest
     from dwp_hub.training.publish import make_card, publish, source_info, write_version_folder
-    from dwp_hub.training.source import source_dir, train_sources
+    from dwp_hub.training.source import network_label, source_dir, train_sources
 
     if publish_it and not str(to).startswith("hf-hub:"):  # refuse an existing version before any work
         from dwp_hub.errors import PriorExistsError
@@ -354,8 +354,7 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
         source_seconds, source_peak = float(record["seconds"]), float(record["peak_memory_mb"])
         start = time.perf_counter()  # source time is counted from its own record
         src_recipe = recipe.source
-        protocol_net = f"{src_recipe.net.arch}{tuple(src_recipe.net.widths)}".replace(" ", "")
-        domain, network = src_recipe.dataset, protocol_net
+        domain, network = src_recipe.dataset, network_label(src_recipe.net)
     else:
         checkpoints = recipe.checkpoint_paths()
         domain, network = recipe.source.domain, recipe.source.network
