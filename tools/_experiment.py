@@ -297,14 +297,11 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         hints = self._hints()
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # values as their types, however given (YAML, flags, code)
             value = getattr(self, f.name)
             parse = f.metadata.get("parse")
             try:
-                if parse is not None and isinstance(value, str):
-                    value = parse(value)
-                elif isinstance(value, list) or (isinstance(value, str) and hints.get(f.name) is not str):
-                    value = parse(value) if parse else _coerce(hints[f.name], value)
+                value = parse(value) if parse else _coerce(hints[f.name], value)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{self.NAME}: {f.name}: {err}") from None
             object.__setattr__(self, f.name, value)

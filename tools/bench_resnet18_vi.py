@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `python tools/bench_resnet18_vi.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         "",
-        f"torchvision resnet18 (10 classes), batch {args.batch} of 3x32x32 random images, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.1f}. {n_conv} layers converted "
-        f"(every conv and the fc): {args.prior} (fast bound) on the 3x3 convs, the standard normal elsewhere. "
-        "Wall time per step (median of interleaved rounds, the first discarded).",
+        (f"torchvision resnet18 (10 classes), batch {args.batch} of 3x32x32 random images, torch {torch.__version__}, "
+         f"{torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.1f}. {n_conv} layers converted "
+         f"(every conv and the fc): {args.prior} (fast bound) on the 3x3 convs, the standard normal elsewhere. "
+         "Wall time per step (median of interleaved rounds, the first discarded)."),
         "",
         "| step | ms | ratio |",
         "|---|---|---|",

@@ -122,14 +122,22 @@ class Fig3aConfig(ExperimentConfig):
 
     def legacy_config(self) -> str:
         """The ``config`` column the old script wrote (its resume key, with method, k and seed)."""
-        feats = "standardised" if self.standardize else "raw"
-        return f"steps {self.steps} batch {self.batch_size} lr {self.lr} {feats} features"
+        return _legacy_config(self.row_settings(method="xavier"))
+
+
+def _legacy_config(settings: dict[str, Any]) -> str:
+    feats = "standardised" if settings["standardize"] else "raw"
+    return f"steps {settings['steps']} batch {settings['batch_size']} lr {settings['lr']} {feats} features"
+
+
+def legacy_match(row: dict[str, str], settings: dict[str, Any]) -> bool:
+    """Rows written before config hashing: the old key, the classifier settings in the ``config`` column (the old
+    script did not record the priors or the filters' sources)."""
+    return row.get("config") == _legacy_config(settings)
 
 
 def result_file(cfg: Fig3aConfig) -> ResultFile:
-    """``OUT/fig3a.csv``; rows written before config hashing match by their ``config`` column (as they did)."""
-    legacy = cfg.legacy_config()
-    return ResultFile(cfg.out_dir / "fig3a.csv", FIELDS, KEY, legacy=lambda row, _settings: row.get("config") == legacy)
+    return ResultFile(cfg.out_dir / "fig3a.csv", FIELDS, KEY, legacy=legacy_match)
 
 
 def widths_for(k: Fraction) -> tuple[int, int]:

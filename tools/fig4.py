@@ -139,18 +139,24 @@ class Fig4Config(ExperimentConfig):
 
     def legacy_config(self, part: str) -> str:
         """The ``config`` column the old script wrote (its resume key, with part, method and seed)."""
-        if part == "b":
-            return (f"fconv{tuple(self.widths)} steps {self.steps} batch {self.batch_size} lr {self.lr} "
-                    f"eval_n {self.eval_n}")
-        return (f"vae z {self.z_dim} steps {self.vae_steps} batch {self.vae_batch_size} lr {self.lr} "
-                f"eval_n {self.vae_eval_n}")
+        return _legacy_config(self.row_settings(part=part, method="xavier"))
+
+
+def _legacy_config(s: dict[str, Any]) -> str:
+    if s["part"] == "b":
+        return f"fconv{tuple(s['widths'])} steps {s['steps']} batch {s['batch_size']} lr {s['lr']} eval_n {s['eval_n']}"
+    return f"vae z {s['z_dim']} steps {s['steps']} batch {s['batch_size']} lr {s['lr']} eval_n {s['eval_n']}"
+
+
+def legacy_match(row: dict[str, str], settings: dict[str, Any]) -> bool:
+    """Rows written before config hashing: the old key, the part's budget in the ``config`` column (the old script
+    did not record the evaluation interval, the priors or the filters' sources)."""
+    return row.get("config") == _legacy_config(settings)
 
 
 def result_file(cfg: Fig4Config, part: str) -> ResultFile:
-    """``OUT/fig4{part}.csv``; rows written before config hashing match by their ``config`` column (as they did)."""
-    legacy = cfg.legacy_config(part)
-    return ResultFile(cfg.out_dir / f"fig4{part}.csv", FIELDS, KEY,
-                      legacy=lambda row, _settings: row.get("config") == legacy)
+    """``OUT/fig4{part}.csv``."""
+    return ResultFile(cfg.out_dir / f"fig4{part}.csv", FIELDS, KEY, legacy=legacy_match)
 
 
 # -- models -------------------------------------------------------------------------------------------

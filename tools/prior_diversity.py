@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python tools/prior_diversity.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     lines = [
         "# Diversity of prior samples", "", f"Command: `{command}`", "",
-        f"{args.n} kernels per prior, seed {args.seed}. Mean |cos| between distinct kernels: 1 means every "
-        "kernel is the same pattern up to scale; i.i.d. Gaussian kernels of the same size are the reference.", "",
-        "| prior | mean abs cos: decoder means | with decoder noise | i.i.d. Gaussian | median norm of decoder means "
-        "| median norm of the real training kernels (card) |",
+        (f"{args.n} kernels per prior, seed {args.seed}. Mean |cos| between distinct kernels: 1 means every "
+         "kernel is the same pattern up to scale; i.i.d. Gaussian kernels of the same size are the reference."), "",
+        ("| prior | mean abs cos: decoder means | with decoder noise | i.i.d. Gaussian | median norm of decoder means "
+         "| median norm of the real training kernels (card) |"),
         "|---|---|---|---|---|---|",
     ]
     for ref in args.priors:

@@ -46,7 +46,7 @@ def main() -> None:
         (ROOT / "docs" / "results" / "priors.md").write_text("# Shipped priors\n\n" + note + "\n" + text + "\n")
         readme = (ROOT / "README.md").read_text()
         block = f"<!-- PRIORS:START -->\n{text}\n\n{note}<!-- PRIORS:END -->"
-        readme = re.sub(r"<!-- PRIORS:START -->.*<!-- PRIORS:END -->", lambda _: block, readme, flags=re.S)
+        readme = re.sub(r"<!-- PRIORS:START -->.*<!-- PRIORS:END -->", lambda _: block, readme, flags=re.DOTALL)
         (ROOT / "README.md").write_text(readme)
 
 

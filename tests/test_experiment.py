@@ -1,0 +1,306 @@
+"""The experiment scripts' shared machinery (tools/_experiment.py) and the figures' configs.
+
+Seed syntax, config hashing / YAML / flags, the result file (provenance, atomic writes, resume), old CSVs (the
+committed ones in docs/results stay readable and their recorded commands still resume), and the scripts run as
+files and as modules. Runs that need the MNIST data use tiny budgets and skip without DWP_HUB_DATA.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tools_package  # noqa: F401 - makes `import tools` work
+import torch
+
+from tools import _experiment as E
+from tools import fig2a, fig3a, fig4, source_study
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+
+
+# -- seeds ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "seeds"), [
+    ("3", (3,)), ("0-4", (0, 1, 2, 3, 4)), ("0,2,5", (0, 2, 5)), ("0-2,7", (0, 1, 2, 7)), (" 5 , 1 ", (5, 1)),
+    ("2,2,1-2", (2, 1)), (3, (3,)), ([0, "2-3"], (0, 2, 3)), ((4,), (4,)),
+])
+def test_one_seed_syntax(text: object, seeds: tuple[int, ...]) -> None:
+    assert E.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", ",", "4-2", "-1", "a", "1-b", True, [-1]])
+def test_bad_seeds_are_errors(text: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        E.parse_seeds(text)
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2, 3, 4), (0, 2, 5), (0, 1, 2, 7, 9, 10), (5, 3)])
+def test_format_seeds_round_trips(seeds: tuple[int, ...]) -> None:
+    assert E.parse_seeds(E.format_seeds(seeds)) == seeds
+
+
+def test_a_bare_number_means_one_seed_except_as_fig3a_and_fig4s_old_count(capsys: pytest.CaptureFixture[str]) -> None:
+    assert fig2a.Fig2aConfig.from_args(["--seeds", "5"])[0].seeds == (5,)
+    assert fig3a.Fig3aConfig.from_args(["--seeds", "5"])[0].seeds == (0, 1, 2, 3, 4)  # docs/results/fig3a.md
+    assert "old count syntax, read as seeds 0-4" in capsys.readouterr().err
+    assert fig4.Fig4Config.from_args(["--seeds", "10"])[0].seeds == tuple(range(10))  # docs/results/fig4*.txt
+    assert fig4.Fig4Config.from_args(["--seeds", "5-5"])[0].seeds == (5,)
+    assert fig3a.Fig3aConfig.from_dict({"seeds": 5}).seeds == (5,)  # YAML: always the seed syntax
+    with pytest.raises(SystemExit):
+        fig4.Fig4Config.from_args(["--seeds", "0"])
+    assert "for seed 0 alone write 0-0" in capsys.readouterr().err
+
+
+# -- configs ----------------------------------------------------------------------------------------------
+def test_config_hash_covers_settings_only() -> None:
+    cfg = fig2a.Fig2aConfig(steps=400, batch=50)
+    assert len(cfg.sha256()) == 16 and int(cfg.sha256(), 16) >= 0
+    assert cfg.sha256() == fig2a.Fig2aConfig(steps=400, batch=50).sha256()
+    same = cfg.replace(workers=2, threads=1, out_dir="/elsewhere", seeds="7", notes=("why",))  # run, grid, notes
+    assert same.sha256() == cfg.sha256() and same.seeds == (7,) and same.out_dir == Path("/elsewhere")
+    assert cfg.replace(steps=401).sha256() != cfg.sha256()
+    assert fig3a.Fig3aConfig().sha256() != fig4.Fig4Config().sha256()
+    assert E.config_hash({"a": 1, "b": [1, 2]}) == E.config_hash({"b": (1, 2), "a": 1})
+
+
+def test_config_round_trips_through_dict_json_and_yaml(tmp_path: Path) -> None:
+    import yaml
+
+    for cls in (fig2a.Fig2aConfig, fig3a.Fig3aConfig, fig4.Fig4Config):
+        cfg = cls()
+        data = json.loads(json.dumps(cfg.to_dict()))
+        assert cls.from_dict(data) == cfg
+        path = tmp_path / f"{cls.NAME}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        assert cls.from_yaml(path) == cfg
+    assert dataclasses.is_dataclass(fig2a.Fig2aConfig) and fig2a.Fig2aConfig.__dataclass_params__.frozen
+
+
+def test_flags_override_the_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("seeds: 0-1\nsteps: 3\npriors: [dwp, standard-normal]\nnotes: [a note]\n")
+    cfg, ns = fig2a.Fig2aConfig.from_args(["--config", str(path), "--steps", "5", "--batch", "50"])
+    assert (cfg.seeds, cfg.steps, cfg.batch, cfg.priors, cfg.notes) == ((0, 1), 5, 50, ("dwp", "standard-normal"),
+                                                                        ("a note",))
+    assert ns.config == path
+    assert fig3a.Fig3aConfig.from_args(["--raw-features", "--out", str(tmp_path)])[0].standardize is False
+    assert fig3a.Fig3aConfig.from_args(["--out-dir", str(tmp_path)])[0].out_dir == tmp_path
+
+
+def test_committed_configs_load_and_match_their_recorded_commands() -> None:
+    yaml_cfg = fig2a.Fig2aConfig.from_yaml(REPO / "tools" / "configs" / "fig2a-400-steps.yaml")
+    flags_cfg, _ = fig2a.Fig2aConfig.from_args(shlex.split("--seeds 0-4 --steps 400 --batch 50 --workers 2 --threads 1"))
+    assert yaml_cfg == flags_cfg
+    for path in sorted((REPO / "tools" / "configs").glob("*.yaml")):
+        cls = {"fig2a": fig2a.Fig2aConfig, "fig3a": fig3a.Fig3aConfig, "fig4": fig4.Fig4Config}[path.stem.split("-")[0]]
+        assert cls.from_yaml(path).sha256()
+    study = source_study.SourceStudyConfig.from_yaml(source_study.SourceStudyConfig.DEFAULT_CONFIG)
+    assert study.vi["seeds"] == [0, 1, 2] and 7 in study.harvest and study.notes
+
+
+@pytest.mark.parametrize(("text", "error"), [("stpes: 3\n", "unknown key"), ("seeds: 4-2\n", "empty range"),
+                                             ("priors: [dwp, bogus]\n", "unknown arm"), ("- 1\n", "a mapping")])
+def test_bad_configs_are_errors(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(E.ConfigError, match=error):
+        fig2a.Fig2aConfig.from_yaml(path)
+
+
+def test_bad_flags_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        fig2a.Fig2aConfig.from_args(["--seeds", "x"])
+    assert exc.value.code == 2 and "--seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fig2a.Fig2aConfig.from_args(["--bound", "half"])
+
+
+def test_fig2a_rows_depend_only_on_what_the_arm_uses() -> None:
+    a = fig2a.Fig2aConfig(steps=400, batch=50, dwp="7=notmnist-7x7@1.2.0,5=notmnist-5x5@1.1.0")
+    b = a.replace(dwp="7=notmnist-7x7@1.1.0,5=notmnist-5x5@1.1.0", bound="full")
+    sn = {"size": 50, "prior": "standard-normal"}
+    assert E.config_hash(a.row_settings(**sn)) == E.config_hash(b.row_settings(**sn))
+    assert a.row_settings(size=50, prior="dwp") != b.row_settings(size=50, prior="dwp")
+    assert a.row_settings(size=50, prior="sn-dwp-init")["dwp"] == a.dwp and "bound" not in a.row_settings(
+        size=50, prior="sn-dwp-init")
+    assert [a.epochs_for(n) for n in fig2a.SIZES] == [400, 200, 100, 40, 20]  # 400 steps at batch 50
+    assert a.replace(random_priors=True).row_settings(size=50, prior="dwp")["dwp"] == E.RANDOM_SPEC
+
+
+# -- result files ------------------------------------------------------------------------------------------
+def test_result_file_records_provenance_and_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "r.csv"
+    res = E.ResultFile(path, ["arm", "seed", "acc"], ["arm", "seed"])
+    settings = {"experiment": "t", "steps": 3}
+    assert not res.has(settings, arm="a", seed=0)
+    res.add([{"arm": "a", "seed": 0, "acc": 0.5, "_private": "dropped"}], settings)
+    res.record("python tools/t.py --seeds 0")
+    res.record("python tools/t.py --seeds 0")
+    again = E.ResultFile(path, ["arm", "seed", "acc"], ["arm", "seed"])
+    assert again.has(settings, arm="a", seed=0) and again.has(dict(settings), arm="a")
+    assert not again.has({**settings, "steps": 4}, arm="a", seed=0) and not again.has(settings, arm="a", seed=1)
+    (row,) = again.rows
+    assert row["config_sha256"] == E.config_hash(settings) and json.loads(row["settings"]) == settings
+    assert row["dwp_hub"] == E.package_version() and "_private" not in row
+    assert row["commit"] == E.git_commit()
+    assert again.commands() == ["python tools/t.py --seeds 0"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r.commands.txt", "r.csv"]  # no temporary file left
+    with pytest.raises(ValueError, match="key column"):
+        again.add([{"arm": "b"}], settings)
+
+
+def test_old_csvs_stay_readable_and_keep_their_rows(tmp_path: Path) -> None:
+    old = tmp_path / "fig3a.csv"
+    shutil.copy(RESULTS / "fig3a.csv", old)
+    before = E.ResultFile.read(old)
+    cfg = fig3a.Fig3aConfig(out_dir=tmp_path, seeds=(0,), widths=("1/16",), methods=("xavier",))
+    res = fig3a.result_file(cfg)
+    assert res.rows == before and res.fields[:len(fig3a.FIELDS)] == fig3a.FIELDS
+    assert res.has(cfg.row_settings(method="xavier"), method="xavier", k="1/16", seed=0)  # by the old config column
+    assert not res.has(cfg.replace(steps=999).row_settings(method="xavier"), method="xavier", k="1/16", seed=0)
+    res.add([{"method": "xavier", "k": "1/16", "h0": 2, "h1": 8, "seed": 99, "test_accuracy": 0.5}],
+            cfg.row_settings(method="xavier"))
+    after = E.ResultFile.read(old)
+    assert after[:-1] == [{**r, "config_sha256": "", "settings": "", "dwp_hub": "", "commit": ""} for r in before]
+    assert after[-1]["settings"] and after[-1]["seed"] == "99"
+
+
+def _todo_fig2a(cfg: fig2a.Fig2aConfig, res: E.ResultFile) -> list[tuple[int, str, int]]:
+    return [(j["size"], j["prior"], j["seed"]) for j in fig2a.jobs(cfg)
+            if not res.has(j["settings"], size=j["size"], prior=j["prior"], seed=j["seed"])]
+
+
+def test_recorded_fig2a_commands_find_their_rows() -> None:
+    res = fig2a.result_file(RESULTS / "fig2a.csv")
+    assert len(res.rows) >= 180 and not any(r.get("settings") for r in res.rows)
+    for command in res.commands()[1:]:  # the first one ran before three of today's default arms existed
+        cfg, _ = fig2a.Fig2aConfig.from_args(shlex.split(command)[2:])
+        if "@" not in cfg.dwp:  # what the unversioned default resolved to when the command ran
+            cfg = cfg.replace(dwp="7=notmnist-7x7@1.2.0,5=notmnist-5x5@1.1.0")
+        assert _todo_fig2a(cfg, res) == [], command
+    cfg, _ = fig2a.Fig2aConfig.from_args(shlex.split(res.commands()[0])[2:])
+    cfg = cfg.replace(dwp="7=notmnist-7x7@1.0.0,5=notmnist-5x5@1.0.0", priors="dwp,standard-normal,deterministic")
+    assert _todo_fig2a(cfg, res) == []  # rows older than the version column read as 1.0.0
+    assert len(_todo_fig2a(cfg.replace(steps=800), res)) == 75  # another budget: nothing matches
+
+
+def test_recorded_fig3a_fig4_and_study_commands_find_their_rows() -> None:
+    cfg, _ = fig3a.Fig3aConfig.from_args(shlex.split(
+        "--seeds 10 --prior7 notmnist-7x7@1.2.0 --prior5 notmnist-5x5@1.1.0 --out " + str(RESULTS)))
+    res = fig3a.result_file(cfg)
+    assert [(s, k, m) for s in cfg.seeds for k in cfg.widths for m in cfg.methods
+            if not res.has(cfg.row_settings(method=m), method=m, k=k, seed=s)] == []
+    for part, seeds in (("b", "10"), ("a", "5")):
+        cfg4, _ = fig4.Fig4Config.from_args(["--part", part, "--seeds", seeds, "--out", str(RESULTS)])
+        res4 = fig4.result_file(cfg4, part)
+        assert all(res4.has(cfg4.row_settings(part=part, method=m), part=part, method=m, seed=s)
+                   for s in cfg4.seeds for m in cfg4.methods)
+        steps = fig4._curves(res4, cfg4, part, "dwp")[0]
+        assert len(steps) > 5
+    study = source_study.SourceStudyConfig.from_yaml(source_study.SourceStudyConfig.DEFAULT_CONFIG)
+    rows = source_study.result_file(RESULTS / "source_study.csv")
+    for arm in {r["arm"] for r in rows.rows}:
+        assert all(rows.has(study.row_settings(arm=arm), arm=arm, size=n, seed=s)
+                   for n in study.vi["sizes"] for s in study.vi["seeds"])
+
+
+def test_fig2a_report_takes_interpretation_from_notes_only(tmp_path: Path) -> None:
+    for name in ("fig2a.csv", "fig2a.commands.txt", "fig2a.notes.md"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    assert fig2a.main(["--report-only", "--out-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "fig2a.md").read_text()
+    assert "## Notes" in text and "Truncated budget" in text and "Reading these numbers" not in text
+    (tmp_path / "fig2a.notes.md").unlink()
+    assert fig2a.main(["--report-only", "--out-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "fig2a.md").read_text()
+    assert "## Notes" not in text and "Truncated budget" not in text and "| standard normal (ours) |" in text
+
+
+def test_source_study_report_prints_the_configs_notes(tmp_path: Path) -> None:
+    for name in ("source_study.csv", "source_study.commands.txt"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    assert source_study.main(["--report-only", "--out-dir", str(tmp_path), "--work-dir", str(tmp_path / "w")]) == 0
+    text = (tmp_path / "source_study.md").read_text()
+    assert "## Notes" in text and "Paper's released kernels" in text and "| shipped |" in text
+
+
+# -- random stand-in priors ---------------------------------------------------------------------------------
+def test_one_random_prior() -> None:
+    state = torch.random.get_rng_state()
+    a, b = E.random_prior(7, seed=7), E.random_priors((7, 5))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is untouched
+    assert a.card.arch.kind == "conv7" and b[5].card.arch.kind == "conv5" and set(b) == {7, 5}
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(a.sample(4, generator=g), b[7].sample(4, generator=torch.Generator().manual_seed(0)))
+
+
+# -- the scripts ------------------------------------------------------------------------------------------------
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, check=False)
+
+
+@pytest.mark.parametrize("how", ["file", "module"])
+def test_scripts_run_as_files_and_as_modules(how: str) -> None:
+    for script in ("fig2a", "source_study") if how == "module" else ("fig3a", "fig4", "bench_init", "bench_vi"):
+        proc = _run(f"tools/{script}.py", "--help") if how == "file" else _run("-m", f"tools.{script}", "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert "--config" in proc.stdout, script
+
+
+def test_no_sys_path_inserts_in_tools() -> None:
+    for path in (REPO / "tools").glob("*.py"):
+        text = path.read_text()
+        assert not any(s in text for s in ("sys.path.insert", "sys.path.append", "sys.path[:0]")), path.name
+
+
+@pytest.mark.usefixtures("data_root")
+def test_fig3a_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--random-priors", "--seeds", "0-1", "--widths", "1/16", "--steps", "5", "--methods", "dwp,xavier",
+            "--out", str(tmp_path), "--threads", "1"]
+    assert fig3a.main(argv) == 0
+    assert "4 run(s) to do" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "fig3a.csv").open()))
+    assert len(rows) == 4 and all(r["config_sha256"] and r["commit"] == E.git_commit() for r in rows)
+    assert json.loads(rows[0]["settings"])["priors"] == E.RANDOM_SPEC
+    assert fig3a.main(argv) == 0
+    assert "0 run(s) to do" in capsys.readouterr().out
+    assert fig3a.main([*argv, "--steps", "6", "--methods", "xavier"]) == 0
+    assert "2 run(s) to do" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("data_root")
+def test_fig2a_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--sizes", "50", "--seeds", "3", "--priors", "standard-normal,deterministic", "--epochs", "1",
+            "--eval-mc", "1", "--threads", "1", "--out-dir", str(tmp_path), "--work-dir", str(tmp_path / "w")]
+    assert fig2a.main(argv) == 0
+    assert "2 run(s) to do" in capsys.readouterr().out
+    rows = E.ResultFile.read(tmp_path / "fig2a.csv")
+    assert [(r["size"], r["prior"], r["seed"], r["epochs"]) for r in rows] == [
+        ("50", "standard-normal", "3", "1"), ("50", "deterministic", "3", "1")]
+    assert (tmp_path / "fig2a.commands.txt").read_text().startswith("python tools/fig2a.py --sizes 50")
+    assert fig2a.main(argv) == 0
+    assert "0 run(s) to do" in capsys.readouterr().out
+    assert (tmp_path / "fig2a.md").is_file() and not list((tmp_path / "w").iterdir())  # checkpoints removed
+
+
+@pytest.mark.usefixtures("data_root")
+def test_fig4_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--random-priors", "--seeds", "0-0", "--methods", "dwp,xavier", "--steps", "2", "--eval-every", "1",
+            "--eval-n", "20", "--vae-steps", "1", "--vae-eval-every", "1", "--vae-eval-n", "10", "--out",
+            str(tmp_path)]
+    assert fig4.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "fig4b: 2 run(s) to do" in out and "fig4a: 2 run(s) to do" in out
+    assert len(E.ResultFile.read(tmp_path / "fig4b.csv")) == 2 * 3 and (tmp_path / "fig4a.commands.txt").is_file()
+    assert fig4.main([*argv, "--part", "b"]) == 0
+    assert "fig4b: 0 run(s) to do" in capsys.readouterr().out
