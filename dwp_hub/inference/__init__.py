@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dwp_hub.inference._protocols import Bound, Family, Sampler, VariationalLayer
+from dwp_hub.inference._protocols import Bound, Family, Precision, Sampler, VariationalLayer
 from dwp_hub.inference.layers import (
     BayesConv2d,
     BayesianLayer,
@@ -62,6 +62,7 @@ __all__ = [
     "LogUniformKL",
     "PRIOR_CLASSES",
     "PriorKL",
+    "Precision",
     "Sampler",
     "SparseLogUniformKL",
     "StandardNormalKL",

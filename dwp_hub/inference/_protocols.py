@@ -56,6 +56,15 @@ class Sampler(_StrEnum):
     UNIFORM = "uniform"
 
 
+class Precision(_StrEnum):
+    """Arithmetic of a VI step's forward pass: ``fp32``, or ``bf16`` autocast (the model's convolutions
+    and matmuls in bfloat16; parameters, KL terms, optimiser and evaluation stay fp32). On a CPU, bf16
+    is offered only where it is native (AVX512-BF16 or AMX)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
 @runtime_checkable
 class VariationalLayer(Protocol):
     """What a prior needs of a Bayesian layer (:class:`~dwp_hub.inference.layers.BayesConv2d` is one).

@@ -16,6 +16,7 @@ ensemble), and of one pass with the mean weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -32,6 +33,7 @@ from torch.nn import functional as F
 
 from dwp_hub._fs import atomic_path
 from dwp_hub.errors import CheckpointError, ConfigError, TrainingError, UnsupportedLayerError
+from dwp_hub.inference._protocols import Precision
 from dwp_hub.inference.layers import bayesian_layers, mean_weights
 from dwp_hub.inference.objective import LIKELIHOODS, data_term, kl_terms
 from dwp_hub.inference.priors import DeepWeightPriorKL, frozen_state_prefixes
@@ -59,6 +61,9 @@ class VIRecipe:
         eval_every: steps between evaluations on the eval set recorded in the history (0: only at the end).
         likelihood: ``"categorical"`` (classification, the paper's) or ``"gaussian"`` (regression with
             observation noise ``noise_std``); see :func:`~dwp_hub.inference.objective.data_term`.
+        precision: ``"fp32"`` or ``"bf16"`` (:class:`~dwp_hub.inference.Precision`): the training forward
+            pass under bfloat16 autocast; parameters, KL terms, the optimiser and evaluation stay fp32.
+            Refused on a CPU without native bf16. Accuracy and speed: ``docs/results/bench_vi.md``.
     """
 
     epochs: int = 10_000
@@ -72,6 +77,7 @@ class VIRecipe:
     eval_every: int = 0
     likelihood: str = "categorical"
     noise_std: float = 1.0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_mc < 1 or self.checkpoint_every < 1:
@@ -82,10 +88,11 @@ class VIRecipe:
             raise ConfigError(f"Unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}.")
         if not (self.noise_std > 0 and math.isfinite(self.noise_std)):
             raise ConfigError(f"noise_std must be positive, got {self.noise_std}.")
+        object.__setattr__(self, "precision", Precision.parse(self.precision).value)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key, default in (("likelihood", "categorical"), ("noise_std", 1.0)):
+        for key, default in (("likelihood", "categorical"), ("noise_std", 1.0), ("precision", "fp32")):
             if d[key] == default:  # omitted at the default: checkpoints of earlier runs still match
                 del d[key]
         return d
@@ -308,6 +315,32 @@ def _legacy_sampler_states(model: nn.Module, extra: dict[str, Tensor]) -> None:
                 layer.dwp_cv_seen.copy_(extra[f"cv/{name}/seen"].to(torch.bool))
 
 
+def bf16_supported(device: torch.device | str = "cpu") -> bool:
+    """Whether bfloat16 arithmetic is native on ``device`` (a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16 / AMX, as oneDNN reports it)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def _autocast(precision: str, device: torch.device) -> Any:
+    """The forward pass's autocast context for ``precision`` (a no-op for fp32)."""
+    if precision == Precision.FP32:
+        return contextlib.nullcontext()
+    if not bf16_supported(device):
+        raise ConfigError(
+            f"precision='bf16' needs native bfloat16 on {device} (a CPU with AVX512-BF16 or AMX, or a CUDA GPU "
+            "with bf16); here it would be emulated and slower. Use precision='fp32'."
+        )
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def _check_finite(value: Tensor, step: int, epoch: int, term: str, hint: str) -> None:
     if not torch.isfinite(value):
         raise TrainingError(f"Step {step} (epoch {epoch}): the {term} became {value.item()}. {hint}")
@@ -403,6 +436,7 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
 
     from dwp_hub._progress import progress_bar
 
+    _autocast(recipe.precision, device)  # an unsupported precision is refused before any step
     final: dict[str, float] = {}
     model.train()
     start = time.perf_counter()
@@ -428,10 +462,13 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
                 xb, yb = (x, y) if batch == n else (x[idx], y[idx])  # type: ignore[index]
             for group in opt.param_groups:
                 group["lr"] = recipe.lr * (1.0 - step / total)
+            with _autocast(recipe.precision, device):
+                out = model(xb)
+            out = out.float()  # the data term, the KL terms and the update in fp32
             if objective == "vi":
-                data = data_term(model(xb), yb, n, recipe.likelihood, recipe.noise_std)
+                data = data_term(out, yb, n, recipe.likelihood, recipe.noise_std)
             else:  # mean per example: cross-entropy (the paper's baseline) or the Gaussian NLL
-                data = data_term(model(xb), yb, 1, recipe.likelihood, recipe.noise_std)
+                data = data_term(out, yb, 1, recipe.likelihood, recipe.noise_std)
             _check_finite(data, step, epoch, "data term" + (" (N x mean cross-entropy)" if objective == "vi"
                                                            else " (mean cross-entropy)"),
                           "Lower the learning rate or check the inputs for NaN/inf.")
