@@ -22,6 +22,9 @@ target fails.
 
 from __future__ import annotations
 
+if not __package__:  # run as a file (python tools/bench_foundation.py): register the tools package
+    import _bootstrap  # noqa: F401
+
 import argparse
 import json
 import os
@@ -42,11 +45,11 @@ import dwp_hub
 from dwp_hub.card import ArchConfig, KernelsInfo, KernelStats, Metrics, PriorCard, SourceInfo, TrainingInfo
 from dwp_hub.errors import PriorNotFoundError
 from dwp_hub.model._io import tensors_sha256, vae_tensors
-from dwp_hub.model.vae import KernelVAE
 from dwp_hub.training.publish import publish, write_version_folder
+from tools._experiment import SHIPPED_ARCHS, random_prior
 
-PAPER_7X7 = ArchConfig("conv7", 7, 2, 32)
-SHIPPED_3X3 = ArchConfig("mlp", 3, 4, 32, "relu")  # cifar10-3x3@1.2.0
+PAPER_7X7 = ArchConfig(SHIPPED_ARCHS[7][0], 7, *SHIPPED_ARCHS[7][1:])  # conv7, z 2, hidden 32, elu
+SHIPPED_3X3 = ArchConfig(SHIPPED_ARCHS[3][0], 3, *SHIPPED_ARCHS[3][1:])  # cifar10-3x3@1.2.0: mlp, z 4, hidden 32, relu
 TARGET_LOAD_MS = 10.0
 TARGET_LIST_S = 0.5
 TARGET_KERNELS_PER_S = 1_000_000
@@ -83,9 +86,11 @@ def _measure(fns: list[Callable[[], object]], runs: int, warmup: int = 1) -> lis
 
 
 def _random_prior_registry(root: Path, name: str, arch: ArchConfig) -> Path:
-    """A randomly initialised prior of ``arch`` published as ``name@0.0.1`` into a temporary registry."""
-    torch.manual_seed(0)
-    vae = KernelVAE(arch).eval()
+    """The random stand-in prior of ``arch``'s kernel size (:func:`tools._experiment.random_prior`) published as
+    ``name@0.0.1`` into a temporary registry (with a card that publishing accepts)."""
+    stand_in = random_prior(arch.kernel_size, seed=0)
+    assert stand_in.card.arch == arch
+    vae = stand_in.vae.eval()
     card = PriorCard(
         name=name, version="0.0.1", description="Randomly initialised VAE for benchmarking only (never shipped).",
         arch=arch, source=SourceInfo("none", "", "none", "none", 1, []), kernels=KernelsInfo(1, 1, 1, 0, "none", 0.0),
