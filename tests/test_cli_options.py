@@ -146,3 +146,10 @@ def test_harvest_values_out_of_range_are_usage_errors_naming_the_flag(tmp_path: 
 def test_pull_refuses_a_hub_destination() -> None:
     res = CliRunner().invoke(app, ["pull", "hf-hub:org/x", "--to", "hf-hub:org/y"])
     assert res.exit_code == 2 and "dwp-hub push" in " ".join(res.output.split())
+
+
+def test_fit_refuses_an_out_folder_holding_other_files_before_training(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "absent.safetensors"), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "notes.txt" in res.output and "--out" in res.output, res.output
+    assert (tmp_path / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -18,10 +18,10 @@ from dwp_hub.card import PriorCard, card_from_weights_file
 from dwp_hub.cli import app
 from dwp_hub.model.nets import NetConfig, build_net
 from dwp_hub.training._ckpt import save_checkpoint
-from dwp_hub.training.harvest import HarvestSpec, KernelDataset, harvest
+from dwp_hub.training.harvest import HarvestSpec, KernelDataset, harvest, network_label
 from dwp_hub.training.publish import STEPWISE_REBUILD, publish
 from dwp_hub.training.recipe import CheckpointSource, Recipe, load_recipe, parse_recipe
-from dwp_hub.training.source import SourceRecipe, network_label, source_dir
+from dwp_hub.training.source import SourceRecipe, source_dir
 
 runner = CliRunner()
 

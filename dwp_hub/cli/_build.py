@@ -144,6 +144,22 @@ def harvest_cmd(
                   f"train {m['n_train']} / held-out {m['n_held_out']} -> {out}")
 
 
+def _check_version_folder(out: Path) -> None:
+    """``--out`` of fit: a folder that is absent, or holds only a version folder's files (an earlier fit)."""
+    from dwp_hub.constants import OPTIONAL_PRIOR_FILES, PRIOR_FILES
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise typer.BadParameter(f"{str(out)[:200]!r} is not a folder; fit writes a version folder there.",
+                                 param_hint="'--out' / '-o'")
+    known = {*PRIOR_FILES, *OPTIONAL_PRIOR_FILES}
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name not in known)
+    if foreign:
+        raise typer.BadParameter(f"{str(out)[:200]!r} holds files that are not a prior's ({', '.join(foreign)[:200]}); "
+                                 "give fit a new folder, or one an earlier fit wrote.", param_hint="'--out' / '-o'")
+
+
 def fit_cmd(
     kernels: Annotated[Path, typer.Argument(help="Kernel dataset written by 'dwp-hub harvest'.")],
     out: OutOpt = Path("fitted"),
@@ -169,6 +185,7 @@ def fit_cmd(
     carries the provenance that train-source and harvest recorded, so 'dwp-hub publish' of the
     folder gives the card 'dwp-hub build' of its recipe.yaml would.
     """
+    _check_version_folder(out)  # before the training, which can take long
     from dwp_hub.card import ArchConfig
     from dwp_hub.errors import TrainingError
     from dwp_hub.training.fit import FitRecipe, fit_vae

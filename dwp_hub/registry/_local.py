@@ -280,7 +280,6 @@ def write_version(dest: str | Path, card: PriorCard, tensors: Mapping[str, torch
     else:
         (dest / RECIPE_FILE).unlink(missing_ok=True)
     atomic_write_text(dest / "README.md", render_readme(card))
-    (dest / CHECKSUMS_FILE).unlink(missing_ok=True)
     sums = folder_checksums(dest)
     atomic_write_text(dest / CHECKSUMS_FILE, json.dumps(sums, indent=2, sort_keys=True) + "\n")
     verify_folder(dest, None, card.name, card.version)

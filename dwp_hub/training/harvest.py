@@ -23,6 +23,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from dwp_hub import constants
 from dwp_hub._fs import NotRegularFileError, atomic_path, open_regular, sha256_file
 from dwp_hub.errors import CheckpointError, ConfigError, DataIntegrityError, DwpHubError, UnsupportedLayerError
+from dwp_hub.model.nets import NetConfig
 from dwp_hub.training._ckpt import SOURCE_META_KEY
 
 #: Header key of a kernel dataset's metadata.
@@ -198,6 +199,11 @@ def _select(state: dict[str, torch.Tensor], spec: HarvestSpec, source: Path) -> 
     return kept, kernels.float()
 
 
+def network_label(net: NetConfig) -> str:
+    """How a card names the source network of a recipe, e.g. ``fconv(64,32)``."""
+    return f"{net.arch}{tuple(net.widths)}".replace(" ", "")
+
+
 def _portable(path: Path) -> str:
     """A checkpoint path as a recipe names it: under the data root relative to it (as ``build`` reads it),
     else absolute; glob characters escaped (``build`` expands the names as patterns)."""
@@ -213,33 +219,34 @@ def _provenance(paths: list[Path], metas: list[dict[str, Any]], spec: HarvestSpe
     """Where the kernels came from (``meta["source"]``: what the card's ``source`` says) and the recipe of
     the chain so far (``meta["recipe"]``: its ``source`` and ``harvest`` sections, for ``fit`` to complete).
 
-    Checkpoints written by ``train-source`` carry their :class:`SourceRecipe`; when every one carries
+    Checkpoints written by ``train-source`` carry their ``SourceRecipe``; when every one carries
     the same recipe and they are its nets 0, 1, ... in order (and no ``domain`` / ``network`` overrides
     it), the recipe's source is that recipe (``n_nets``: how many were harvested), so ``dwp-hub build``
     trains the very same nets. Otherwise it names the checkpoint files, as a recipe for existing
     checkpoints does.
     """
-    from dwp_hub.training.source import SourceRecipe, network_label
-
     first = metas[0]
-    trained: SourceRecipe | None = None
-    if isinstance(first.get("recipe"), dict):
+    trained = first.get("recipe")  # a SourceRecipe as a dict (source.py imports this module: no import back)
+    label = None
+    if isinstance(trained, dict) and isinstance(trained.get("dataset"), str) and isinstance(trained.get("n_nets"), int):
         try:
-            trained = SourceRecipe.from_dict(first["recipe"])
-        except (TypeError, ValueError, DwpHubError):
+            label = network_label(NetConfig.from_dict(trained["net"]))
+        except (KeyError, TypeError, DwpHubError):
             trained = None
-    dataset = domain or (trained.dataset if trained is not None else None)
-    net = network or (network_label(trained.net) if trained is not None else None)
+    else:
+        trained = None
+    dataset = domain or (trained["dataset"] if trained is not None else None)
+    net = network or label
     protocol = first.get("split") if isinstance(first.get("split"), str) else ""
     sha = first.get("dataset_sha256") if isinstance(first.get("dataset_sha256"), str) else ""
     source = {k: v for k, v in (("dataset", dataset), ("dataset_sha256", sha), ("network", net),
                                 ("protocol", protocol)) if v}
     same = (trained is not None and domain is None and network is None
-            and all(m.get("recipe") == first["recipe"] for m in metas)
-            and [m.get("index") for m in metas] == list(range(len(metas))) and len(metas) <= trained.n_nets)
+            and all(m.get("recipe") == trained for m in metas)
+            and [m.get("index") for m in metas] == list(range(len(metas))) and len(metas) <= trained["n_nets"])
     if same:
         assert trained is not None
-        recipe_source: dict[str, Any] = {**trained.to_dict(), "n_nets": len(metas)}
+        recipe_source: dict[str, Any] = {**trained, "n_nets": len(metas)}
     else:
         recipe_source = {"checkpoints": [_portable(p) for p in paths], "domain": dataset or "unknown",
                          "network": net or "unknown", **({"protocol": protocol} if protocol else {})}

@@ -328,9 +328,9 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
     that training are recorded beside them and added to the build figures in the card.
     """
     from dwp_hub.training.fit import fit_vae
-    from dwp_hub.training.harvest import harvest
+    from dwp_hub.training.harvest import harvest, network_label
     from dwp_hub.training.publish import make_card, publish, source_info, write_version_folder
-    from dwp_hub.training.source import network_label, source_dir, train_sources
+    from dwp_hub.training.source import source_dir, train_sources
 
     if publish_it and not str(to).startswith("hf-hub:"):  # refuse an existing version before any work
         from dwp_hub.errors import PriorExistsError

@@ -62,11 +62,6 @@ class SourceRecipe:
         return cls(net=net, **d)
 
 
-def network_label(net: NetConfig) -> str:
-    """How a card names the source network of a recipe, e.g. ``fconv(64,32)``."""
-    return f"{net.arch}{tuple(net.widths)}".replace(" ", "")
-
-
 #: Data augmentations a source recipe may name.
 AUGMENTATIONS = ("none", "affine", "affine+elastic")
 #: Ranges of the random affine map: rotation (degrees), translation (fraction of the side), scale, shear (degrees).
