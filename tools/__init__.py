@@ -3,7 +3,7 @@
 Every script runs from the repository root either as a file or as a module::
 
     python tools/fig2a.py --seeds 0-4 --steps 400 --batch 50
-    python -m tools.fig2a --config tools/configs/fig2a.yaml --seeds 0-1
+    python -m tools.fig2a --config tools/configs/fig2a-400-steps.yaml --seeds 0-1
 
 The figures and studies are config-first (:mod:`tools._experiment`): one frozen dataclass per figure
 (``Fig2aConfig``, ``Fig3aConfig``, ``Fig4Config``, ``SourceStudyConfig``, ...) holds every setting, loads from

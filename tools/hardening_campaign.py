@@ -19,7 +19,7 @@ runs under a timeout. Four categories:
    ``validate_name``, ``Version.parse``, ``parse_ref``, ``prior_card`` and ``dwp_hub.load``, and
    a sample through ``dwp-hub info``. Only dwp-hub errors are allowed, and nothing unsafe may be
    accepted as a name or version.
-3. **concurrent** -- rounds of processes (multiprocessing spawn, released together by a barrier)
+3. **concurrent** -- rounds of processes (each imports dwp-hub, then all are released together)
    publishing distinct versions of one prior into one registry: all must succeed, the index
    must list every version, and ``verify`` must pass.
 4. **kill -9** -- a subprocess publishing versions is SIGKILLed at a random moment; a fresh
