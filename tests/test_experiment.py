@@ -92,6 +92,8 @@ def test_flags_override_the_yaml(tmp_path: Path) -> None:
     assert (cfg.seeds, cfg.steps, cfg.batch, cfg.priors, cfg.notes) == ((0, 1), 5, 50, ("dwp", "standard-normal"),
                                                                         ("a note",))
     assert ns.config == path
+    path.write_text("notes: one note, with a comma\n")
+    assert fig2a.Fig2aConfig.from_yaml(path).notes == ("one note, with a comma",)
     assert fig3a.Fig3aConfig.from_args(["--raw-features", "--out", str(tmp_path)])[0].standardize is False
     assert fig3a.Fig3aConfig.from_args(["--out-dir", str(tmp_path)])[0].out_dir == tmp_path
 

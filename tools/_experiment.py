@@ -284,6 +284,13 @@ def _coerce(tp: Any, value: Any) -> Any:
     return value
 
 
+def _notes(value: Any) -> tuple[str, ...]:
+    """A YAML string or list of strings (commas inside a note are text, not separators)."""
+    if value is None:
+        return ()
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Base of every figure's config: see the module docstring. Subclasses set ``NAME`` (recorded in every
@@ -293,7 +300,7 @@ class ExperimentConfig:
     DEFAULT_CONFIG: ClassVar[Path | None] = None
 
     notes: tuple[str, ...] = setting((), "interpretation printed verbatim in the report (YAML)", role=NOTES,
-                                     cli=False)
+                                     cli=False, parse=_notes)
 
     def __post_init__(self) -> None:
         hints = self._hints()
