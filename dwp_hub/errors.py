@@ -8,11 +8,51 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """An argument setting that avoids an error, e.g. ``Remedy("resume", False)``.
+
+    Python callers read it as ``resume=False`` (``str()``); the CLI shows the flag that sets it
+    (``--no-resume``), from its table in ``dwp_hub/cli/_errors.py``.
+    """
+
+    argument: str
+    value: Any
+
+    def __str__(self) -> str:
+        return f"{self.argument}={self.value!r}"
 
 
 class DwpHubError(Exception):
-    """Base class of every dwp-hub error."""
+    """Base class of every dwp-hub error.
+
+    Attributes:
+        reason: the message without the sentence that offers a remedy.
+        remedy: an argument setting that avoids the error (:class:`Remedy`), when there is one.
+        hint: that sentence, with ``{remedy}`` where the remedy goes (``str(err)`` fills in the Python
+            spelling, ``resume=False``; the CLI its flag, ``--no-resume``).
+    """
+
+    def __init__(self, *args: Any, remedy: Remedy | None = None, hint: str = "") -> None:
+        reason = str(args[0]) if args else ""
+        if remedy is not None:
+            if "{remedy}" not in hint:
+                hint = f"{hint} Pass {{remedy}}.".strip()
+            args = (f"{reason.rstrip()} {hint.format(remedy=remedy)}".strip(), *args[1:])
+        super().__init__(*args)
+        self.reason, self.remedy, self.hint = reason, remedy, hint
+
+    def message_with(self, remedy_text: str | None) -> str:
+        """The message with the remedy spelled ``remedy_text`` (how a front end names the argument);
+        ``str(self)`` when there is no remedy or no such spelling."""
+        if self.remedy is None or not remedy_text:
+            return str(self)
+        return f"{self.reason.rstrip()} {self.hint.format(remedy=remedy_text)}".strip()
 
 
 class InvalidNameError(DwpHubError, ValueError):
@@ -84,7 +124,8 @@ class DataIntegrityError(DwpHubError, OSError):
 
 
 class CheckpointError(DwpHubError, ValueError):
-    """A source checkpoint cannot be read, or holds no usable conv kernels."""
+    """A checkpoint cannot be read or does not fit: a source network's (no usable conv kernels) or a VI
+    run's (written by another run: ``remedy`` is ``resume=False``, the CLI's ``--no-resume``)."""
 
 
 class UnsupportedLayerError(DwpHubError, ValueError):

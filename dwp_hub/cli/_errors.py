@@ -3,6 +3,8 @@
 
 * Usage errors (how the command was called) exit 2, like click's own usage errors.
 * Errors in the data, the registry or the network exit 1; an interrupt exits 130.
+* A remedy that the library names as a keyword argument (``resume=False``, an error's ``remedy`` field)
+  is shown as the flag that sets it (``--no-resume``, :data:`REMEDY_FLAGS`).
 * No traceback unless ``--debug`` (before or after the subcommand) or ``DWP_HUB_DEBUG=1``.
 """
 
@@ -36,6 +38,21 @@ FAILURE = 1
 INTERRUPTED = 130
 
 
+#: How the CLI spells a library remedy (:class:`dwp_hub.errors.Remedy`, an argument setting): the flag that
+#: sets it. Python callers read ``resume=False``; ``dwp-hub vi`` users ``--no-resume``.
+REMEDY_FLAGS: dict[tuple[str, Any], str] = {
+    ("resume", False): "--no-resume",
+}
+
+
+def _text(err: BaseException) -> str:
+    """``str(err)``, with a remedy named by its CLI flag when the error offers one that the CLI has."""
+    remedy = getattr(err, "remedy", None)
+    if isinstance(err, E.DwpHubError) and remedy is not None:
+        return err.message_with(REMEDY_FLAGS.get((remedy.argument, remedy.value)))
+    return str(err)
+
+
 def _hint(message: str, extra: str | None) -> str:
     """``message`` plus ``extra`` unless the message already says it."""
     if not extra or extra.strip().rstrip(".?") in message:
@@ -59,7 +76,7 @@ def _version_of(path: Path | None) -> str | None:
 
 
 def _integrity(err: E.IntegrityError) -> str:
-    msg = str(err)
+    msg = _text(err)
     if err.expected and err.actual and err.actual not in msg:
         msg += f" (expected {err.expected}, found {err.actual})"
     spec = _version_of(err.path)
@@ -73,14 +90,14 @@ def _integrity(err: E.IntegrityError) -> str:
 
 
 def _not_found(err: E.PriorNotFoundError) -> str:
-    msg = str(err)
+    msg = _text(err)
     if err.candidates and not any(c in msg for c in err.candidates):
         msg = _hint(msg, f"Did you mean {', '.join(err.candidates)}?")
     return msg
 
 
 def _card(err: E.CardError) -> str:
-    msg = str(err)
+    msg = _text(err)
     if err.path is not None and str(err.path) not in msg and err.path.name not in msg:
         msg = f"{err.path}: {msg}"
     if err.field and err.field not in msg:
@@ -89,7 +106,7 @@ def _card(err: E.CardError) -> str:
 
 
 def _recipe(err: E.RecipeError) -> str:
-    msg = str(err)
+    msg = _text(err)
     if err.path is not None and str(err.path) not in msg:
         msg = f"{err.path}: {msg}"
     if err.key and err.key not in msg:
@@ -98,14 +115,14 @@ def _recipe(err: E.RecipeError) -> str:
 
 
 def _output(err: E.OutputPathError) -> str:
-    msg = str(err)
+    msg = _text(err)
     if err.path is not None and str(err.path) not in msg and str(err.path) != ".":
         msg = f"--out {err.path}: {msg}"
     return msg
 
 
 def _hub(err: E.HubError) -> str:
-    msg = str(err)
+    msg = _text(err)
     repo, rev = getattr(err, "repo_id", None), getattr(err, "revision", None)
     if repo and repo not in msg:
         msg = f"{repo}{'@' + rev if rev else ''}: {msg}"
@@ -129,14 +146,14 @@ class ErrorFormat:
 #: Error type -> how to show it. The most specific type that matches wins (an error's MRO is walked).
 ERROR_FORMATS: dict[type[BaseException], ErrorFormat] = {
     E.OutputPathError: ErrorFormat("Error", _output, USAGE),
-    E.InvalidNameError: ErrorFormat("Error", str, FAILURE),
-    E.InvalidVersionError: ErrorFormat("Error", str, FAILURE),
+    E.InvalidNameError: ErrorFormat("Error", _text, FAILURE),
+    E.InvalidVersionError: ErrorFormat("Error", _text, FAILURE),
     E.PriorNotFoundError: ErrorFormat("Error", _not_found, FAILURE),
     E.IntegrityError: ErrorFormat("Error", _integrity, FAILURE),
     E.CardError: ErrorFormat("Error", _card, FAILURE),
     E.RecipeError: ErrorFormat("Error", _recipe, FAILURE),
     E.HubError: ErrorFormat("Error", _hub, FAILURE),
-    E.DwpHubError: ErrorFormat("Error", str, FAILURE),
+    E.DwpHubError: ErrorFormat("Error", _text, FAILURE),
 }
 _UNEXPECTED = ErrorFormat("Unexpected error", str, FAILURE)
 

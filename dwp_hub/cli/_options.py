@@ -88,6 +88,13 @@ class VIBound(str, Enum):
     full = "full"
 
 
+class VIPrecision(str, Enum):
+    """Arithmetic of ``dwp-hub vi``'s forward pass (kept equal to ``dwp_hub.inference.Precision`` by a test)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class Dataset(str, Enum):
     """Source datasets of ``dwp-hub train-source`` (kept equal to ``dwp_hub.data``'s datasets by a test)."""
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dwp_hub._fs import atomic_path
-from dwp_hub.errors import CheckpointError, ConfigError, TrainingError, UnsupportedLayerError
+from dwp_hub.errors import CheckpointError, ConfigError, Remedy, TrainingError, UnsupportedLayerError
 from dwp_hub.inference._protocols import Precision
 from dwp_hub.inference.layers import bayesian_layers, mean_weights
 from dwp_hub.inference.objective import LIKELIHOODS, data_term, kl_terms
@@ -418,7 +418,8 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
             if meta.get(key) != json.loads(json.dumps(run_meta[key])):
                 raise CheckpointError(
                     f"{checkpoint} was written by a different run ({key}: {meta.get(key)!r} vs "
-                    f"{run_meta[key]!r}). Delete it, pass another path, or resume=False."
+                    f"{run_meta[key]!r}).", remedy=Remedy("resume", False),
+                    hint="Delete it, pass another path, or {remedy}.",
                 )
         step, history = int(meta["step"]), list(meta.get("history", []))
         extra = meta["extra"]
