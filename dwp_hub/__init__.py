@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from dwp_hub.card import PriorCard
     from dwp_hub.init import InitReport, init_, init_model
     from dwp_hub.model.prior import DeepWeightPrior
+    from dwp_hub.registry import PublishResult
     from dwp_hub.training.publish import publish
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "InitReport",
     "PriorCard",
     "PriorInfo",
+    "PublishResult",
     "__version__",
     "init_",
     "init_model",
@@ -48,6 +50,7 @@ _LAZY = {
     "DeepWeightPrior": "dwp_hub.model.prior",
     "DeepWeightPriorDistribution": "dwp_hub.model.distribution",
     "publish": "dwp_hub.training.publish",
+    "PublishResult": "dwp_hub.registry",
     "plot_kernels": "dwp_hub.plot",
 }
 
