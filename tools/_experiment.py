@@ -527,6 +527,13 @@ class ResultFile:
         self.rows += new
         self.write()
 
+    def discard(self, settings: Mapping[str, Any], **key: Any) -> int:
+        """Drop the rows of this key made with ``settings`` from :attr:`rows` (a run redone replaces its row; the
+        file changes at the next :meth:`add` or :meth:`write`); returns how many were dropped."""
+        before = len(self.rows)
+        self.rows = [r for r in self.rows if not self.matches(r, settings, **key)]
+        return before - len(self.rows)
+
     def write(self) -> None:
         """Rewrite the file from :attr:`rows` (temporary file, fsync, rename: a kill leaves the old or the new)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)

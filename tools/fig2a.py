@@ -15,6 +15,12 @@ show as one arm each in the report. A restarted command skips rows already there
 from their checkpoints (``--work-dir``). The table, plot and notes are rewritten from the CSV at the end (or
 alone with ``--report-only``); interpretation comes from the config's ``notes`` and ``OUT_DIR/fig2a.notes.md``.
 
+``--keep-posteriors`` saves each run's final model state (safetensors, written atomically; no optimiser state and
+no frozen hub decoders, about 1 MB for the 32/128 net) as ``POSTERIOR_DIR/<config hash>-n<N>-<arm>-s<seed>
+.safetensors`` (default ``WORK_DIR/posteriors``), with what rebuilds the model and the run's CSV row in its
+header, for ``tools/ood.py``. With it a run counts as done when its row and its posterior are both there: a row
+without a posterior is run again (its row replaced), a posterior without a row gives the row back.
+
 Usage (``--seeds``: ``0-4``, ``0,3`` or ``3``, the seed syntax of every script)::
 
     DWP_HUB_DATA=../shared/data python tools/fig2a.py --seeds 0-4 --workers 2              # the paper's budget
@@ -22,6 +28,7 @@ Usage (``--seeds``: ``0-4``, ``0,3`` or ``3``, the seed syntax of every script):
                                                       # a fixed step budget (what a 2-core machine affords)
     DWP_HUB_DATA=../shared/data python -m tools.fig2a --config tools/configs/fig2a-400-steps.yaml
     python tools/fig2a.py --report-only            # table + plot from the CSV
+    DWP_HUB_DATA=../shared/data python -m tools.fig2a --config tools/configs/fig2a-ood.yaml   # posteriors for ood.py
 """
 
 # ruff: noqa: RUF009 - config fields are tools._experiment.setting(...), a dataclasses.field
@@ -43,7 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dwp_hub.paper import PAPER_DWP
+from dwp_hub.errors import CheckpointError
+from dwp_hub.paper import PAPER_DWP, PAPER_WIDTHS
 from tools._experiment import (
     GRID,
     RANDOM_SPEC,
@@ -52,6 +60,7 @@ from tools._experiment import (
     ExperimentConfig,
     ResultFile,
     command_line,
+    config_hash,
     format_kernel_specs,
     notes_section,
     parse_ints,
@@ -108,6 +117,17 @@ def _dwp_spec(value: Any) -> str:
     return value if value == RANDOM_SPEC else format_kernel_specs(parse_kernel_specs(value))
 
 
+def _widths(value: Any) -> tuple[int, int]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        widths = tuple(int(str(v).strip()) for v in items if str(v).strip())
+    except ValueError:
+        widths = ()
+    if len(widths) != 2 or min(widths) < 1:
+        raise ValueError(f"expected two positive conv widths like 32,128, got {value!r}")
+    return (widths[0], widths[1])
+
+
 @dataclasses.dataclass(frozen=True)
 class Fig2aConfig(ExperimentConfig):
     """Fig. 2a: VI on the paper's MNIST net by prior (arm) and training-set size."""
@@ -130,6 +150,8 @@ class Fig2aConfig(ExperimentConfig):
     bound: str = setting("fast", "the deep weight prior's bound", choices=("fast", "full"))
     kernels_per_step: int | None = setting(None, "kernels per layer and step of the fast bound (default 32)")
     eval_mc: int = setting(10, "stochastic passes of the MC ensemble")
+    widths: tuple[int, int] = setting(PAPER_WIDTHS, "conv widths h0,h1 of the fconv net (the paper's: 32,128; rows "
+                                                    "record other widths in their settings)", parse=_widths)
     gap_k: int = setting(0, "at the end of each deep-weight-prior run, estimate the bound's gap (Appendix F) with K "
                             "importance samples (0: skip)", role=RUN)
     checkpoint_every: int = setting(1000, "steps between run checkpoints", role=RUN)
@@ -139,12 +161,22 @@ class Fig2aConfig(ExperimentConfig):
     csv: Path | None = setting(None, "results CSV (default OUT_DIR/fig2a.csv)", role=RUN)
     work_dir: Path = setting(REPO / "runs" / "fig2a", "per-run checkpoints", role=RUN)
     keep_checkpoints: bool = setting(False, "keep finished runs' checkpoints", role=RUN)
+    keep_posteriors: bool = setting(False, "save each run's final model state (the posterior; tools/ood.py scores "
+                                           "it) as POSTERIOR_DIR/<row key>.safetensors; a run whose row and "
+                                           "posterior are both there is not redone", role=RUN)
+    posterior_dir: Path | None = setting(None, "folder of the kept posteriors (default WORK_DIR/posteriors)",
+                                         role=RUN)
     compare: Path | None = setting(None, "another fig2a CSV (another budget): the report adds both budgets side "
                                          "by side", role=RUN)
 
     @property
     def csv_path(self) -> Path:
         return self.csv or self.out_dir / "fig2a.csv"
+
+    @property
+    def posteriors(self) -> Path:
+        """Where the kept posteriors go (:attr:`posterior_dir`, default ``WORK_DIR/posteriors``)."""
+        return self.posterior_dir or self.work_dir / "posteriors"
 
     def epochs_for(self, size: int) -> int:
         """Epochs of a run on ``size`` examples (from ``steps`` when it is set)."""
@@ -169,7 +201,29 @@ class Fig2aConfig(ExperimentConfig):
         if ARMS[prior][0] == "dwp":
             out["bound"] = self.bound
             out["kernels_per_step"] = self.kernels_per_step or DEFAULT_KERNELS_PER_STEP
+        if tuple(self.widths) != PAPER_WIDTHS:  # only when not the paper's: older rows keep their hashes
+            out["widths"] = list(self.widths)
         return out
+
+
+def posterior_name(settings: dict[str, Any], size: int, prior: str, seed: int) -> str:
+    """File name of a run's kept posterior: its row key (the config hash of the row's settings, size, arm, seed)."""
+    return f"{config_hash(settings)}-n{size}-{prior}-s{seed}.safetensors"
+
+
+#: Header key (in the posterior's checkpoint metadata) of what rebuilds the run's model and its CSV row.
+POSTERIOR_META = "fig2a"
+
+
+def read_posterior_meta(path: str | Path) -> dict[str, Any]:
+    """The :data:`POSTERIOR_META` record of a kept posterior: ``row`` (the CSV row), ``settings``, ``size``,
+    ``prior``, ``seed``, ``paper_prior``, ``init``, ``widths``, ``dwp_priors``."""
+    from dwp_hub.inference.vi import read_checkpoint
+
+    _, meta = read_checkpoint(path)
+    if POSTERIOR_META not in meta:
+        raise ValueError(f"{path} is a VI checkpoint but not a fig2a posterior (no {POSTERIOR_META!r} record)")
+    return dict(meta[POSTERIOR_META])
 
 
 def legacy_match(row: dict[str, str], settings: dict[str, Any]) -> bool:
@@ -221,13 +275,15 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     spec = job["dwp_priors"]
     priors: dict[int, Any] = random_priors((7, 5)) if spec == RANDOM_SPEC else parse_kernel_specs(job["dwp"])
     prior, init = ARMS[job["prior"]]
-    model = paper_net(prior, dwp_priors=priors, seed=job["seed"], bound=job["bound"],
+    widths = tuple(job.get("widths") or PAPER_WIDTHS)
+    model = paper_net(prior, dwp_priors=priors, widths=widths, seed=job["seed"], bound=job["bound"],
                       kernels_per_step=job["kernels_per_step"], init=init)
     recipe = VIRecipe(epochs=job["epochs"], batch_size=job["batch"], seed=job["seed"], eval_mc=job["eval_mc"],
                       checkpoint_every=job["checkpoint_every"])
     fit = fit_deterministic if job["prior"] == "deterministic" else fit_vi
     tag = f"-{hashlib.sha256(spec.encode()).hexdigest()[:8]}" if uses_dwp(job["prior"]) else ""
-    name = f"n{job['size']}-{job['prior']}{tag}-s{job['seed']}-e{job['epochs']}-b{job['batch']}.safetensors"
+    wtag = f"-w{widths[0]}x{widths[1]}" if widths != PAPER_WIDTHS else ""
+    name = f"n{job['size']}-{job['prior']}{tag}{wtag}-s{job['seed']}-e{job['epochs']}-b{job['batch']}.safetensors"
     ck = Path(job["work_dir"]) / name
     result = fit(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval, y_eval=split.y_eval,
                  checkpoint=ck, progress=False, metadata={"protocol": split.protocol})
@@ -238,7 +294,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
         est = bound_gap(model, k=job["gap_k"], generator=torch.Generator().manual_seed(job["seed"]))
         gap = ";".join(f"{name}={g.gap_per_kernel:.3f}" for name, g in est.items())
-    return {
+    row = {
         "size": job["size"], "prior": job["prior"], "seed": job["seed"], "epochs": job["epochs"], "batch": job["batch"],
         "acc_ensemble": round(m["acc_ensemble"], 4), "acc_mean": round(m["acc_mean"], 4),
         "nll_ensemble": round(m["nll_ensemble"], 4), "steps": result.steps, "seconds": round(result.seconds, 1),
@@ -249,6 +305,23 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck), "gap_per_kernel": gap,
     }
+    if job.get("posterior"):
+        save_posterior(Path(job["posterior"]), model, job, row, init=init, widths=widths)
+    return row
+
+
+def save_posterior(path: Path, model: Any, job: dict[str, Any], row: dict[str, Any], *, init: str,
+                   widths: tuple[int, ...]) -> None:
+    """Write the run's final model state (no optimiser state, no frozen hub decoders) atomically to ``path``,
+    with what rebuilds the model and the run's CSV row (:func:`read_posterior_meta`)."""
+    from dwp_hub.inference import save_checkpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"row": {k: v for k, v in row.items() if not k.startswith("_")}, "settings": job["settings"],
+              "config_sha256": config_hash(job["settings"]), "size": job["size"], "prior": job["prior"],
+              "seed": job["seed"], "paper_prior": ARMS[job["prior"]][0], "init": init, "widths": list(widths),
+              "dwp_priors": job["dwp_priors"], "bound": job["bound"], "kernels_per_step": job["kernels_per_step"]}
+    save_checkpoint(path, model, meta={POSTERIOR_META: record})
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -441,12 +514,44 @@ def jobs(cfg: Fig2aConfig) -> list[dict[str, Any]]:
     for n in cfg.sizes:
         for s in cfg.seeds:
             for p in cfg.priors:
+                settings = cfg.row_settings(size=n, prior=p)
+                posterior = str(cfg.posteriors / posterior_name(settings, n, p, s)) if cfg.keep_posteriors else ""
                 out.append({"size": n, "prior": p, "seed": s, "epochs": cfg.epochs_for(n), "batch": cfg.batch,
                             "threads": threads, "dwp": cfg.dwp, "dwp_priors": cfg.prior_spec(p), "bound": cfg.bound,
                             "kernels_per_step": cfg.kernels_per_step, "eval_mc": cfg.eval_mc,
                             "checkpoint_every": cfg.checkpoint_every, "work_dir": str(cfg.work_dir),
-                            "gap_k": cfg.gap_k, "settings": cfg.row_settings(size=n, prior=p)})
+                            "gap_k": cfg.gap_k, "settings": settings, "widths": list(cfg.widths),
+                            "posterior": posterior})
     return out
+
+
+def plan(cfg: Fig2aConfig, results: ResultFile) -> tuple[list[dict[str, Any]], int, int]:
+    """The jobs to run, and how many of them rerun a row for its posterior. With ``keep_posteriors`` a run counts
+    as done when its row and its posterior are both there; a posterior whose row is missing (a run killed between
+    the two) gives the row back from the posterior's record (counted as recovered), without training again."""
+    todo, rerun, recovered = [], 0, 0
+    for j in jobs(cfg):
+        key = {"size": j["size"], "prior": j["prior"], "seed": j["seed"]}
+        has_row = results.has(j["settings"], **key)
+        if not cfg.keep_posteriors:
+            if not has_row:
+                todo.append(j)
+            continue
+        post = Path(j["posterior"])
+        if post.is_file():
+            if has_row:
+                continue
+            try:
+                record = read_posterior_meta(post)
+            except (CheckpointError, ValueError, OSError):  # unreadable or not ours: train again
+                record = {}
+            if record.get("config_sha256") == config_hash(j["settings"]) and record.get("row"):
+                results.add([record["row"]], j["settings"])
+                recovered += 1
+                continue
+        rerun += has_row
+        todo.append(j)
+    return todo, rerun, recovered
 
 
 def _report_command(results: ResultFile, command: str, out_dir: Path) -> tuple[str, str]:
@@ -481,10 +586,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not cfg.random_priors and any(uses_dwp(p) for p in cfg.priors):  # rows record the pinned versions
         cfg = cfg.replace(dwp=format_kernel_specs(pin_specs(parse_kernel_specs(cfg.dwp))))
-    todo = [j for j in jobs(cfg) if not results.has(j["settings"], size=j["size"], prior=j["prior"], seed=j["seed"])]
+    todo, rerun, recovered = plan(cfg, results)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, cfg.workers))
+    extra = (f"; {rerun} of them rerun for the posterior their row lacks" if rerun else "") + (
+        f"; {recovered} row(s) recovered from kept posteriors" if recovered else "")
     print(f"{len(todo)} run(s) to do ({len(results.rows)} row(s) already in {cfg.csv_path}; config "
-          f"{cfg.sha256()}); {cfg.workers} worker(s) x {threads} thread(s)", flush=True)
+          f"{cfg.sha256()}{extra}); {cfg.workers} worker(s) x {threads} thread(s)"
+          + (f"; posteriors kept in {cfg.posteriors}" if cfg.keep_posteriors else ""), flush=True)
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     if todo:
         results.record(command)
@@ -492,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = {(j["size"], j["prior"], j["seed"]): j["settings"] for j in todo}
 
     def report(row: dict[str, Any]) -> None:
-        results.add([row], settings[(row["size"], row["prior"], row["seed"])])
+        key = (row["size"], row["prior"], row["seed"])
+        results.discard(settings[key], size=key[0], prior=key[1], seed=key[2])  # a row rerun for its posterior
+        results.add([row], settings[key])
         if not cfg.keep_checkpoints:  # the CSV row is the result; checkpoints only serve unfinished runs
             Path(row["_checkpoint"]).unlink(missing_ok=True)
         print(f"  N={row['size']:<5} {row['prior']:<16} seed {row['seed']}: acc {row['acc_ensemble']:.4f} "
