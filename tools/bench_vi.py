@@ -7,7 +7,16 @@ deep weight prior with the full bound (all kernels every step, the paper's estim
 fast bound (m kernels per layer and step), interleaved round by round with a 1024x1024 fp32
 ``torch.mm`` so that machine load affects every configuration alike, and prints medians as ratios
 to the standard-normal step, and the standard-normal step's FLOP rate (FlopCounterMode) as a
-fraction of the in-run GEMM rate. The targets of issue 12 are checked on these ratios. Peak memory of each configuration is measured in a fresh subprocess:
+fraction of the in-run GEMM rate. The targets of issue 12 are checked on these ratios.
+
+Where bfloat16 is native (:func:`dwp_hub.inference.vi.bf16_supported`: AVX512-BF16 / AMX, or a CUDA GPU) and
+``--no-bf16`` is not given, the standard-normal and fast-DWP steps are also timed under
+``VIRecipe(precision="bf16")`` (the forward pass under bf16 autocast, as :func:`~dwp_hub.inference.fit_vi` runs
+it; KL terms and the update fp32), interleaved with the others and with a 1024x1024 bf16 ``torch.mm``: the bf16
+standard-normal step's FLOP rate as a fraction of that in-run bf16 GEMM rate, and each bf16 step's time as a
+ratio to its fp32 step. Accuracy of bf16 training is validated separately (``tools/bf16_check.py``).
+
+Peak memory of each configuration is measured in a fresh subprocess:
 the resident-set high-water mark during a few steps (reset after the build, Linux), and its
 increase over the resident set before the steps (the step's transient memory).
 
@@ -45,6 +54,9 @@ import torch
 from tools._experiment import RUN, ExperimentConfig, parse_ints, parse_seeds, random_priors, setting
 
 CONFIGS = ("standard-normal", "log-uniform", "sparse-log-uniform", "dwp-full", "dwp-fast")
+#: Configurations also timed under bf16 autocast (named ``<config>-bf16``) where bfloat16 is native.
+BF16_CONFIGS = ("standard-normal", "dwp-fast")
+BF16 = "-bf16"
 #: Targets (issue 12), checked on the ratios of one run.
 TARGETS = {"sn_gemm_fraction": 0.60, "dwp-fast": 1.3, "log-uniform": 1.1, "sparse-log-uniform": 1.1}
 #: Side of the square fp32 matrix product whose rate is the in-run reference.
@@ -98,8 +110,21 @@ def _batch(batch: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         return torch.rand(batch, 1, 28, 28, generator=g), torch.randint(0, 10, (batch,), generator=g), "random images"
 
 
-def _step_fn(config: str, priors: dict[int, Any], x: torch.Tensor, y: torch.Tensor, m: int | None) -> Any:
-    from dwp_hub.inference import kl_divergence, neg_elbo
+def _split_name(name: str, m: int | None) -> tuple[str, int | None, str]:
+    """A row's name (``dwp-fast-m16``, ``standard-normal-bf16`` ...) as (configuration, m, precision)."""
+    precision = "bf16" if name.endswith(BF16) else "fp32"
+    name = name.removesuffix(BF16)
+    if name.startswith("dwp-fast-m"):
+        return "dwp-fast", int(name[len("dwp-fast-m"):]), precision
+    return name, m, precision
+
+
+def _step_fn(config: str, priors: dict[int, Any], x: torch.Tensor, y: torch.Tensor, m: int | None,
+             precision: str = "fp32") -> Any:
+    """One training step of ``config``; with ``precision="bf16"`` the forward pass runs under the autocast
+    context that :func:`~dwp_hub.inference.fit_vi` uses for ``VIRecipe(precision="bf16")``."""
+    from dwp_hub.inference import VIRecipe, kl_divergence, neg_elbo
+    from dwp_hub.inference.vi import _autocast  # fit_vi's own context, so the bench times what training runs
     from dwp_hub.paper import paper_net
 
     if config.startswith("dwp"):
@@ -109,14 +134,26 @@ def _step_fn(config: str, priors: dict[int, Any], x: torch.Tensor, y: torch.Tens
         model = paper_net(config)  # "log-uniform": the paper's variational-dropout family
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     n = len(x)
+    if precision == "fp32":
+        def step() -> None:
+            loss = neg_elbo(model(x), y, n, kl_divergence(model))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
-    def step() -> None:
-        loss = neg_elbo(model(x), y, n, kl_divergence(model))
+        return step
+    recipe = VIRecipe(precision=precision)
+    device = x.device
+
+    def step_autocast() -> None:
+        with _autocast(recipe.precision, device):
+            out = model(x)
+        loss = neg_elbo(out.float(), y, n, kl_divergence(model))  # data term, KL and update in fp32
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    return step
+    return step_autocast
 
 
 def _status_mb(field: str) -> float:
@@ -130,11 +167,12 @@ def _status_mb(field: str) -> float:
 def _memory_worker(args: tuple[str, str, int, int | None, int, int]) -> dict[str, float]:
     """Peak resident memory of a few training steps in a fresh process (Linux: VmHWM is reset
     through /proc/self/clear_refs after the build, so the peak is the steps' own)."""
-    config, prior_kind, batch, m, threads, steps = args
+    name, prior_kind, batch, m, threads, steps = args
     torch.set_num_threads(threads)
     priors, _ = _priors(prior_kind)
     x, y, _ = _batch(batch)
-    step = _step_fn(config, priors, x, y, m)
+    config, m, precision = _split_name(name, m)
+    step = _step_fn(config, priors, x, y, m, precision)
     step()  # warm-up: Adam state and allocator caches exist from here on
     try:
         with open("/proc/self/clear_refs", "w") as fh:
@@ -170,6 +208,13 @@ def _accuracy(priors: dict[int, Any], n: int, seeds: list[int], epochs: int, m: 
     return rows
 
 
+def _ints_or_none(value: Any) -> tuple[int, ...]:
+    """:func:`parse_ints`, or () for nothing (the default: no extra m values)."""
+    if value is None or (isinstance(value, (str, tuple, list)) and not value):
+        return ()
+    return parse_ints(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchViConfig(ExperimentConfig):
     """Speed of one VI training step of the paper's 32/128 MNIST net, by prior, in one run."""
@@ -180,9 +225,10 @@ class BenchViConfig(ExperimentConfig):
     rounds: int = setting(7, "interleaved rounds (the first is warm-up)")
     steps: int = setting(5, "steps per configuration and round (full bound: 1)")
     kernels_per_step: int | None = setting(None, "m of the fast bound (default 32)")
-    also_m: tuple[int, ...] = setting((), "extra fast-bound m values to time, e.g. 16,128", parse=parse_ints)
+    also_m: tuple[int, ...] = setting((), "extra fast-bound m values to time, e.g. 16,128", parse=_ints_or_none)
     priors: str = setting("auto", "hub priors, random stand-ins, or hub when installed", choices=("auto", "hub", "random"))
     no_memory: bool = setting(False, "skip the peak-memory subprocesses")
+    no_bf16: bool = setting(False, "skip the bf16 rows (timed only where bfloat16 is native)")
     accuracy_epochs: int = setting(0, "also compare accuracy of fast vs full bound")
     accuracy_n: int = setting(50, "training examples of the accuracy comparison")
     accuracy_seeds: tuple[int, ...] = setting((0,), "data-split seeds of the accuracy comparison: 0-4, 0,3 or 3",
@@ -193,6 +239,7 @@ class BenchViConfig(ExperimentConfig):
 
 def main(argv: list[str] | None = None) -> int:
     from dwp_hub.inference.priors import DEFAULT_KERNELS_PER_STEP
+    from dwp_hub.inference.vi import bf16_supported
 
     args, _ = BenchViConfig.from_args(argv, __doc__.split("\n\n")[0])
     assert isinstance(args, BenchViConfig)
@@ -207,9 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     configs["gemm-fp32"] = _gemm_fn()
     for extra in args.also_m:
         configs[f"dwp-fast-m{extra}"] = _step_fn("dwp-fast", priors, x, y, extra)
+    bf16 = not args.no_bf16 and bf16_supported("cpu")
+    bf16_flops = 0
+    if bf16:
+        for c in BF16_CONFIGS:
+            configs[c + BF16] = _step_fn(c, priors, x, y, m, "bf16")
+        bf16_flops = _step_flops(configs["standard-normal" + BF16])
+        configs["gemm-bf16"] = _gemm_fn(torch.bfloat16)
     print(f"bench_vi: fconv 32/128, batch {args.batch} ({data_desc}), torch {torch.__version__}, "
           f"{threads} thread(s), {platform.processor() or platform.machine()}")
     print(f"priors: {prior_desc}; fast bound m = {m} kernels per layer and step")
+    print("bf16 rows: " + ("the forward pass under bf16 autocast (VIRecipe(precision='bf16'))" if bf16 else
+                           "skipped (--no-bf16)" if args.no_bf16 else "none, bfloat16 is not native on this CPU"))
     wall: dict[str, list[float]] = {c: [] for c in configs}
     cpu: dict[str, list[float]] = {c: [] for c in configs}
     for r in range(args.rounds):
@@ -229,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     base = statistics.median(times["standard-normal"])
     gemm_ms = statistics.median(times.pop("gemm-fp32"))
     configs.pop("gemm-fp32")
+    gemm_bf16_ms = statistics.median(times.pop("gemm-bf16")) if bf16 else float("nan")
+    configs.pop("gemm-bf16", None)
     gemm_rate = 2 * GEMM_N**3 / (gemm_ms / 1000)
     step_rate = sn_flops / (base / 1000)
     fraction = step_rate / gemm_rate
@@ -240,24 +298,39 @@ def main(argv: list[str] | None = None) -> int:
           f"{step_rate / 1e9:.1f} GFLOP/s; fp32 {GEMM_N}x{GEMM_N} torch.mm in the same run: {gemm_rate / 1e9:.1f} "
           f"GFLOP/s; fraction {fraction:.2f} (target >= {TARGETS['sn_gemm_fraction']:.2f}: "
           f"{'met' if fraction >= TARGETS['sn_gemm_fraction'] else 'MISSED'})")
+    if bf16:
+        bf16_ms = statistics.median(times["standard-normal" + BF16])
+        bf16_gemm_rate = 2 * GEMM_N**3 / (gemm_bf16_ms / 1000)
+        bf16_rate = bf16_flops / (bf16_ms / 1000)
+        results["bf16"] = {
+            "sn_step_gflop": bf16_flops / 1e9, "sn_step_gflops_per_s": bf16_rate / 1e9,
+            "gemm_bf16_gflops_per_s": bf16_gemm_rate / 1e9, "sn_gemm_bf16_fraction": bf16_rate / bf16_gemm_rate,
+            "bf16_over_fp32": {c: statistics.median(times[c + BF16]) / statistics.median(times[c])
+                               for c in BF16_CONFIGS},
+        }
+        print(f"bf16 standard-normal step: {bf16_flops / 1e9:.2f} GFLOP in {bf16_ms:.1f} ms = {bf16_rate / 1e9:.1f} "
+              f"GFLOP/s; bf16 {GEMM_N}x{GEMM_N} torch.mm in the same run: {bf16_gemm_rate / 1e9:.1f} GFLOP/s; "
+              f"fraction {bf16_rate / bf16_gemm_rate:.2f}")
+        print("bf16 / fp32 step time: " + ", ".join(f"{c} {r:.2f}x" for c, r in results["bf16"]["bf16_over_fp32"].items()))
     memory: dict[str, dict[str, float]] = {}
     if not args.no_memory:
         ctx = mp.get_context("spawn")
         with ctx.Pool(1, maxtasksperchild=1) as pool:
             for name in configs:
-                cfg = "dwp-fast" if name.startswith("dwp-fast") else name
-                mm = int(name.split("-m")[-1]) if name.startswith("dwp-fast-m") else m
-                memory[name] = pool.apply(_memory_worker, ((cfg, args.priors, args.batch, mm, threads, 3),))
+                memory[name] = pool.apply(_memory_worker, ((name, args.priors, args.batch, m, threads, 3),))
     print(f"\nratios use {basis} time; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"{'config':<18} {'cpu ms':>8} {'wall ms':>8} {'x SN':>6} {'peak MB':>9} {'step +MB':>9}")
+    print(f"{'config':<20} {'cpu ms':>8} {'wall ms':>8} {'x SN':>6} {'x fp32':>6} {'peak MB':>9} {'step +MB':>9}")
     for name, ts in times.items():
         med = statistics.median(ts)
         mem = memory.get(name, {})
-        results["configs"][name] = {"cpu_ms_median": statistics.median(cpu[name]),
-                                    "wall_ms_median": statistics.median(wall[name]), "ratio": med / base,
-                                    "rounds": len(ts), **mem}
-        print(f"{name:<18} {statistics.median(cpu[name]):8.1f} {statistics.median(wall[name]):8.1f} "
-              f"{med / base:6.2f} {mem.get('peak_rss_mb', float('nan')):9.0f} "
+        row = {"cpu_ms_median": statistics.median(cpu[name]), "wall_ms_median": statistics.median(wall[name]),
+               "ratio": med / base, "rounds": len(ts), **mem}
+        if name.endswith(BF16):  # its own fp32 step, timed in the same rounds
+            row["ratio_to_fp32"] = med / statistics.median(times[name.removesuffix(BF16)])
+        results["configs"][name] = row
+        to_fp32 = f"{row['ratio_to_fp32']:6.2f}" if "ratio_to_fp32" in row else f"{'':>6}"
+        print(f"{name:<20} {statistics.median(cpu[name]):8.1f} {statistics.median(wall[name]):8.1f} "
+              f"{med / base:6.2f} {to_fp32} {mem.get('peak_rss_mb', float('nan')):9.0f} "
               f"{mem.get('step_peak_increase_mb', float('nan')):9.1f}")
     results["targets"] = {}
     for name, limit in TARGETS.items():
