@@ -22,7 +22,7 @@ import tools_package  # noqa: F401 - makes `import tools` work
 import torch
 
 from tools import _experiment as E
-from tools import fig2a, fig3a, fig4, ood, source_study
+from tools import bf16_check, fig2a, fig3a, fig4, ood, source_study
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
@@ -104,7 +104,7 @@ def test_committed_configs_load_and_match_their_recorded_commands() -> None:
     assert yaml_cfg == flags_cfg
     for path in sorted((REPO / "tools" / "configs").glob("*.yaml")):
         cls = {"fig2a": fig2a.Fig2aConfig, "fig3a": fig3a.Fig3aConfig, "fig4": fig4.Fig4Config,
-               "ood": ood.OodConfig}[path.stem.split("-")[0]]
+               "ood": ood.OodConfig, "bf16": bf16_check.Bf16CheckConfig}[path.stem.split("-")[0]]
         assert cls.from_yaml(path).sha256()
     study = source_study.SourceStudyConfig.from_yaml(source_study.SourceStudyConfig.DEFAULT_CONFIG)
     assert study.vi["seeds"] == [0, 1, 2] and 7 in study.harvest and study.notes
