@@ -15,6 +15,7 @@ from dwp_hub.cli._options import (
     BatchSizeOpt,
     Dataset,
     DescriptionOpt,
+    DeviceOpt,
     EpochsOpt,
     L2Opt,
     LrOpt,
@@ -65,6 +66,7 @@ def train_source_cmd(
     seed: SeedOpt = 0,
     out: OutOpt = Path("sources"),
     workers: WorkersOpt = 1,
+    device: DeviceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train source networks (one seed each) into --out, a folder of safetensors checkpoints.
@@ -83,7 +85,7 @@ def train_source_cmd(
                     3 if a == "cifar" else 1, 100 if ds == "cifar100" else 10)
     recipe = SourceRecipe(ds, net, n_nets, seed, augment=augment.value,
                           **_given(epochs=epochs, lr=lr, batch_size=batch_size, l2=l2))
-    paths = train_sources(recipe, out, workers=workers, progress=not quiet)
+    paths = train_sources(recipe, out, workers=workers, progress=not quiet, device=device)
     s = summarize(paths)
     console.print(f"{s['n']} checkpoints in {out}; validation accuracy mean {s['val_acc_mean']:.4f}, "
                   f"min {s['val_acc_min']:.4f}")
@@ -177,6 +179,7 @@ def fit_cmd(
     iw_k: Annotated[int, typer.Option("--iw-k", min=1, help="Importance samples for the held-out log-likelihood.")] = 1000,
     name: OptNameOpt = None,
     description: DescriptionOpt = None,
+    device: DeviceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Fit a kernel VAE, evaluate it, and write a publishable folder (--out) with its card and recipe.yaml.
@@ -200,7 +203,7 @@ def fit_cmd(
     arch = ArchConfig(vae_kind, k, z_dim or defaults[1], hidden or defaults[2], act)
     recipe = FitRecipe(seed=seed, iw_k=iw_k, **_given(epochs=epochs, lr=lr, batch_size=batch_size))
     try:
-        result = fit_vae(data, arch, recipe, progress=not quiet)
+        result = fit_vae(data, arch, recipe, progress=not quiet, device=device)
     except TrainingError as err:
         state = getattr(err, "last_good_state", None)
         if state is None:
@@ -246,6 +249,7 @@ def build_cmd(
     to: ToOpt,
     work_dir: WorkDirOpt = None,
     workers: WorkersOpt = 1,
+    device: DeviceOpt = None,
     quiet: QuietOpt = False,
     no_publish: Annotated[bool, typer.Option("--no-publish", help="Stop after fitting; print the folder.")] = False,
 ) -> None:
@@ -253,5 +257,5 @@ def build_cmd(
     from dwp_hub.training.recipe import build, load_recipe
 
     r = load_recipe(recipe)
-    dest = build(r, to, work_dir, workers, progress=not quiet, publish_it=not no_publish)
+    dest = build(r, to, work_dir, workers, progress=not quiet, publish_it=not no_publish, device=device)
     console.print(f"{'Built' if no_publish else 'Published'} {r.name}@{r.version}: {dest}")

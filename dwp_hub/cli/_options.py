@@ -60,6 +60,27 @@ L2Opt = Annotated[float | None, typer.Option("--l2", min=0.0, help="Weight of th
                                                                     "(default: the recipe's).")]
 WidthsOpt = Annotated[str | None, typer.Option("--widths", help="Comma-separated conv widths, e.g. 64,32 (default: "
                                                                 "the network's).")]
+
+
+def _device(value: str | None) -> str | None:
+    """``--device``: a device this machine has (torch is imported only when the option is given)."""
+    if value is None:
+        return None
+    from dwp_hub._device import resolve_device
+    from dwp_hub.errors import ConfigError
+
+    try:
+        resolve_device(value)
+    except ConfigError as err:  # a usage error (exit 2) that names the device
+        raise typer.BadParameter(str(err)) from None
+    return value
+
+
+#: ``--device`` of the training commands: where they compute. A device this machine lacks is a usage error.
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", callback=_device, help="Where to train: cpu, cuda, cuda:N or mps (default: cpu). Results differ "
+                                       "between devices only by float rounding; the device is not part of any "
+                                       "recipe or cache key.")]
 #: Accepted before the subcommand (``dwp-hub --debug info X``) and after it (``dwp-hub info X --debug``).
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors (or set DWP_HUB_DEBUG=1).")]
 

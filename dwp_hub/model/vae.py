@@ -242,7 +242,7 @@ class KernelVAE(nn.Module):
     def elbo(self, w: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Per-kernel ELBO ``E_r log p(w|z) − KL(r(z|w) ‖ N(0, I))`` with one z sample, ``[N]``."""
         mu, var = self.encoder(w)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = _noise(mu.shape, generator, mu)
         z = mu + var.sqrt() * eps
         w_mu, w_var = self.decoder(z)
         rec = gaussian_log_prob(w, w_mu, w_var).flatten(1).sum(1)
@@ -261,7 +261,7 @@ class KernelVAE(nn.Module):
         for i in range(0, len(w), per):
             m, s, x = mu[i : i + per], std[i : i + per], w[i : i + per]
             n, d = m.shape
-            eps = torch.randn((k, n, d), generator=generator, device=m.device, dtype=m.dtype)
+            eps = _noise((k, n, d), generator, m)
             z = m + s * eps
             w_mu, w_var = self.decoder(z.reshape(k * n, d))
             log_pw = gaussian_log_prob(x.repeat(k, 1, 1, 1), w_mu, w_var).flatten(1).sum(1).view(k, n)
@@ -269,6 +269,15 @@ class KernelVAE(nn.Module):
             log_rz = (-0.5 * (_LOG_2PI + eps**2) - s.log()).sum(-1)
             out.append(torch.logsumexp(log_pw + log_pz - log_rz, 0) - math.log(k))
         return torch.cat(out)
+
+
+def _noise(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Standard normal noise on ``like``'s device and dtype, drawn from ``generator`` on the generator's own device:
+    a CPU generator gives the same noise whatever device the kernels are on (training on a GPU then differs from
+    the CPU only by float rounding)."""
+    if generator is None or generator.device == like.device:
+        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
 
 
 def count_parameters(module: nn.Module) -> int:

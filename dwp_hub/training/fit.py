@@ -3,11 +3,14 @@
 Default recipe (the paper's): Adam lr 1e-3 with linear decay to 0, 300 epochs, batch 128, loss
 summed over the batch. A NaN guard aborts with :class:`~dwp_hub.errors.TrainingError` that
 carries the last good state.
+
+``device`` says where the VAE trains and is evaluated. The batch order and the VAE's noise come from a CPU
+generator whatever the device, so a fit on a GPU differs from the CPU's only by float rounding; the device is
+not part of the recipe. The returned VAE is on the CPU.
 """
 
 from __future__ import annotations
 
-import copy
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dwp_hub._device import resolve_device
 from dwp_hub.card import ArchConfig, KernelStats, Metrics
 from dwp_hub.errors import TrainingError
 from dwp_hub.model.vae import KernelVAE
@@ -45,6 +49,8 @@ class FitResult:
     stats: KernelStats
     seconds: float
     history: list[float] = field(default_factory=list)
+    #: Where the VAE trained (the card's ``training.device``; the VAE itself is returned on the CPU).
+    device: str = "cpu"
 
 
 class NonFiniteLossError(TrainingError):
@@ -72,13 +78,15 @@ def kernel_stats(kernels: torch.Tensor) -> KernelStats:
 
 @torch.no_grad()
 def evaluate(vae: KernelVAE, kernels: torch.Tensor, recipe: FitRecipe, batch: int = 4096) -> tuple[float, float, int]:
-    """Mean ELBO over ``kernels`` and mean IW log-likelihood over a seeded subset (nats/kernel)."""
+    """Mean ELBO over ``kernels`` and mean IW log-likelihood over a seeded subset (nats/kernel), computed where
+    ``vae`` is (noise and subset from a CPU generator)."""
     gen = torch.Generator().manual_seed(recipe.seed + 1)
+    kernels = kernels.to(next(vae.parameters()).device)
     vae.eval()
     elbo = torch.cat([vae.elbo(kernels[i : i + batch], generator=gen) for i in range(0, len(kernels), batch)])
     sub = kernels
     if len(kernels) > recipe.iw_max_kernels:
-        sub = kernels[torch.randperm(len(kernels), generator=gen)[: recipe.iw_max_kernels]]
+        sub = kernels[torch.randperm(len(kernels), generator=gen)[: recipe.iw_max_kernels].to(kernels.device)]
     iw = vae.iw_log_prob(sub, k=recipe.iw_k, generator=gen)
     return float(elbo.mean()), float(iw.mean()), len(sub)
 
@@ -89,9 +97,13 @@ def fit_vae(
     recipe: FitRecipe = FitRecipe(),
     progress: bool = True,
     reference_elbo: float | None = None,
+    device: Any = None,
 ) -> FitResult:
-    """Train a :class:`KernelVAE` on ``data.train`` and evaluate it on ``data.held_out``."""
+    """Train a :class:`KernelVAE` on ``data.train`` and evaluate it on ``data.held_out``, on ``device``
+    (default: the CPU); the result's VAE is on the CPU."""
     from dwp_hub._progress import progress_bar
+
+    dev = resolve_device(device)
 
     if data.train.shape[-1] != arch.kernel_size:
         raise TrainingError(
@@ -102,12 +114,12 @@ def fit_vae(
         raise TrainingError("The kernel dataset is empty; harvest with a lower prune threshold.")
     torch.manual_seed(recipe.seed)
     gen = torch.Generator().manual_seed(recipe.seed)
-    vae = KernelVAE(arch)
+    vae = KernelVAE(arch).to(dev)  # initialised on the CPU: the same weights anywhere
     opt = torch.optim.Adam(vae.parameters(), lr=recipe.lr)
-    x = data.train.float()
+    x = data.train.float().to(dev)
     steps = recipe.epochs * -(-len(x) // recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps))
-    last_good = copy.deepcopy(vae.state_dict())
+    last_good = _cpu_state(vae)
     history: list[float] = []
     start = time.perf_counter()
     with progress_bar(progress) as bar:
@@ -116,7 +128,7 @@ def fit_vae(
             perm = torch.randperm(len(x), generator=gen)
             total = 0.0
             for i in range(0, len(x), recipe.batch_size):
-                loss = -vae.elbo(x[perm[i : i + recipe.batch_size]], generator=gen).sum()
+                loss = -vae.elbo(x[perm[i : i + recipe.batch_size].to(dev)], generator=gen).sum()
                 if not torch.isfinite(loss):
                     vae.load_state_dict(last_good)
                     raise NonFiniteLossError(
@@ -130,7 +142,7 @@ def fit_vae(
                 sched.step()
                 total += loss.item()
             history.append(-total / len(x))
-            last_good = copy.deepcopy(vae.state_dict())
+            last_good = _cpu_state(vae)
             bar.update(task, advance=1, acc=f"train ELBO {history[-1]:.2f}")
     seconds = time.perf_counter() - start
     held = data.held_out if len(data.held_out) else data.train
@@ -140,5 +152,10 @@ def fit_vae(
         heldout_elbo=round(heldout_elbo, 4), heldout_iw_log_likelihood=round(heldout_iw, 4), iw_k=recipe.iw_k,
         train_elbo=round(train_elbo, 4), n_heldout_kernels=len(held), n_iw_kernels=n_iw, reference_elbo=reference_elbo,
     )
-    vae.eval()
-    return FitResult(vae, metrics, kernel_stats(x), seconds, history)
+    vae = vae.cpu().eval()
+    return FitResult(vae, metrics, kernel_stats(data.train.float()), seconds, history, device=str(dev))
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``module``'s state on the CPU (the last good weights of a fit, whatever its device)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}

@@ -319,19 +319,26 @@ def _peak_mb() -> float:
 
 
 def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, workers: int = 1,
-          progress: bool = True, publish_it: bool = True) -> Path:
+          progress: bool = True, publish_it: bool = True, device: Any = None) -> Path:
     """Run the whole chain for ``recipe`` and publish into ``to``; return the version folder
     (or the staging folder when ``publish_it`` is false).
 
     Source networks are cached in ``work_dir`` by a hash of their recipe, so priors that share
     source networks (7x7 and 5x5 of the same nets) train them once; the time and peak memory of
     that training are recorded beside them and added to the build figures in the card.
+
+    ``device`` (default: the CPU) is where the source networks and the VAE train. It is not part of
+    the recipe: not of its cache keys (networks trained on a GPU are reused on the CPU and back)
+    nor of the card, and results differ between devices only by float rounding. The transfer
+    benefit (``transfer:``), when the recipe asks for it, is measured on the CPU.
     """
+    from dwp_hub._device import resolve_device
     from dwp_hub.training.fit import fit_vae
     from dwp_hub.training.harvest import harvest, network_label
     from dwp_hub.training.publish import make_card, publish, source_info, write_version_folder
     from dwp_hub.training.source import source_dir, train_sources
 
+    dev = resolve_device(device)  # a device this machine lacks: refused before any work
     if publish_it and not str(to).startswith("hf-hub:"):  # refuse an existing version before any work
         from dwp_hub.errors import PriorExistsError
         from dwp_hub.registry import LocalRegistry
@@ -346,10 +353,10 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
         sdir = source_dir(recipe.source, work)
         timing = sdir / "timing.json"
         t0 = time.perf_counter()
-        checkpoints = train_sources(recipe.source, sdir, workers=workers, progress=progress)
+        checkpoints = train_sources(recipe.source, sdir, workers=workers, progress=progress, device=dev)
         if not timing.is_file():
             timing.write_text(json.dumps({"seconds": time.perf_counter() - t0, "peak_memory_mb": _peak_mb(),
-                                          "workers": workers}))
+                                          "workers": workers, "device": str(dev)}))
         record = json.loads(timing.read_text())
         source_seconds, source_peak = float(record["seconds"]), float(record["peak_memory_mb"])
         start = time.perf_counter()  # source time is counted from its own record
@@ -376,7 +383,8 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
             f"{recipe.harvest.min_kernels} training kernels (harvest.min_kernels) and a held-out kernel. Lower "
             "harvest.prune.value, train more source nets (source.n_nets), or train them longer.",
             key="harvest.prune")
-    result = fit_vae(data, recipe.arch, recipe.fit, progress=progress, reference_elbo=recipe.reference_elbo)
+    result = fit_vae(data, recipe.arch, recipe.fit, progress=progress, reference_elbo=recipe.reference_elbo,
+                     device=dev)
     build_seconds = round(time.perf_counter() - start + source_seconds, 1)
     transfer = None
     if recipe.transfer is not None:  # after the build figures: the benefit is an evaluation, not the build

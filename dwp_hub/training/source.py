@@ -7,6 +7,11 @@ Optional data augmentation (not in the paper, whose nets saw 60k images): ``augm
 draws a small random affine map per image (rotation, translation, scale, shear) and
 ``"affine+elastic"`` adds an elastic distortion, both through ``torchvision.transforms.v2``'s
 functional ops with parameters drawn from the net's seeded generator (reproducible).
+
+``device`` (``"cpu"``, ``"cuda"``, ...) says where the nets train. Every random draw (initialisation, batch
+order, augmentation) comes from the net's CPU generator and batches move to the device, so a net trained on a GPU
+differs from the CPU's only by float rounding; the device is not part of the recipe (nor of the folder that caches
+its nets, :func:`source_dir`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dwp_hub._device import resolve_device
 from dwp_hub.data import dataset_sha256, source_split
 from dwp_hub.errors import SourceDivergedError, TrainingError
 from dwp_hub.model.nets import NetConfig, build_net, input_shape, xavier_init_
@@ -101,11 +107,12 @@ def _linear_decay(opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_sche
 
 
 def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
+    device = next(net.parameters()).device
     net.eval()
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            correct += (net(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum().item()
+            correct += (net(x[i : i + batch].to(device)).argmax(1).cpu() == y[i : i + batch]).sum().item()
     net.train()
     return correct / len(x)
 
@@ -132,12 +139,15 @@ def train_one(
     threads: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
     inspect: Callable[[int, nn.Module], None] | None = None,
+    device: Any = None,
 ) -> Path:
-    """Train source net number ``index`` (seed ``recipe.seed + index``); return its checkpoint.
+    """Train source net number ``index`` (seed ``recipe.seed + index``) on ``device`` (default: the CPU);
+    return its checkpoint (CPU tensors).
 
     ``inspect(epoch, net)``, if given, is called after every epoch (studies record kernel statistics
     along the run with it); it must not change the net.
     """
+    dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     seed = recipe.seed + index
@@ -146,7 +156,7 @@ def train_one(
     x_tr, y_tr = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
     x_va, y_va = torch.from_numpy(split.x_eval), torch.from_numpy(split.y_eval)
     gen = torch.Generator().manual_seed(seed)
-    net = xavier_init_(build_net(recipe.net), gen)
+    net = xavier_init_(build_net(recipe.net), gen).to(dev)  # initialised on the CPU: the same weights anywhere
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     steps_per_epoch = -(-len(x_tr) // recipe.batch_size)
@@ -157,8 +167,8 @@ def train_one(
         perm = torch.randperm(len(x_tr), generator=gen)
         for i in range(0, len(x_tr), recipe.batch_size):
             idx = perm[i : i + recipe.batch_size]
-            xb = augment_batch(x_tr[idx], recipe.augment, gen)
-            loss = nn.functional.cross_entropy(net(xb), y_tr[idx])
+            xb = augment_batch(x_tr[idx], recipe.augment, gen).to(dev)
+            loss = nn.functional.cross_entropy(net(xb), y_tr[idx].to(dev))
             loss = loss + recipe.l2 * sum((p**2).sum() for m in convs for p in m.parameters())
             if not torch.isfinite(loss):
                 raise SourceDivergedError(
@@ -189,11 +199,11 @@ def train_one(
     return path
 
 
-def _worker(args: tuple[SourceRecipe, int, str, int]) -> tuple[str, float]:
-    recipe, index, out_dir, threads = args
+def _worker(args: tuple[SourceRecipe, int, str, int, str | None]) -> tuple[str, float]:
+    recipe, index, out_dir, threads, device = args
     accs: list[float] = []
     try:
-        path = train_one(recipe, index, out_dir, threads, on_epoch=lambda e, a: accs.append(a))
+        path = train_one(recipe, index, out_dir, threads, on_epoch=lambda e, a: accs.append(a), device=device)
     except SourceDivergedError as err:
         _record_diverged(Path(out_dir), err)
         return "", float("nan")
@@ -230,13 +240,18 @@ def train_sources(
     out_dir: str | Path,
     workers: int = 1,
     progress: bool = True,
+    device: Any = None,
 ) -> list[Path]:
-    """Train ``recipe.n_nets`` source networks, ``workers`` processes at a time.
+    """Train ``recipe.n_nets`` source networks, ``workers`` processes at a time, on ``device``
+    (default: the CPU; workers share it).
 
     Each worker gets ``torch.get_num_threads() // workers`` threads. Already finished
-    checkpoints in ``out_dir`` are kept (the run resumes where it stopped).
+    checkpoints in ``out_dir`` are kept (the run resumes where it stopped), whichever device
+    trained them.
     """
     from dwp_hub._progress import progress_bar
+
+    dev = resolve_device(device)  # a device this machine lacks: refused before any work
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,14 +267,14 @@ def train_sources(
             for i in todo:
                 try:
                     train_one(recipe, i, out_dir, threads,
-                              on_epoch=lambda e, a: bar.update(task, advance=1, acc=f"val acc {a:.3f}"))
+                              on_epoch=lambda e, a: bar.update(task, advance=1, acc=f"val acc {a:.3f}"), device=dev)
                 except SourceDivergedError as err:  # stop that net, record it, go on with the others
                     _record_diverged(out_dir, err)
         else:
             task = bar.add_task(f"source nets ({recipe.dataset})", total=len(todo))
             ctx = mp.get_context("spawn")
             with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = [pool.submit(_worker, (recipe, i, str(out_dir), threads)) for i in todo]
+                futures = [pool.submit(_worker, (recipe, i, str(out_dir), threads, str(dev))) for i in todo]
                 for fut in cf.as_completed(futures):
                     _, acc = fut.result()
                     bar.update(task, advance=1, acc=f"val acc {acc:.3f}")
