@@ -225,18 +225,18 @@ def write_report(rows: list[dict[str, str]], cfg: Bf16CheckConfig, commands: lis
         ("Commands (each added rows to the CSV): `" if len(commands) > 1 else "Command: `") + "`; `".join(commands)
         + "`" + (f" (report rewritten by `{rewritten_by}`)" if rewritten_by else ""),
         "",
-        f"The paper's 32/128 MNIST net trained by `fit_vi` with `VIRecipe(precision=\"fp32\")` and with "
+        (f"The paper's 32/128 MNIST net trained by `fit_vi` with `VIRecipe(precision=\"fp32\")` and with "
         f"`VIRecipe(precision=\"bf16\")` (forward pass under bfloat16 autocast; parameters, KL terms, optimiser and "
         f"evaluation fp32), everything else equal per seed (data split, initialisation, weight noise). Steps per run: "
         f"{', '.join(map(str, steps))}; batch {', '.join(map(str, batches))}. Protocol: {'; '.join(protocols)}. "
-        f"Accuracy: MC ensemble of {', '.join(map(str, eval_mc))} passes. Deep weight prior: {', '.join(specs) or '-'}.",
+        f"Accuracy: MC ensemble of {', '.join(map(str, eval_mc))} passes. Deep weight prior: {', '.join(specs) or '-'}."),
         "",
-        "Accuracy mean ± std over seeds; the difference bf16 − fp32 is paired per seed (number of pairs in brackets); "
+        ("Accuracy mean ± std over seeds; the difference bf16 − fp32 is paired per seed (number of pairs in brackets); "
         "ms/step: median over the runs (training steps only, on a possibly shared machine; "
-        "`tools/bench_vi.py` times the steps interleaved).",
+        "`tools/bench_vi.py` times the steps interleaved)."),
         "",
-        "| N | prior | fp32 | bf16 | bf16 − fp32 | worst pair | ms/step fp32 | ms/step bf16 | bf16 / fp32 time | "
-        f"mean loss <= {cfg.tolerance:g} |",
+        ("| N | prior | fp32 | bf16 | bf16 − fp32 | worst pair | ms/step fp32 | ms/step bf16 | bf16 / fp32 time | "
+        f"mean loss <= {cfg.tolerance:g} |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in stats:
@@ -250,8 +250,8 @@ def write_report(rows: list[dict[str, str]], cfg: Bf16CheckConfig, commands: lis
                                                         if not s["within"]) if stats else "no pairs yet")
     lines += ["", "## Target", "",
               f"- bf16 loses at most {cfg.tolerance:g} accuracy on average against fp32 (paired per seed): {verdict}."]
-    lines += ["", "## Runs", "", "| N | prior | seed | fp32 acc | bf16 acc | bf16 − fp32 | final data term fp32 | "
-              "final data term bf16 |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Runs", "", ("| N | prior | seed | fp32 acc | bf16 acc | bf16 − fp32 | final data term fp32 | "
+              "final data term bf16 |"), "|---|---|---|---|---|---|---|---|"]
     for s in stats:
         for seed, f, b in _pairs(rows, s["size"], s["prior"]):
             lines.append(f"| {s['size']} | {LABELS[s['prior']]} | {seed} | {float(f['acc_ensemble']):.4f} | "
@@ -259,8 +259,8 @@ def write_report(rows: list[dict[str, str]], cfg: Bf16CheckConfig, commands: lis
                          f"{float(f['final_data']):.3f} | {float(b['final_data']):.3f} |")
     lines += notes_section(cfg.notes, cfg.out_dir, "bf16_check")
     torch_versions = sorted({r["torch"] for r in rows})
-    lines += ["", f"Runs: {len(rows)} (torch {', '.join(torch_versions)}); total training time "
-              f"{sum(float(r['seconds']) for r in rows) / 60:.1f} min."]
+    lines += ["", (f"Runs: {len(rows)} (torch {', '.join(torch_versions)}); total training time "
+              f"{sum(float(r['seconds']) for r in rows) / 60:.1f} min.")]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     md = cfg.out_dir / "bf16_check.md"
     md.write_text("\n".join(lines) + "\n")
