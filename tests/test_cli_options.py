@@ -21,10 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 #: another thing in another command (``-n``: sample's number of kernels; ``--dataset``: train-source's source
 #: dataset), so they stay out of the one-meaning check; the tests below hold them to being hidden aliases.
 HIDDEN_OLD = {("vi", old) for old in _vi.OLD_SPELLINGS}
-#: Options that still have a definition of their own where the shared one (``_options.py``) should be used:
-#: ``vi --device`` predates ``DeviceOpt`` (issue 13.3). Kept out of the checks below until migrated; the test
-#: ``test_pending_options_still_have_their_own_definition`` says when an entry can go.
-PENDING = {("vi", "--device")}
 #: One meaning, but a default of each command's own: what the command writes there.
 PER_COMMAND_DEFAULT = {"--out", "-o"}
 #: The root's ``--version`` prints dwp-hub's version (every CLI's convention); ``publish --version`` names the
@@ -49,7 +45,7 @@ def _by_name() -> dict[str, list[tuple[str, Any]]]:
     out: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     for command, p in _options_of_app():
         for name in p.opts + p.secondary_opts:
-            if not (command == "(root)" and name in ROOT_ONLY) and (command, name) not in HIDDEN_OLD | PENDING:
+            if not (command == "(root)" and name in ROOT_ONLY) and (command, name) not in HIDDEN_OLD:
                 out[name].append((command, p))
     return out
 
@@ -82,26 +78,14 @@ def test_shared_options_are_defined_once_in_options_module() -> None:
                     decls = ((info.default,) if isinstance(info.default, str) and info.default.startswith("-")
                              else ()) + tuple(info.param_decls)
                     name = decls[0] if decls else "--" + param.name.replace("_", "-")
-                    if (command, name) not in HIDDEN_OLD | PENDING:
+                    if (command, name) not in HIDDEN_OLD:
                         infos[name][id(info)].append(command)
     shared = {name: where for name, where in infos.items() if sum(map(len, where.values())) > 1}
     assert {"--to", "--out", "--seed", "--quiet", "--all", "--name", "--description", "--epochs", "--lr",
-            "--batch-size", "--l2", "--widths"} <= set(shared)
+            "--batch-size", "--l2", "--widths", "--device"} <= set(shared)
     for name, where in shared.items():
         assert len(where) == 1, f"{name} is defined {len(where)} times: {list(where.values())}"
         assert set(where) <= defined, f"{name} is shared but not defined in dwp_hub/cli/_options.py"
-
-
-def test_pending_options_still_have_their_own_definition() -> None:
-    shared = {id(m) for value in vars(_options).values() for m in getattr(value, "__metadata__", ())
-              if isinstance(m, OptionInfo)}
-    fns = {command: fn for command, fn, _ in _app.COMMANDS}
-    for command, name in PENDING:
-        params = inspect.signature(fns[command], eval_str=True).parameters.values()
-        infos = [info for param in params for info in typing.get_args(param.annotation)[1:]
-                 if isinstance(info, OptionInfo) and name in (info.default, *info.param_decls)]
-        assert infos, f"{command} has no {name}: remove it from PENDING"
-        assert id(infos[0]) not in shared, f"{command} {name} now uses the shared option: remove it from PENDING"
 
 
 def test_recipe_defaults_are_the_librarys() -> None:

@@ -83,7 +83,8 @@ def test_defaults_are_the_recipes_and_given_options_reach_it(fits: list[dict[str
 
 @pytest.mark.parametrize(("args", "flag"), [(["--lr", "0"], "--lr"), (["--l2", "-1"], "--l2"),
                                             (["--widths", "4"], "--widths"), (["--widths", "0,8"], "--widths"),
-                                            (["--target-data", "cifar10"], "--target-data")])
+                                            (["--target-data", "cifar10"], "--target-data"),
+                                            (["--device", "tpu"], "--device")])  # the shared DeviceOpt
 def test_bad_values_are_usage_errors_naming_the_flag(fits: list[Any], args: list[str], flag: str) -> None:
     res = runner.invoke(app, [*SN, *args])
     assert res.exit_code == 2 and flag in res.output and not fits, res.output

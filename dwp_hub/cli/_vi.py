@@ -11,6 +11,7 @@ import typer
 from dwp_hub.cli._console import console
 from dwp_hub.cli._options import (
     BatchSizeOpt,
+    DeviceOpt,
     EpochsOpt,
     JsonOpt,
     L2Opt,
@@ -68,7 +69,7 @@ def vi_cmd(
                                                                       "fp32, or bf16 autocast (only where bfloat16 "
                                                                       "is native: a CPU with AVX512-BF16 or AMX, a "
                                                                       "CUDA GPU with bf16).")] = VIPrecision.fp32,
-    device: Annotated[str | None, typer.Option("--device", help="Where to train, e.g. cpu or cuda (default: cpu).")] = None,
+    device: DeviceOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     n_train_old: Annotated[int | None, typer.Option("-n", hidden=True, min=10, max=5000,
@@ -110,15 +111,7 @@ def vi_cmd(
         except ValueError as err:
             raise typer.BadParameter(f"--widths takes two positive integers like 32,128; got {widths[:80]!r}.",
                                      param_hint="--widths") from err
-    if device is not None:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as err:
-            raise typer.BadParameter(f"--device takes a torch device such as cpu or cuda; got {device[:40]!r}.",
-                                     param_hint="--device") from err
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise typer.BadParameter("--device cuda: no CUDA device is available here.", param_hint="--device")
-    where = device or "cpu"
+    where = device or "cpu"  # a device this machine has (DeviceOpt checks it)
     if precision is VIPrecision.bf16 and not bf16_supported(where):
         raise typer.BadParameter(f"bf16 needs native bfloat16 on {where} (a CPU with AVX512-BF16 or AMX, or a CUDA "
                                  "GPU with bf16); here it would be emulated and slower. Use --precision fp32.",
