@@ -16,7 +16,8 @@ from their checkpoints (``--work-dir``). The table, plot and notes are rewritten
 alone with ``--report-only``); interpretation comes from the config's ``notes`` and ``OUT_DIR/fig2a.notes.md``.
 
 ``--keep-posteriors`` saves each run's final model state (safetensors, written atomically; no optimiser state and
-no frozen hub decoders, about 1 MB for the 32/128 net) as ``POSTERIOR_DIR/<config hash>-n<N>-<arm>-s<seed>
+no frozen hub decoders: 0.9 MB for the 32/128 net, 3 MB under the deep weight prior, whose reverse models
+and fast-bound state come along) as ``POSTERIOR_DIR/<config hash>-n<N>-<arm>-s<seed>
 .safetensors`` (default ``WORK_DIR/posteriors``), with what rebuilds the model and the run's CSV row in its
 header, for ``tools/ood.py``. With it a run counts as done when its row and its posterior are both there: a row
 without a posterior is run again (its row replaced), a posterior without a row gives the row back.
