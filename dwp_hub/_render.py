@@ -12,7 +12,8 @@ def _yaml_list(items: list[str]) -> str:
 
 
 def front_matter(card: PriorCard) -> str:
-    """The model card's YAML metadata, built with ``huggingface_hub.ModelCardData``: library, licence,
+    """The model card's YAML metadata, built with ``huggingface_hub.ModelCardData``: library, licence (with
+    ``license_name`` / ``license_link`` when it is ``other``),
     tags, the source dataset, and a ``model-index`` with the held-out quality and, when measured, the
     transfer benefit (what the Hub renders as evaluation results)."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -37,12 +38,39 @@ def front_matter(card: PriorCard) -> str:
             metric_type="accuracy", metric_value=round(sum(tr.acc_prior) / len(tr.acc_prior), 4),
             metric_name=f"accuracy, {tr.benefit:+.3f} vs the standard normal (paired over {len(tr.seeds)} seeds)"))
     data = ModelCardData(
-        model_name=card.spec, library_name="dwp-hub", license=card.license.lower(),
+        model_name=card.spec, library_name="dwp-hub", license=card.license_id,
+        license_name=card.license_name, license_link=card.license_link,  # None unless the licence is 'other'
         tags=["deep-weight-prior", "bayesian-deep-learning", "vae", "convolution-kernels", f"kernel-{ks}"],
         datasets=[s.domain], metrics=["elbo", "iw-log-likelihood"] + (["accuracy"] if card.transfer else []),
         eval_results=results,
     )
     return data.to_yaml()
+
+
+def _cell(text: str) -> str:
+    """``text`` in a Markdown table cell (a ``|`` would end the cell)."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def licences(card: PriorCard) -> str:
+    """The model card's "Licences" section: the weights' licence and the recorded licences of the data
+    the prior was learned from."""
+    if card.license_id == "other":
+        name = _cell(card.license_name or "other")
+        weights = f"[{name}]({card.license_link})" if card.license_link else name
+    else:
+        weights = f"`{card.license_id}`"
+    text = f"## Licences\n\nThe weights of this prior: {weights}.\n"
+    if not card.data_licenses:
+        return text + "The licences of the data it was learned from are not recorded in this card.\n"
+    rows = "\n".join(f"| {_cell(d.dataset)} | {_cell(d.license)} | {_cell(d.source_url) or 'n/a'} |"
+                     for d in card.data_licenses)
+    return text + f"""The data it was learned from (the source networks' training data, or their checkpoints):
+
+| data | licence | source |
+|---|---|---|
+{rows}
+"""
 
 
 def render_readme(card: PriorCard) -> str:
@@ -136,6 +164,7 @@ kernels = prior.sample(64, generator=torch.Generator().manual_seed(0))   # [64, 
 {build}
 Rebuild: `{rebuild or 'see recipe.yaml'}`
 
+{licences(card)}
 ## Citation
 
 {card.citation}

@@ -35,6 +35,81 @@ WEIGHTS_SCOPE = "tensors+arch"
 MAX_CARD_DEPTH = 32
 #: Integers in a card must fit in 64 bits.
 _MAX_INT = 2**63
+#: Most entries of a card's ``data_licenses``.
+MAX_DATA_LICENSES = 64
+#: Licence identifiers the Hugging Face Hub accepts in a model card's ``license`` (its list at
+#: https://huggingface.co/docs/hub/repositories-licenses). ``other`` needs a ``license_name``.
+HUB_LICENSES = frozenset({
+    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m", "bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause",
+    "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0",
+    "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0",
+    "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cdla-sharing-1.0",
+    "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0", "etalab-2.0", "eupl-1.1",
+    "eupl-1.2", "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1", "lgpl-3.0", "isc",
+    "h-research", "intel-research", "lppl-1.3c", "ms-pl", "apple-ascl", "apple-amlr", "mpl-2.0", "odc-by", "odbl",
+    "openrail++", "osl-3.0", "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr",
+    "deepfloyd-if-license", "fair-noncommercial-research-license", "llama2", "llama3", "llama3.1", "llama3.2",
+    "llama3.3", "llama4", "gemma", "unknown", "other",
+})
+#: The licence of a card that names none, spelled as every card before the ``--license`` option (the Hub id
+#: is ``mit``; the model card's front matter writes it lower-cased).
+DEFAULT_LICENSE = "MIT"
+#: Longest ``license_name`` / ``license_link``.
+MAX_LICENSE_TEXT = 500
+
+
+def canonical_license(value: str) -> str:
+    """The card's spelling of the Hub licence identifier ``value`` (any case): lower case, except MIT,
+    which cards spell ``"MIT"`` (:data:`DEFAULT_LICENSE`), so that an explicit ``mit`` writes the card the
+    default writes.
+
+    Raises:
+        CardError: ``value`` is not one of :data:`HUB_LICENSES` (the message lists them).
+    """
+    lic = value.strip().lower() if isinstance(value, str) else value
+    if not isinstance(lic, str) or lic not in HUB_LICENSES:
+        raise CardError(f"{_short(repr(value), 60)} is not a Hub licence identifier; use one of: "
+                        f"{', '.join(sorted(HUB_LICENSES))} (other: with a licence name).", field="card.license")
+    return DEFAULT_LICENSE if lic == "mit" else lic
+
+
+def check_license(license: str, license_name: str | None = None, license_link: str | None = None) -> None:
+    """Refuse a licence the Hub would refuse: an identifier outside :data:`HUB_LICENSES`, ``other``
+    without a ``license_name``, or a name or link with any licence but ``other`` (a licence the Hub
+    knows by its identifier needs neither).
+
+    Raises:
+        CardError: naming the field at fault.
+    """
+    canonical_license(license)
+    for what, text in (("license_name", license_name), ("license_link", license_link)):
+        if text is None:
+            continue
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_LICENSE_TEXT \
+                or any(ord(c) < 32 for c in text):
+            raise CardError(f"{what} must be one line of text (1 to {MAX_LICENSE_TEXT} characters), got "
+                            f"{_short(repr(text), 60)}.", field=f"card.{what}")
+    other = license.strip().lower() == "other"
+    if other and license_name is None:
+        raise CardError("Licence 'other' needs a licence name (license_name; --license-name), and optionally a "
+                        "link to its text (license_link; --license-link).", field="card.license_name")
+    if not other and (license_name is not None or license_link is not None):
+        raise CardError(f"A licence name or link goes with licence 'other' only; {license.strip().lower()!r} is "
+                        "known to the Hub by its identifier.", field="card.license_name")
+
+
+def merge_license(base: tuple[str, str | None, str | None], license: str | None = None,
+                  license_name: str | None = None, license_link: str | None = None) -> tuple[str, str | None, str | None]:
+    """``(license, license_name, license_link)`` of ``base`` with the ones given replaced, checked and in the
+    card's spelling. A new ``license`` drops the base's name and link (they went with the base's licence)."""
+    if license is not None:
+        lic, name, link = license, license_name, license_link
+    else:
+        lic, name, link = base[0], license_name if license_name is not None else base[1], \
+            license_link if license_link is not None else base[2]
+    check_license(lic, name, link)
+    return canonical_license(lic), name, link
 
 
 @dataclass(frozen=True)
@@ -150,6 +225,22 @@ class TransferInfo:
 
 
 @dataclass(frozen=True)
+class DataLicense:
+    """The licence of data a prior was learned from: a dataset the source networks trained on (as
+    :mod:`dwp_hub.data` records it) or third-party source checkpoints.
+
+    Attributes:
+        dataset: the dataset's name (``mnist``, ``notmnist``, ``cifar10``, ...) or the checkpoints' origin.
+        license: its licence as recorded (free text, e.g. ``CC BY-SA 3.0``).
+        source_url: where it comes from.
+    """
+
+    dataset: str
+    license: str
+    source_url: str = ""
+
+
+@dataclass(frozen=True)
 class KernelStats:
     """Statistics of the kept kernels (train split)."""
 
@@ -174,7 +265,7 @@ class PriorCard:
     weights_sha256: str
     created: str
     dwp_hub_version: str
-    license: str = "MIT"
+    license: str = DEFAULT_LICENSE
     citation: str = (
         "Atanov, Ashukha, Struminsky, Vetrov, Welling. The Deep Weight Prior. ICLR 2019. "
         "arXiv:1810.06943"
@@ -183,11 +274,30 @@ class PriorCard:
     schema_version: int = CARD_SCHEMA_VERSION
     weights_sha256_scope: str = "tensors"
     transfer: TransferInfo | None = None
+    #: Name and link of the licence when ``license`` is ``other`` (omitted from the card when None).
+    license_name: str | None = None
+    license_link: str | None = None
+    #: Licences of the data the prior was learned from (omitted from the card when empty: cards written
+    #: before the field existed re-serialise unchanged).
+    data_licenses: list[DataLicense] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.weights_sha256_scope not in WEIGHTS_SCOPES:
             raise CardError(f"Unknown weights_sha256_scope {_short(repr(self.weights_sha256_scope), 40)}; expected one of "
                             f"{WEIGHTS_SCOPES}. Upgrade dwp-hub if the prior is newer.", field="card.weights_sha256_scope")
+        try:
+            check_license(self.license, self.license_name, self.license_link)
+        except CardError as err:
+            if err.field != "card.license":
+                raise
+            raise CardError(f"{err} Upgrade dwp-hub if the prior is newer.", field=err.field) from None
+        if not all(isinstance(d, DataLicense) for d in self.data_licenses):
+            raise CardError("Card field card.data_licenses should hold DataLicense entries.", field="card.data_licenses")
+
+    @property
+    def license_id(self) -> str:
+        """The Hub's identifier of the licence (``mit``, ``apache-2.0``, ``other``, ...)."""
+        return self.license.lower()
 
     def expected_weights_sha256(self, tensors_hex: str) -> str:
         """What ``weights_sha256`` must be for tensors whose :func:`~dwp_hub.model._io.tensors_sha256`
@@ -216,6 +326,11 @@ class PriorCard:
             del d["weights_sha256_scope"]
         if d["transfer"] is None:  # not measured: omitted, so cards without it stay byte-identical
             del d["transfer"]
+        for key in ("license_name", "license_link"):  # licence 'other' only
+            if d[key] is None:
+                del d[key]
+        if not d["data_licenses"]:  # not recorded (cards written before the field existed)
+            del d["data_licenses"]
         return d
 
     def to_json(self) -> str:
@@ -364,6 +479,11 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
         value = data[name]
         if name in _NESTED and cls is PriorCard and not (value is None and f.default is None):
             value = _build(_NESTED[name], value, f"{where}.{name}")
+        elif name == "data_licenses" and cls is PriorCard:
+            if not isinstance(value, list) or len(value) > MAX_DATA_LICENSES:
+                raise CardError(f"Card field {where}.{name} should be a list of at most {MAX_DATA_LICENSES} entries.",
+                                field=f"{where}.{name}")
+            value = [_build(DataLicense, v, f"{where}.{name}[{i}]") for i, v in enumerate(value)]
         else:
             _check_type(value, str(f.type), f"{where}.{name}")
         kwargs[name] = value

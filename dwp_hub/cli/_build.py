@@ -18,6 +18,9 @@ from dwp_hub.cli._options import (
     DeviceOpt,
     EpochsOpt,
     L2Opt,
+    LicenseLinkOpt,
+    LicenseNameOpt,
+    LicenseOpt,
     LrOpt,
     NameOpt,
     OptNameOpt,
@@ -40,6 +43,19 @@ DEFAULT_WIDTHS = {"fconv": (256, 512), "fconv3": (32, 64, 128), "cifar": (128, 2
 def _given(**values: object) -> dict[str, object]:
     """The options given on the command line (None: the recipe's default)."""
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _licence(base: tuple[str, str | None, str | None], license: str | None, license_name: str | None,
+             license_link: str | None) -> tuple[str, str | None, str | None]:
+    """``base`` under the licence options given; a licence the Hub would refuse is a usage error (exit 2)."""
+    from dwp_hub.card import merge_license
+    from dwp_hub.errors import CardError
+
+    try:
+        return merge_license(base, license, license_name, license_link)
+    except CardError as err:
+        hint = "--license-name" if err.field == "card.license_name" else "--license"
+        raise typer.BadParameter(str(err), param_hint=hint) from None
 
 
 def _int_list(text: str, option: str, example: str) -> tuple[int, ...]:
@@ -179,6 +195,9 @@ def fit_cmd(
     iw_k: Annotated[int, typer.Option("--iw-k", min=1, help="Importance samples for the held-out log-likelihood.")] = 1000,
     name: OptNameOpt = None,
     description: DescriptionOpt = None,
+    license: LicenseOpt = None,
+    license_name: LicenseNameOpt = None,
+    license_link: LicenseLinkOpt = None,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -189,7 +208,9 @@ def fit_cmd(
     folder gives the card 'dwp-hub build' of its recipe.yaml would.
     """
     _check_version_folder(out)  # before the training, which can take long
-    from dwp_hub.card import ArchConfig
+    from dwp_hub.card import DEFAULT_LICENSE, ArchConfig
+
+    lic = _licence((DEFAULT_LICENSE, None, None), license, license_name, license_link)
     from dwp_hub.errors import TrainingError
     from dwp_hub.training.fit import FitRecipe, fit_vae
     from dwp_hub.training.harvest import KernelDataset
@@ -218,9 +239,11 @@ def fit_cmd(
         err.args = (f"{err} Last good weights saved to {keep}.", *err.args[1:])
         raise
     draft = name or "unpublished"
+    licence = {"license": lic[0], "license_name": lic[1], "license_link": lic[2]}
     card = make_card(result, data, arch, recipe, name=draft, version="0.0.0", description=description or "",
-                     source=source_info(data),
-                     recipe=draft_recipe(data, arch, recipe, name=draft, version="0.0.0", description=description or ""))
+                     source=source_info(data), **licence,
+                     recipe=draft_recipe(data, arch, recipe, name=draft, version="0.0.0", description=description or "",
+                                         **licence))
     write_version_folder(out, result.vae, card, data.held_out if len(data.held_out) else data.train)
     m = result.metrics
     console.print(f"held-out ELBO {m.heldout_elbo:.2f}, IW log-lik {m.heldout_iw_log_likelihood:.2f} nats/kernel "
@@ -233,14 +256,29 @@ def publish_cmd(
     version: VersionOpt,
     to: ToOpt,
     description: DescriptionOpt = None,
+    license: LicenseOpt = None,
+    license_name: LicenseNameOpt = None,
+    license_link: LicenseLinkOpt = None,
 ) -> None:
     """Publish a fitted prior as NAME@VERSION into a registry or to the Hub (versions are immutable).
 
-    The card and its recipe (recipe.yaml) take the new name, version and description.
+    The card and its recipe (recipe.yaml) take the new name, version and description, and the
+    licence options when given (the card's licence otherwise).
     """
     from dwp_hub.training.publish import publish
 
-    result = publish(path, name, version, to, description)
+    given = {"license": license, "license_name": license_name, "license_link": license_link}
+    if any(v is not None for v in given.values()):  # a licence the Hub would refuse: a usage error, before any work
+        from dwp_hub.card import DEFAULT_LICENSE, card_from_weights_file
+        from dwp_hub.errors import DwpHubError
+
+        try:
+            old = card_from_weights_file(path / "model.safetensors")
+            base = (old.license, old.license_name, old.license_link)
+        except DwpHubError:  # publish reports an unreadable folder
+            base = (DEFAULT_LICENSE, None, None)
+        _licence(base, license, license_name, license_link)
+    result = publish(path, name, version, to, description, **given)
     console.print(f"Published {result.spec} to {result}")
 
 
@@ -252,10 +290,20 @@ def build_cmd(
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
     no_publish: Annotated[bool, typer.Option("--no-publish", help="Stop after fitting; print the folder.")] = False,
+    license: LicenseOpt = None,
+    license_name: LicenseNameOpt = None,
+    license_link: LicenseLinkOpt = None,
 ) -> None:
-    """Run a whole recipe: source networks, harvest, fit, evaluate, publish."""
+    """Run a whole recipe: source networks, harvest, fit, evaluate, publish.
+
+    The licence options replace the recipe's licence; the card's recipe and the version's
+    recipe.yaml then say so.
+    """
     from dwp_hub.training.recipe import build, load_recipe
 
     r = load_recipe(recipe)
+    if (license, license_name, license_link) != (None, None, None):
+        lic = _licence((r.license, r.license_name, r.license_link), license, license_name, license_link)
+        r = r.with_license(*lic)
     dest = build(r, to, work_dir, workers, progress=not quiet, publish_it=not no_publish, device=device)
     console.print(f"{'Built' if no_publish else 'Published'} {r.name}@{r.version}: {dest}")

@@ -81,6 +81,29 @@ DeviceOpt = Annotated[str | None, typer.Option(
     "--device", callback=_device, help="Where to train: cpu, cuda, cuda:N or mps (default: cpu). Results differ "
                                        "between devices only by float rounding; the device is not part of any "
                                        "recipe or cache key.")]
+def _license(value: str | None) -> str | None:
+    """``--license``: a Hub licence identifier, in the card's spelling (unknown: a usage error listing them)."""
+    if value is None:
+        return None
+    from dwp_hub.card import canonical_license
+    from dwp_hub.errors import CardError
+
+    try:
+        return canonical_license(value)
+    except CardError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+#: The licence options of the commands that write a prior's card (fit, build, publish). None: the recipe's
+#: (build), the card's (publish), else mit.
+LicenseOpt = Annotated[str | None, typer.Option(
+    "--license", callback=_license, help="Licence of the prior's weights, a Hub licence id: mit, apache-2.0, "
+                                         "cc-by-4.0, bsd-3-clause, ..., or other (with --license-name). Default: "
+                                         "the recipe's (build), the card's (publish), else mit.")]
+LicenseNameOpt = Annotated[str | None, typer.Option(
+    "--license-name", help="Name of the licence when it is 'other' (required then).")]
+LicenseLinkOpt = Annotated[str | None, typer.Option(
+    "--license-link", help="Link to the licence's text when it is 'other'.")]
 #: Accepted before the subcommand (``dwp-hub --debug info X``) and after it (``dwp-hub info X --debug``).
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors (or set DWP_HUB_DEBUG=1).")]
 

@@ -35,6 +35,40 @@ SUPPORTED_KERNEL_SIZES = (3, 5, 7)
 MAX_COMPRESSION_RATIO = 100
 
 
+_AKAMASTER = {"dataset": "CIFAR-10 ResNet-20/32/44/56 checkpoints (akamaster/pytorch_resnet_cifar10)",
+              "license": "BSD-2-Clause", "source_url": "https://github.com/akamaster/pytorch_resnet_cifar10"}
+#: Third-party source checkpoints known by their sha256: where they come from and their licence, which a
+#: harvest of them records in the card's ``data_licenses``.
+KNOWN_CHECKPOINTS: dict[str, dict[str, str]] = {
+    "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8": _AKAMASTER,  # resnet20-12fca82f.th
+    "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850": _AKAMASTER,  # resnet32-d509ac18.th
+    "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4": _AKAMASTER,  # resnet44-014dd654.th
+    "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367": _AKAMASTER,  # resnet56-4bfd9763.th
+}
+
+
+def data_licenses(dataset: str | None, sources: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Licences of the data kernels harvested from ``sources`` (``meta["sources"]``) come from, as the card's
+    ``data_licenses`` records them: the source dataset's (``dataset``: a dataset :mod:`dwp_hub.data` knows,
+    e.g. ``mnist``; others are not recorded), then those of known third-party checkpoints
+    (:data:`KNOWN_CHECKPOINTS`), each once."""
+    from dwp_hub.data import CIFAR_DATASETS, DATASETS
+
+    out: list[dict[str, str]] = []
+    if dataset in DATASETS:
+        spec = DATASETS[dataset]
+        out.append({"dataset": dataset, "license": spec.license,
+                    "source_url": spec.images.urls[0].rsplit("/", 1)[0] + "/" if spec.images.urls else ""})
+    elif dataset in CIFAR_DATASETS:
+        cifar = CIFAR_DATASETS[dataset]
+        out.append({"dataset": dataset, "license": cifar.license, "source_url": cifar.url})
+    for s in sources:
+        known = KNOWN_CHECKPOINTS.get(s.get("sha256", "")) if isinstance(s, dict) else None
+        if known is not None and known not in out:
+            out.append(dict(known))
+    return out
+
+
 def _check_checkpoint_size(path: Path) -> None:
     """Refuse, before unpacking, a checkpoint larger than the cap once uncompressed, or a zip bomb."""
     cap = constants.max_checkpoint_bytes()
@@ -332,4 +366,5 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec, *, domain: str | N
         "sources": sources,
     }
     meta["source"], meta["recipe"] = _provenance(paths, metas, spec, domain, network)
+    meta["data_licenses"] = data_licenses(meta["source"].get("dataset"), sources)
     return KernelDataset(train_t, held_t, meta)

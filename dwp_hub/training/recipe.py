@@ -19,6 +19,8 @@
     fit: {epochs: 300, lr: 0.001, batch_size: 128, seed: 0, iw_k: 1000}
     reference_elbo: 49.6
     status: published            # optional: "published" or "not yet run"
+    license: apache-2.0          # optional: the weights' Hub licence id (default mit); "other" needs
+    # license_name: My Licence   #   a license_name, and may have a license_link
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from dwp_hub import constants
-from dwp_hub.card import ArchConfig
+from dwp_hub.card import DEFAULT_LICENSE, ArchConfig, merge_license
 from dwp_hub.errors import CardError, DwpHubError, RecipeError
 from dwp_hub.model.nets import NetConfig
 from dwp_hub.registry import Version, validate_name
@@ -77,6 +79,36 @@ class Recipe:
     status: str | None = None
     #: How the build measures the prior's transfer benefit (``None``: not measured).
     transfer: Any = None
+    #: The weights' licence: a Hub licence identifier (the card's spelling, see
+    #: :func:`dwp_hub.card.canonical_license`); ``other`` with ``license_name`` and optionally ``license_link``.
+    license: str = DEFAULT_LICENSE
+    license_name: str | None = None
+    license_link: str | None = None
+
+    def with_license(self, license: str | None = None, license_name: str | None = None,
+                     license_link: str | None = None) -> Recipe:
+        """This recipe under another licence (what ``build --license`` does): the values given replace the
+        recipe's (a new ``license`` drops its name and link), in the typed fields and in ``raw`` (what the
+        card embeds and ``recipe.yaml`` holds). A changed recipe no longer is its file: ``path`` is None.
+
+        Raises:
+            RecipeError: the licence is not one the Hub accepts (``key``: the field at fault).
+        """
+        if (license, license_name, license_link) == (None, None, None):
+            return self
+        try:
+            lic = merge_license((self.license, self.license_name, self.license_link), license, license_name,
+                                license_link)
+        except CardError as err:
+            raise RecipeError(str(err), key=(err.field or "card.license").removeprefix("card.")) from None
+        if lic == (self.license, self.license_name, self.license_link):
+            return self
+        from dwp_hub.training.publish import LICENSE_KEYS, license_recipe_keys
+
+        raw = {k: v for k, v in self.raw.items() if k not in LICENSE_KEYS}
+        raw.update(license_recipe_keys(*lic))
+        return dataclasses.replace(self, license=lic[0], license_name=lic[1], license_link=lic[2], raw=raw,
+                                   path=None)
 
     def checkpoint_paths(self) -> list[Path]:
         """Expand checkpoint globs (relative paths are under the data root), sorted."""
@@ -154,7 +186,7 @@ def _str(d: dict[str, Any], key: str, where: str) -> None:
 
 def _validate_values(data: dict[str, Any]) -> None:
     """Types and ranges of every value, before anything is built or any path is touched."""
-    for key in ("name", "version", "description", "status"):
+    for key in ("name", "version", "description", "status", "license", "license_name", "license_link"):
         _str(data, key, "")
     _num(data, "reference_elbo", "recipe", optional=True)
     src = data["source"]
@@ -238,7 +270,7 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None) -> Recipe:
         if key not in data:
             raise RecipeError(f"Recipe is missing '{key}'.")
     allowed = {"name", "version", "description", "source", "harvest", "vae", "fit", "reference_elbo", "status",
-               "transfer"}
+               "transfer", "license", "license_name", "license_link"}
     if set(data) - allowed:
         listed = ", ".join(sorted(_short(k, 40) for k in set(data) - allowed))[:300]
         raise RecipeError(f"Unknown recipe key(s): {listed}. Allowed: {', '.join(sorted(allowed))}.")
@@ -271,8 +303,14 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None) -> Recipe:
             raise RecipeError("'transfer' is measured on the paper's 7x7/5x5 net; remove it for "
                               f"{arch.kernel_size}x{arch.kernel_size} priors.", key="transfer")
         transfer = _take(data["transfer"], TransferSpec, "transfer", seeds=tuple)
+    try:
+        lic = merge_license((DEFAULT_LICENSE, None, None), data.get("license", DEFAULT_LICENSE),
+                            data.get("license_name"), data.get("license_link"))
+    except CardError as err:
+        raise RecipeError(str(err), key=(err.field or "card.license").removeprefix("card.")) from None
     return Recipe(str(data["name"]), str(data["version"]), str(data.get("description", "")), source, harvest,
-                  arch, fit, data.get("reference_elbo"), data, path, status=status, transfer=transfer)
+                  arch, fit, data.get("reference_elbo"), data, path, status=status, transfer=transfer,
+                  license=lic[0], license_name=lic[1], license_link=lic[2])
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -334,7 +372,7 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
     """
     from dwp_hub._device import resolve_device
     from dwp_hub.training.fit import fit_vae
-    from dwp_hub.training.harvest import harvest, network_label
+    from dwp_hub.training.harvest import data_licenses, harvest, network_label
     from dwp_hub.training.publish import make_card, publish, source_info, write_version_folder
     from dwp_hub.training.source import source_dir, train_sources
 
@@ -375,6 +413,7 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
         "network": network,
         "protocol": first_meta.get("split", getattr(recipe.source, "protocol", "")),
     }
+    data.meta["data_licenses"] = data_licenses(domain, data.meta["sources"])
     if len(data.train) < recipe.harvest.min_kernels or len(data.held_out) == 0 and recipe.harvest.held_out:
         kept = data.meta["kernels_kept"]
         raise RecipeError(
@@ -395,7 +434,8 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
     card = make_card(result, data, recipe.arch, recipe.fit, name=recipe.name, version=recipe.version,
                      description=recipe.description, source=source_info(data, domain, network),
                      recipe={**recipe.raw, "rebuild": rebuild},
-                     build_seconds=build_seconds, build_peak_memory_mb=round(max(_peak_mb(), source_peak), 1))
+                     build_seconds=build_seconds, build_peak_memory_mb=round(max(_peak_mb(), source_peak), 1),
+                     license=recipe.license, license_name=recipe.license_name, license_link=recipe.license_link)
     if transfer is not None:
         import dataclasses
 
