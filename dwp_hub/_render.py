@@ -60,7 +60,7 @@ def licences(card: PriorCard) -> str:
         weights = f"[{name}]({card.license_link})" if card.license_link else name
     else:
         weights = f"`{card.license_id}`"
-    text = f"## Licences\n\nThe weights of this prior: {weights}.\n"
+    text = f"## Licences\n\nThe weights of this prior: {weights}.\n\n"
     if not card.data_licenses:
         return text + "The licences of the data it was learned from are not recorded in this card.\n"
     rows = "\n".join(f"| {_cell(d.dataset)} | {_cell(d.license)} | {_cell(d.source_url) or 'n/a'} |"
