@@ -175,7 +175,10 @@ def test_recipe_licence_reaches_the_card_the_readme_and_recipe_yaml(tmp_path: Pa
     assert "| notmnist | see http://yaroslavvb.blogspot.com/2011/09/notmnist-dataset.html |" in readme
 
 
-def test_cli_build_license_overrides_the_recipe(tmp_path: Path) -> None:
+def test_cli_build_license_overrides_the_recipe(tmp_path: Path, hub_server: HubTestServer) -> None:
+    from hub_server import validate_card_metadata
+    from huggingface_hub import ModelCard
+
     path = _recipe(tmp_path, _sources(tmp_path / "ck"), license="apache-2.0")
     res = runner.invoke(app, ["build", str(path), "--to", str(tmp_path / "reg"), "--work-dir", str(tmp_path / "w"),
                               "-q", "--license", "other", "--license-name", "Research only",
@@ -189,6 +192,8 @@ def test_cli_build_license_overrides_the_recipe(tmp_path: Path) -> None:
     assert (front["license"], front["license_name"], front["license_link"]) == (
         "other", "Research only", "https://example.org/licence")
     assert "[Research only](https://example.org/licence)" in (dest / "README.md").read_text()
+    ModelCard((dest / "README.md").read_text()).validate()  # the built card passes the loopback Hub's check
+    assert validate_card_metadata((dest / "README.md").read_text()) == []
     again = load_recipe(dest / "recipe.yaml")  # recipe.yaml and the card's recipe say what was built
     assert (again.license, again.license_name, again.license_link) == ("other", "Research only",
                                                                        "https://example.org/licence")
