@@ -19,7 +19,7 @@
     fit: {epochs: 300, lr: 0.001, batch_size: 128, seed: 0, iw_k: 1000}
     reference_elbo: 49.6
     status: published            # optional: "published" or "not yet run"
-    license: apache-2.0          # optional: the weights' Hub licence id (default mit); "other" needs
+    # license: apache-2.0        # optional: the weights' Hub licence id (default mit); "other" needs
     # license_name: My Licence   #   a license_name, and may have a license_link
 """
 
