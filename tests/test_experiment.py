@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import shlex
 import shutil
@@ -234,6 +235,17 @@ def test_source_study_report_prints_the_configs_notes(tmp_path: Path) -> None:
     assert source_study.main(["--report-only", "--out-dir", str(tmp_path), "--work-dir", str(tmp_path / "w")]) == 0
     text = (tmp_path / "source_study.md").read_text()
     assert "## Notes" in text and "Paper's released kernels" in text and "| shipped |" in text
+
+
+# -- running jobs ------------------------------------------------------------------------------------------------
+def test_run_jobs_serially_here_or_in_spawned_workers() -> None:
+    got: list[int] = []
+    E.run_jobs([9, 1, 4], lambda j: (os.getpid(), j), lambda r: got.append(r[1]) if r[0] == os.getpid() else None, 1)
+    assert got == [9, 1, 4]  # in this process (a lambda cannot go to a worker), in order
+    for workers, in_process in ((2, True), (1, False)):  # a spawned pool; results as they complete
+        got = []
+        E.run_jobs([9, 1, 4], math.isqrt, got.append, workers, in_process=in_process)
+        assert sorted(got) == [1, 2, 3]
 
 
 # -- random stand-in priors ---------------------------------------------------------------------------------

@@ -29,11 +29,13 @@ config hashing have no ``settings``: they stay readable, and their rows match a 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import csv
 import dataclasses
 import functools
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import shlex
 import subprocess
@@ -626,6 +628,23 @@ def pin_specs(table: Mapping[int, str]) -> dict[int, str]:
     from dwp_hub.registry import resolve
 
     return {k: resolve(ref).spec for k, ref in table.items()}
+
+
+# -- running jobs ------------------------------------------------------------------------------------------
+def run_jobs(jobs: Iterable[Any], fn: Callable[[Any], Any], on_result: Callable[[Any], None], workers: int,
+             *, in_process: bool = True) -> None:
+    """``fn(job)`` for every job, ``on_result`` called with each result in this process as it comes.
+
+    ``workers > 1``: in a pool of that many spawned processes, results in the order they complete. ``workers <= 1``:
+    one after another in this process (``in_process=False``: in one spawned worker process instead).
+    """
+    if workers <= 1 and in_process:
+        for job in jobs:
+            on_result(fn(job))
+        return
+    with cf.ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn")) as pool:
+        for fut in cf.as_completed([pool.submit(fn, j) for j in jobs]):
+            on_result(fut.result())
 
 
 # -- small helpers -----------------------------------------------------------------------------------------

@@ -3,15 +3,18 @@
 * the learned-filter bank: kernels harvested from the notMNIST source networks with the same
   layer and pruning rule as the prior recipes, sampled with replacement;
 * the three initialisations of conv layers (``dwp``, ``xavier``, ``filters``);
-* the MNIST-10k protocol data (train on images 0-4999, test on 5000-9999).
+* the MNIST-10k protocol data (train on images 0-4999, test on 5000-9999);
+* how ``fig3a.py`` and ``fig4.py`` start (:func:`setup_run`: config, command line, threads, pinned priors, bank).
 
 Configs, seeds, result files and the random stand-in priors are in :mod:`tools._experiment`.
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tools._experiment import REPO
+from tools._experiment import REPO, Timer, command_line, load_priors, pin_specs, set_threads
 
 METHODS = ("dwp", "xavier", "filters")
 #: Extra arms (opt-in with --methods): prior samples rescaled per layer to std sqrt(2 / fan_in);
@@ -178,3 +181,43 @@ def mnist_protocol() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
     x, y = load_idx_dataset("mnist")
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     return xt[:5000], yt[:5000], xt[5000:], yt[5000:]
+
+
+# -- how fig3a and fig4 start ---------------------------------------------------------------------------------
+@dataclass
+class RunSetup:
+    """A figure's run as :func:`setup_run` prepared it."""
+
+    cfg: Any
+    ns: argparse.Namespace
+    command: str
+    timer: Timer
+    priors: dict[int, Any] | None
+    bank: FilterBank | None
+
+    def described(self) -> tuple[str, str, str]:
+        """The priors, the learned-filter bank and their kernel scales, as the reports print them."""
+        return (describe_priors(self.priors) if self.priors else "not used",
+                self.bank.description if self.bank else "not used", scale_check(self.priors, self.bank))
+
+
+def setup_run(config_cls: Any, script: str, argv: list[str] | None, description: str) -> RunSetup:
+    """The config (with ``--report-only``), the command line to record, torch threads, the output folder, a timer,
+    the priors (pinned to the versions they resolve to, so rows record them; loaded when a ``dwp`` method runs) and
+    the learned-filter bank (when ``filters`` runs)."""
+    def extra(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--report-only", action="store_true", help="only rebuild the markdown and plot from the CSV")
+
+    cfg, ns = config_cls.from_args(argv, description, extra)
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    command = command_line(script, shown, prefix="DWP_HUB_DATA=../shared/data python")
+    set_threads(cfg.threads)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    use_prior = any(m.startswith("dwp") for m in cfg.methods)
+    if use_prior and not cfg.random_priors:  # rows record the versions used
+        pinned = pin_specs({7: cfg.prior7, 5: cfg.prior5})
+        cfg = cfg.replace(prior7=pinned[7], prior5=pinned[5])
+    priors = load_priors({7: cfg.prior7, 5: cfg.prior5}, random=cfg.random_priors) if use_prior else None
+    bank = learned_filters(cfg.sources or None) if "filters" in cfg.methods else None
+    return RunSetup(cfg, ns, command, timer, priors, bank)

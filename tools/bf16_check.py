@@ -29,11 +29,9 @@ if not __package__:  # run as a file (python tools/bf16_check.py): register the 
     import _bootstrap  # noqa: F401
 
 import argparse
-import concurrent.futures as cf
 import dataclasses
 import json
 import math
-import multiprocessing as mp
 import os
 import re
 import statistics
@@ -59,6 +57,7 @@ from tools._experiment import (
     parse_seeds,
     pin_specs,
     random_priors,
+    run_jobs,
     setting,
 )
 
@@ -302,13 +301,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['acc_ensemble']:.4f} (mean weights {row['acc_mean']:.4f}), {row['ms_per_step']:.1f} ms/step",
               flush=True)
 
-    if cfg.workers <= 1:
-        for job in todo:
-            report(run_one(job))
-    else:
-        with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
-            for fut in cf.as_completed([pool.submit(run_one, j) for j in todo]):
-                report(fut.result())
+    run_jobs(todo, run_one, report, cfg.workers)
     if results.rows:
         print(write_report(results.rows, cfg, results.commands() or [command]))
     return 0

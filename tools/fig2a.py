@@ -39,11 +39,9 @@ if not __package__:  # run as a file (python tools/fig2a.py): register the tools
     import _bootstrap  # noqa: F401
 
 import argparse
-import concurrent.futures as cf
 import dataclasses
 import hashlib
 import math
-import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -69,6 +67,7 @@ from tools._experiment import (
     parse_seeds,
     pin_specs,
     random_priors,
+    run_jobs,
     setting,
 )
 
@@ -610,13 +609,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(mean weights {row['acc_mean']:.4f}), {row['seconds']:.0f} s, {row['ms_per_step']:.1f} ms/step",
               flush=True)
 
-    if cfg.workers <= 1:
-        for job in todo:
-            report(run_one(job))
-    else:
-        with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
-            for fut in cf.as_completed([pool.submit(run_one, j) for j in todo]):
-                report(fut.result())
+    run_jobs(todo, run_one, report, cfg.workers)
     if results.rows:
         made_by = "`; `".join(results.commands()) or command
         md, png = write_report(results.rows, cfg.out_dir, made_by, notes=cfg.notes)

@@ -31,7 +31,6 @@ from __future__ import annotations
 if not __package__:  # run as a file (python tools/fig3a.py): register the tools package
     import _bootstrap  # noqa: F401
 
-import argparse
 import dataclasses
 import functools
 import sys
@@ -52,18 +51,14 @@ from tools._experiment import (
     ExperimentConfig,
     ResultFile,
     Timer,
-    command_line,
     format_kernel_specs,
     format_seeds,
-    load_priors,
     machine_note,
     mean_std,
     notes_section,
     parse_fractions,
     parse_seeds,
-    pin_specs,
     seeds_or_legacy_count,
-    set_threads,
     setting,
 )
 
@@ -314,27 +309,14 @@ def _plot(stats: dict, ks: list[Fraction], methods: list[str], path: Path) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    def extra(ap: argparse.ArgumentParser) -> None:
-        ap.add_argument("--report-only", action="store_true", help="only rebuild the markdown and plot from the CSV")
-
-    cfg, ns = Fig3aConfig.from_args(argv, __doc__.split("\n\n")[0], extra)
+    setup = X.setup_run(Fig3aConfig, "fig3a", argv, __doc__.split("\n\n")[0])
+    cfg = setup.cfg
     assert isinstance(cfg, Fig3aConfig)
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
-    command = command_line("fig3a", shown, prefix="DWP_HUB_DATA=../shared/data python")
-    set_threads(cfg.threads)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    t = Timer()
-    use_prior = any(m.startswith("dwp") for m in cfg.methods)
-    if use_prior and not cfg.random_priors:  # rows record the versions used
-        pinned = pin_specs({7: cfg.prior7, 5: cfg.prior5})
-        cfg = cfg.replace(prior7=pinned[7], prior5=pinned[5])
-    priors = load_priors({7: cfg.prior7, 5: cfg.prior5}, random=cfg.random_priors) if use_prior else None
-    bank = X.learned_filters(cfg.sources or None) if "filters" in cfg.methods else None
     results = result_file(cfg)
-    run(cfg, results, priors, bank, report_only=ns.report_only)
-    summarize(cfg, results, command, X.describe_priors(priors) if priors else "not used",
-              bank.description if bank else "not used", X.scale_check(priors, bank))
-    print(f"fig3a done in {t():.0f}s ({format_seeds(cfg.seeds)}); wrote {cfg.out_dir}/fig3a.csv, fig3a.png, fig3a.md")
+    run(cfg, results, setup.priors, setup.bank, report_only=setup.ns.report_only)
+    summarize(cfg, results, setup.command, *setup.described())
+    print(f"fig3a done in {setup.timer():.0f}s ({format_seeds(cfg.seeds)}); wrote {cfg.out_dir}/fig3a.csv, fig3a.png, "
+          "fig3a.md")
     return 0
 
 

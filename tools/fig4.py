@@ -35,7 +35,6 @@ from __future__ import annotations
 if not __package__:  # run as a file (python tools/fig4.py): register the tools package
     import _bootstrap  # noqa: F401
 
-import argparse
 import dataclasses
 import functools
 import math
@@ -58,15 +57,11 @@ from tools._experiment import (
     ExperimentConfig,
     ResultFile,
     Timer,
-    command_line,
     format_kernel_specs,
-    load_priors,
     machine_note,
     notes_section,
     parse_seeds,
-    pin_specs,
     seeds_or_legacy_count,
-    set_threads,
     setting,
 )
 
@@ -455,30 +450,16 @@ def summarize(files: dict[str, ResultFile], cfg: Fig4Config, command: str, repor
 
 
 def main(argv: list[str] | None = None) -> int:
-    def extra(ap: argparse.ArgumentParser) -> None:
-        ap.add_argument("--report-only", action="store_true", help="only rebuild the markdown and plot from the CSV")
-
-    cfg, ns = Fig4Config.from_args(argv, __doc__.split("\n\n")[0], extra)
+    setup = X.setup_run(Fig4Config, "fig4", argv, __doc__.split("\n\n")[0])
+    cfg = setup.cfg
     assert isinstance(cfg, Fig4Config)
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
-    command = command_line("fig4", shown, prefix="DWP_HUB_DATA=../shared/data python")
-    set_threads(cfg.threads)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    t = Timer()
-    use_prior = any(m.startswith("dwp") for m in cfg.methods)
-    if use_prior and not cfg.random_priors:  # rows record the versions used
-        pinned = pin_specs({7: cfg.prior7, 5: cfg.prior5})
-        cfg = cfg.replace(prior7=pinned[7], prior5=pinned[5])
-    priors = load_priors({7: cfg.prior7, 5: cfg.prior5}, random=cfg.random_priors) if use_prior else None
-    bank = X.learned_filters(cfg.sources or None) if "filters" in cfg.methods else None
-    files = run(cfg, command, priors, bank, report_only=ns.report_only)
+    files = run(cfg, setup.command, setup.priors, setup.bank, report_only=setup.ns.report_only)
     for part in "ba":  # the report covers both parts whenever their CSV exists
         if part not in files and (cfg.out_dir / f"fig4{part}.csv").is_file():
             files[part] = result_file(cfg, part)
     files = {p: files[p] for p in "ba" if p in files}
-    summarize(files, cfg, command, ns.report_only, X.describe_priors(priors) if priors else "not used",
-              bank.description if bank else "not used", X.scale_check(priors, bank))
-    print(f"fig4 done in {t():.0f}s; wrote {cfg.out_dir}/fig4*.csv, fig4*.png, fig4.md")
+    summarize(files, cfg, setup.command, setup.ns.report_only, *setup.described())
+    print(f"fig4 done in {setup.timer():.0f}s; wrote {cfg.out_dir}/fig4*.csv, fig4*.png, fig4.md")
     return 0
 
 

@@ -39,10 +39,8 @@ if not __package__:  # run as a file (python tools/ood.py): register the tools p
     import _bootstrap  # noqa: F401
 
 import argparse
-import concurrent.futures as cf
 import dataclasses
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -67,6 +65,7 @@ from tools._experiment import (
     parse_kernel_specs,
     parse_seeds,
     random_priors,
+    run_jobs,
     setting,
 )
 
@@ -453,13 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['ece']:.3f}, AUROC entropy {row['auroc_entropy']:.3f}{mi} ({row['seconds']:.0f} s)",
                   flush=True)
 
-        if cfg.workers <= 1:
-            for job in todo:
-                report(score(job))
-        else:
-            with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
-                for fut in cf.as_completed([pool.submit(score, j) for j in todo]):
-                    report(fut.result())
+        run_jobs(todo, score, report, cfg.workers)
     rows = [r for r in results.rows if made_with(r, cfg) and cfg.wants(int(r["size"]), r["prior"], int(r["seed"]))]
     if not rows:
         print(f"No rows of this config's settings (and grid) in {cfg.csv_path}.")

@@ -14,12 +14,21 @@ import json
 import re
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dwp_hub._listing import list_priors, prior_card
+from dwp_hub.card import PriorCard
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def embedded_cards() -> Iterator[PriorCard]:
+    """The cards of the priors embedded in the package, in the listing's order."""
+    for info in list_priors():
+        if info.registry == "embedded":
+            yield prior_card(info.spec)[1]
 
 
 def table() -> str:
@@ -27,10 +36,7 @@ def table() -> str:
         "| prior | kernels | source | kept / harvested | held-out ELBO | held-out IW log-lik (K) | authors' ELBO | fit time | build time (peak mem) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for info in list_priors():
-        if info.registry != "embedded":
-            continue
-        _, c = prior_card(info.spec)
+    for c in embedded_cards():
         m, t, k = c.metrics, c.training, c.kernels
         ref = f"{m.reference_elbo:.1f}" if m.reference_elbo is not None else "-"
         build = (f"{t.build_seconds / 60:.1f} min ({t.build_peak_memory_mb:.0f} MiB)"
@@ -58,10 +64,7 @@ def transfer_table() -> str:
         "| prior | target (protocol) | N | seeds | steps | with the prior | standard normal | benefit (paired) | from |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for info in list_priors():
-        if info.registry != "embedded":
-            continue
-        _, c = prior_card(info.spec)
+    for c in embedded_cards():
         t = c.transfer
         if t is not None:
             d = {"spec": {"dataset": t.dataset, "protocol": t.protocol, "n_train": t.n_train, "seeds": t.seeds,

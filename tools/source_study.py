@@ -27,11 +27,9 @@ if not __package__:  # run as a file (python tools/source_study.py): register th
     import _bootstrap  # noqa: F401
 
 import argparse
-import concurrent.futures as cf
 import dataclasses
 import json
 import math
-import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -50,6 +48,7 @@ from tools._experiment import (
     notes_section,
     parse_kernel_specs,
     parse_seeds,
+    run_jobs,
     setting,
 )
 
@@ -171,7 +170,7 @@ def _source_recipe(cand: dict[str, Any]) -> Any:
 
 def train_nets(cfg: SourceStudyConfig, names: list[str], work: Path, workers: int) -> None:
     """Train every candidate's source nets (finished nets are kept; all candidates' nets in one pool)."""
-    from dwp_hub.training.source import _worker, diverged, source_dir
+    from dwp_hub.training.source import diverged, source_dir
 
     jobs = []
     for name in names:
@@ -184,12 +183,19 @@ def train_nets(cfg: SourceStudyConfig, names: list[str], work: Path, workers: in
     print(f"source nets to train: {len(jobs)}", flush=True)
     if not jobs:
         return
-    with cf.ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_worker, j): j for j in jobs}
-        for fut in cf.as_completed(futs):
-            path, acc = fut.result()
-            j = futs[fut]
-            print(f"  net {j[1]} of {Path(j[2]).name}: {'DIVERGED' if not path else f'val acc {acc:.3f}'}", flush=True)
+
+    def report(done: tuple[tuple[Any, ...], tuple[str, float]]) -> None:
+        j, (path, acc) = done
+        print(f"  net {j[1]} of {Path(j[2]).name}: {'DIVERGED' if not path else f'val acc {acc:.3f}'}", flush=True)
+
+    run_jobs(jobs, _train_net, report, workers, in_process=False)
+
+
+def _train_net(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[str, float]]:
+    """One source net (a job of :func:`train_nets`), returned with its job."""
+    from dwp_hub.training.source import _worker
+
+    return job, _worker(job)  # type: ignore[arg-type]
 
 
 def candidate_dir(work: Path, name: str) -> Path:
@@ -472,12 +478,13 @@ def _run_jobs(cfg: SourceStudyConfig, results: ResultFile, jobs: list[dict[str, 
     if not todo:
         return
     settings = {(j["arm"], j["size"], j["seed"]): j["settings"] for j in todo}
-    with cf.ProcessPoolExecutor(max(1, cfg.workers), mp_context=mp.get_context("spawn")) as pool:
-        for fut in cf.as_completed([pool.submit(run_vi, j) for j in todo]):
-            row = fut.result()
-            results.add([row], settings[(row["arm"], row["size"], row["seed"])])
-            print(f"  {row['arm']} N={row['size']} seed {row['seed']}: {row['acc_ensemble']:.4f} ({row['seconds']:.0f} s)",
-                  flush=True)
+
+    def report(row: dict[str, Any]) -> None:
+        results.add([row], settings[(row["arm"], row["size"], row["seed"])])
+        print(f"  {row['arm']} N={row['size']} seed {row['seed']}: {row['acc_ensemble']:.4f} ({row['seconds']:.0f} s)",
+              flush=True)
+
+    run_jobs(todo, run_vi, report, cfg.workers, in_process=False)
 
 
 if __name__ == "__main__":
