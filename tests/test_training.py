@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,32 @@ def test_build_from_real_source_training_is_reproducible(tmp_path: Path, data_ro
     assert ca.weights_sha256 == cb.weights_sha256
     assert ca.source.domain == "notmnist" and len(ca.source.dataset_sha256) == 64
     assert ca.training.build_seconds is not None and ca.training.build_seconds > 0
+
+
+def test_build_on_nets_trained_elsewhere_counts_their_recorded_training_time(tmp_path: Path, data_root: Path) -> None:
+    """A study (or another tool) filled the source cache without a timing record: the card's from-scratch
+    build time still includes the nets' recorded training time, not the ~0 s of finding them."""
+    from dwp_hub.training.source import source_dir, train_sources
+
+    recipe = parse_recipe({
+        "name": "tiny-warm", "version": "0.0.1",
+        "source": {"dataset": "notmnist", "net": {"arch": "fconv", "widths": [4, 4]}, "n_nets": 2, "epochs": 1},
+        "harvest": {"layer": "0.weight", "kernel_size": 7, "held_out": [1], "min_kernels": 1},
+        "vae": {"kind": "conv7", "z_dim": 2, "hidden": 4},
+        "fit": {"epochs": 2, "iw_k": 4, "iw_max_kernels": 4},
+    })
+    sdir = source_dir(recipe.source, tmp_path / "w")
+    nets = train_sources(recipe.source, sdir, progress=False)
+    recorded = sum(read_checkpoint(p)[1]["train_seconds"] for p in nets)
+    assert not (sdir / "timing.json").exists() and recorded > 0
+    start = time.perf_counter()
+    folder = build(recipe, tmp_path / "r", tmp_path / "w", progress=False, workers=2)
+    wall = time.perf_counter() - start
+    timing = json.loads((sdir / "timing.json").read_text())
+    assert timing["reused_nets"] == 2 and timing["reused_train_seconds"] == pytest.approx(recorded, abs=0.1)
+    card = card_from_weights_file(folder / "model.safetensors")
+    assert card.training.build_seconds >= recorded / 2  # the nets' time spread over the 2 workers ...
+    assert card.training.build_seconds <= wall + recorded / 2 + 1  # ... plus this build's own time
 
 
 @pytest.mark.parametrize("edit, match", [

@@ -178,7 +178,7 @@ def train_nets(cfg: SourceStudyConfig, names: list[str], work: Path, workers: in
         sdir = source_dir(recipe, work)
         sdir.mkdir(parents=True, exist_ok=True)
         skip = {d["index"] for d in diverged(sdir)}
-        jobs += [(recipe, i, str(sdir), 1) for i in range(recipe.n_nets)
+        jobs += [(recipe, i, str(sdir), 1, None) for i in range(recipe.n_nets)
                  if i not in skip and not (sdir / f"{recipe.dataset}-{recipe.net.arch}-{i:03d}.safetensors").exists()]
     print(f"source nets to train: {len(jobs)}", flush=True)
     if not jobs:

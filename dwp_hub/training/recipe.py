@@ -350,6 +350,25 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: {err}", path=path, key=err.key) from err
 
 
+def _source_timing(checkpoints: list[Path], existed: set[str], seconds: float, workers: int,
+                   device: str) -> dict[str, Any]:
+    """What training the source nets cost, for the card's from-scratch build figures.
+
+    Nets this build trained are timed by the wall clock. Nets found already trained (another build or a
+    study filled the same cache) cost what their checkpoints record (``train_seconds``), spread over the
+    build's workers: without that, a build on a warm cache would claim its source nets took no time."""
+    from dwp_hub.training.harvest import read_checkpoint
+
+    reused = [p for p in checkpoints if Path(p).name in existed]
+    record: dict[str, Any] = {"seconds": seconds, "peak_memory_mb": _peak_mb(), "workers": workers, "device": device}
+    if reused:
+        recorded = [float(read_checkpoint(p)[1].get("train_seconds", 0.0)) for p in reused]
+        record["seconds"] = seconds + sum(recorded) / max(1, workers)
+        record["reused_nets"] = len(reused)
+        record["reused_train_seconds"] = round(sum(recorded), 1)
+    return record
+
+
 def _peak_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -391,10 +410,11 @@ def build(recipe: Recipe, to: str | Path, work_dir: str | Path | None = None, wo
         sdir = source_dir(recipe.source, work)
         timing = sdir / "timing.json"
         t0 = time.perf_counter()
+        existed = {p.name for p in sdir.glob("*.safetensors")} if sdir.is_dir() else set()
         checkpoints = train_sources(recipe.source, sdir, workers=workers, progress=progress, device=dev)
         if not timing.is_file():
-            timing.write_text(json.dumps({"seconds": time.perf_counter() - t0, "peak_memory_mb": _peak_mb(),
-                                          "workers": workers, "device": str(dev)}))
+            timing.write_text(json.dumps(_source_timing(checkpoints, existed, time.perf_counter() - t0, workers,
+                                                        str(dev))))
         record = json.loads(timing.read_text())
         source_seconds, source_peak = float(record["seconds"]), float(record["peak_memory_mb"])
         start = time.perf_counter()  # source time is counted from its own record
