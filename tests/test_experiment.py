@@ -97,6 +97,9 @@ def test_flags_override_the_yaml(tmp_path: Path) -> None:
     assert fig2a.Fig2aConfig.from_yaml(path).notes == ("one note, with a comma",)
     assert fig3a.Fig3aConfig.from_args(["--raw-features", "--out", str(tmp_path)])[0].standardize is False
     assert fig3a.Fig3aConfig.from_args(["--out-dir", str(tmp_path)])[0].out_dir == tmp_path
+    # a list flag (nargs) of paths: one path per word, as a shell glob gives them
+    assert fig3a.Fig3aConfig.from_args(["--sources", "a.safetensors", "b.safetensors"])[0].sources == (
+        Path("a.safetensors"), Path("b.safetensors"))
 
 
 def test_committed_configs_load_and_match_their_recorded_commands() -> None:

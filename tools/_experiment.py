@@ -425,9 +425,9 @@ class ExperimentConfig:
         ns = ap.parse_args(argv)
         names = {f.name for f in dataclasses.fields(cls)}
         given = {k: v for k, v in vars(ns).items() if k in names}
-        for k, v in given.items():  # nargs flags give lists
+        for k, v in given.items():  # nargs flags give lists, of tuples when each item parses as the whole tuple type
             if isinstance(v, list):
-                given[k] = tuple(v)
+                given[k] = tuple(x for item in v for x in (item if isinstance(item, tuple) else (item,)))
         try:
             base = cls.from_yaml(ns.config) if ns.config is not None else cls()
             cfg = dataclasses.replace(base, **given) if given else base
