@@ -143,10 +143,10 @@ def _step_fn(config: str, priors: dict[int, Any], x: torch.Tensor, y: torch.Tens
 
         return step
     recipe = VIRecipe(precision=precision)
-    device = x.device
+    autocast = _autocast(recipe.precision, x.device)  # checked once, as fit_vi does before its loop
 
     def step_autocast() -> None:
-        with _autocast(recipe.precision, device):
+        with autocast():
             out = model(x)
         loss = neg_elbo(out.float(), y, n, kl_divergence(model))  # data term, KL and update in fp32
         opt.zero_grad(set_to_none=True)

@@ -17,6 +17,7 @@ ensemble), and of one pass with the mean weights.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -329,16 +330,17 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
         return False
 
 
-def _autocast(precision: str, device: torch.device) -> Any:
-    """The forward pass's autocast context for ``precision`` (a no-op for fp32)."""
+def _autocast(precision: str, device: torch.device) -> Callable[[], Any]:
+    """A factory of the forward pass's autocast context for ``precision`` (a no-op for fp32); checks once,
+    before any step, that the precision is native on ``device``."""
     if precision == Precision.FP32:
-        return contextlib.nullcontext()
+        return contextlib.nullcontext
     if not bf16_supported(device):
         raise ConfigError(
             f"precision='bf16' needs native bfloat16 on {device} (a CPU with AVX512-BF16 or AMX, or a CUDA GPU "
             "with bf16); here it would be emulated and slower. Use precision='fp32'."
         )
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
 
 def _check_finite(value: Tensor, step: int, epoch: int, term: str, hint: str) -> None:
@@ -437,7 +439,7 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
 
     from dwp_hub._progress import progress_bar
 
-    _autocast(recipe.precision, device)  # an unsupported precision is refused before any step
+    autocast = _autocast(recipe.precision, device)  # an unsupported precision is refused before any step
     final: dict[str, float] = {}
     model.train()
     start = time.perf_counter()
@@ -463,7 +465,7 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
                 xb, yb = (x, y) if batch == n else (x[idx], y[idx])  # type: ignore[index]
             for group in opt.param_groups:
                 group["lr"] = recipe.lr * (1.0 - step / total)
-            with _autocast(recipe.precision, device):
+            with autocast():
                 out = model(xb)
             out = out.float()  # the data term, the KL terms and the update in fp32
             if objective == "vi":
