@@ -63,6 +63,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from dwp_hub.card import HUB_LICENSES  # the Hub's licence ids, mirrored once in the library
+
 WRITE_TOKEN = "hf_dwphub_test_write_0123456789"
 READ_TOKEN = "hf_dwphub_test_read_0123456789"
 _GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
@@ -79,12 +81,6 @@ def lfs_pointer(data: bytes) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n".encode()
 
 
-# Licence identifiers the Hub accepts (a subset of its list: the ones a kernel prior plausibly carries).
-HUB_LICENSES = frozenset({
-    "apache-2.0", "mit", "bsd", "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "cc0-1.0", "cc-by-2.0",
-    "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "gpl-2.0",
-    "gpl-3.0", "lgpl-3.0", "agpl-3.0", "mpl-2.0", "openrail", "unlicense", "other", "unknown",
-})
 
 
 def validate_card_metadata(content: str) -> list[str]:

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -189,14 +190,19 @@ def test_build_is_reproducible(tmp_path: Path) -> None:
     assert ca.recipe["rebuild"] == f"dwp-hub build {tmp_path / 'tiny.yaml'} --to DIR"
 
 
-def test_build_from_real_source_training_is_reproducible(tmp_path: Path, data_root: Path) -> None:
-    recipe = parse_recipe({
-        "name": "tiny-real", "version": "0.0.1",
+def _tiny_real_recipe(name: str) -> Any:
+    """Two 4-wide notMNIST source nets, one epoch each, and a tiny 7x7 VAE."""
+    return parse_recipe({
+        "name": name, "version": "0.0.1",
         "source": {"dataset": "notmnist", "net": {"arch": "fconv", "widths": [4, 4]}, "n_nets": 2, "epochs": 1},
         "harvest": {"layer": "0.weight", "kernel_size": 7, "held_out": [1], "min_kernels": 1},
         "vae": {"kind": "conv7", "z_dim": 2, "hidden": 4},
         "fit": {"epochs": 2, "iw_k": 4, "iw_max_kernels": 4},
     })
+
+
+def test_build_from_real_source_training_is_reproducible(tmp_path: Path, data_root: Path) -> None:
+    recipe = _tiny_real_recipe("tiny-real")
     a = build(recipe, tmp_path / "ra", tmp_path / "wa", progress=False)
     b = build(recipe, tmp_path / "rb", tmp_path / "wb", progress=False)
     ca, cb = card_from_weights_file(a / "model.safetensors"), card_from_weights_file(b / "model.safetensors")
@@ -210,13 +216,7 @@ def test_build_on_nets_trained_elsewhere_counts_their_recorded_training_time(tmp
     build time still includes the nets' recorded training time, not the ~0 s of finding them."""
     from dwp_hub.training.source import source_dir, train_sources
 
-    recipe = parse_recipe({
-        "name": "tiny-warm", "version": "0.0.1",
-        "source": {"dataset": "notmnist", "net": {"arch": "fconv", "widths": [4, 4]}, "n_nets": 2, "epochs": 1},
-        "harvest": {"layer": "0.weight", "kernel_size": 7, "held_out": [1], "min_kernels": 1},
-        "vae": {"kind": "conv7", "z_dim": 2, "hidden": 4},
-        "fit": {"epochs": 2, "iw_k": 4, "iw_max_kernels": 4},
-    })
+    recipe = _tiny_real_recipe("tiny-warm")
     sdir = source_dir(recipe.source, tmp_path / "w")
     nets = train_sources(recipe.source, sdir, progress=False)
     recorded = sum(read_checkpoint(p)[1]["train_seconds"] for p in nets)
