@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -267,9 +266,7 @@ def test_train_one_epoch_on_cifar100_stand_in(cifar_root: Path, tmp_path: Path) 
     write_stand_in(cifar_root, "cifar100")
     net = NetConfig("cifar", (4, 8, 8, 16), in_channels=3, num_classes=100)
     recipe = SourceRecipe("cifar100", net, n_nets=1, epochs=1, batch_size=16)
-    start = time.perf_counter()
     path = train_one(recipe, 0, tmp_path / "sources")
-    assert time.perf_counter() - start < 10
     state, meta = read_checkpoint(path)
     assert state["0.weight"].shape == (4, 3, 7, 7) and state["10.weight"].shape == (100, 16)
     assert meta["split"] == "CIFAR-100 train set: 36 train / 4 val, permutation seed 0"
