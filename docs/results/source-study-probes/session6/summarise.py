@@ -1,13 +1,12 @@
 """Summarise the session-6 probe rows (VALIDATION protocol): accuracy mean ± std over seeds per arm and size, and
 the paired difference to the standard normal over the same seeds.
 
-Inputs: bf16_check CSVs (``--precisions fp32`` runs of tools/bf16_check.py; arm = the CSV's folder name, or
-``standard-normal``) and swap6.py JSON lines (arm = the row's ``arm``).
+Inputs: bf16_check CSVs (``--precisions fp32`` runs of tools/bf16_check.py; arm = the row's deep weight priors,
+or ``standard-normal``).
 
-    python summarise.py /work/runs/s6/swaps/*/bf16_check.csv /work/runs/s6/swap6.jsonl > swaps.md
+    python summarise.py shipped_vs_sn.csv
 """
 import csv
-import json
 import statistics
 import sys
 from collections import defaultdict
@@ -15,16 +14,9 @@ from pathlib import Path
 
 acc: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
 for name in sys.argv[1:]:
-    path = Path(name)
-    if not path.is_file():
-        continue
-    if path.suffix == ".csv":
-        for r in csv.DictReader(path.open()):
-            arm = "standard-normal" if r["prior"] == "standard-normal" else f"{r['dwp_priors']}"
-            acc[(arm, int(r["size"]))][int(r["seed"])] = float(r["acc_ensemble"])
-    else:
-        for r in map(json.loads, path.read_text().splitlines()):
-            acc[(r["arm"], int(r["size"]))][int(r["seed"])] = r["acc"]
+    for r in csv.DictReader(Path(name).open()):
+        arm = "standard-normal" if r["prior"] == "standard-normal" else r["dwp_priors"]
+        acc[(arm, int(r["size"]))][int(r["seed"])] = float(r["acc_ensemble"])
 
 
 def ms(xs: list[float]) -> str:
