@@ -169,6 +169,15 @@ def test_ood_rebuilds_posteriors_reproduces_accuracy_and_resumes(tmp_path: Path,
     assert ood.main([*argv, "--samples", "3", "--priors", "deterministic"]) == 0  # new settings: scored again
     assert "1 run(s) to score" in capsys.readouterr().out
 
+    # posteriors are git-ignored and lost with the machine; runs the OOD CSV has scored stay done
+    for p in (tmp_path / "w" / "posteriors").iterdir():
+        p.unlink()
+    fig_argv = _fig2a_argv(tmp_path, "dwp,log-uniform,deterministic")
+    assert fig2a.main([*fig_argv, "--scored-csv", str(tmp_path / "ood" / "ood.csv")]) == 0
+    assert "0 run(s) to do" in capsys.readouterr().out
+    assert fig2a.main(fig_argv) == 0  # without it, every run is redone for its posterior
+    assert "3 run(s) to do" in capsys.readouterr().out
+
 
 @pytest.mark.usefixtures("data_root")
 def test_rebuild_refuses_a_posterior_of_another_row(tmp_path: Path) -> None:

@@ -168,6 +168,10 @@ class Fig2aConfig(ExperimentConfig):
                                          role=RUN)
     compare: Path | None = setting(None, "another fig2a CSV (another budget): the report adds both budgets side "
                                          "by side", role=RUN)
+    scored_csv: Path | None = setting(None, "the tools/ood.py CSV that scores these runs: with keep_posteriors, a run "
+                                            "whose row is here and which that CSV has scored counts as done without "
+                                            "its posterior (posteriors are git-ignored; the scored rows are what "
+                                            "is kept)", role=RUN)
 
     @property
     def csv_path(self) -> Path:
@@ -525,11 +529,20 @@ def jobs(cfg: Fig2aConfig) -> list[dict[str, Any]]:
     return out
 
 
+def _scored(path: Path | None) -> set[tuple[int, str, int, str]]:
+    """The (size, arm, seed, Fig. 2a config hash) of the runs a tools/ood.py CSV has scored."""
+    if path is None or not Path(path).is_file():
+        return set()
+    return {(int(r["size"]), r["prior"], int(r["seed"]), r["fig2a_config"]) for r in ResultFile.read(path)
+            if r.get("fig2a_config")}
+
+
 def plan(cfg: Fig2aConfig, results: ResultFile) -> tuple[list[dict[str, Any]], int, int]:
     """The jobs to run, and how many of them rerun a row for its posterior. With ``keep_posteriors`` a run counts
-    as done when its row and its posterior are both there; a posterior whose row is missing (a run killed between
+    as done when its row and its posterior are both there, or its row and a scored row in ``scored_csv``; a posterior whose row is missing (a run killed between
     the two) gives the row back from the posterior's record (counted as recovered), without training again."""
     todo, rerun, recovered = [], 0, 0
+    scored = _scored(cfg.scored_csv)
     for j in jobs(cfg):
         key = {"size": j["size"], "prior": j["prior"], "seed": j["seed"]}
         has_row = results.has(j["settings"], **key)
@@ -537,6 +550,8 @@ def plan(cfg: Fig2aConfig, results: ResultFile) -> tuple[list[dict[str, Any]], i
             if not has_row:
                 todo.append(j)
             continue
+        if has_row and (j["size"], j["prior"], j["seed"], config_hash(j["settings"])) in scored:
+            continue  # scored by tools/ood.py: the posterior has served its purpose
         post = Path(j["posterior"])
         if post.is_file():
             if has_row:
