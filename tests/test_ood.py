@@ -64,6 +64,7 @@ def test_configs_load_and_widths_keep_old_row_hashes() -> None:
     assert camp.keep_posteriors and camp.posteriors == Path("runs/fig2a-ood/posteriors")
     assert camp.priors == fig2a.DEFAULT_PRIORS and camp.seeds == (0, 1, 2, 3, 4) and camp.sizes == fig2a.SIZES
     assert Path(cfg.fig2a_csv) == Path(camp.out_dir) / "fig2a.csv" and Path(cfg.posterior_dir) == camp.posteriors
+    assert Path(camp.scored_csv) == Path(cfg.out_dir) / "ood.csv"  # the campaign resumes from the scored rows
     # the paper's widths add nothing to a row's settings (rows written before the option keep their hashes)
     assert "widths" not in fig2a.Fig2aConfig().row_settings(size=50, prior="dwp")
     assert fig2a.Fig2aConfig(widths="2,4").row_settings(size=50, prior="dwp")["widths"] == [2, 4]
