@@ -1,4 +1,4 @@
-"""Summarise the session-6 probe rows (VALIDATION protocol): accuracy mean ± std over seeds per arm and size, and
+"""Summarise the probe rows of sessions 6 and 7 (VALIDATION protocol): accuracy mean ± std over seeds per arm and size, and
 the paired difference to the standard normal over the same seeds.
 
 Inputs: bf16_check CSVs (``--precisions fp32`` runs of tools/bf16_check.py; arm = the row's deep weight priors,

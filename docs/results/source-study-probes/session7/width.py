@@ -4,10 +4,12 @@ Trains a few fconv(W, 32) source nets per recipe on the 9,000 notMNIST-10k train
 recipe's optimiser: Adam 1e-2 with linear decay, batch 64, L2 1e-3) and prints the statistics of their first-layer
 kernels: all-kernel norm quantiles, the share kept at the paper's cutoff (L2 >= 0.39; the paper's released
 kernels: 8.6% kept, median 1.36), kept-norm quantiles and the low-frequency energy share (tools/source_study.py's
-measures). Run from a frozen worktree's venv:
+kernel_stats; train_seconds from the checkpoints' headers, 1 thread per net, 2 nets at once).
+Run from a frozen worktree's venv:
     DWP_HUB_DATA=../shared/data python width.py WORK_DIR NAME=WIDTH:EPOCHS:NETS[:LR] ...
 """
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -16,21 +18,15 @@ import torch
 from dwp_hub.model.nets import NetConfig
 from dwp_hub.training.harvest import read_checkpoint
 from dwp_hub.training.source import SourceRecipe, source_dir, train_sources
-from tools.source_study import low_frequency_share
+from tools.source_study import kernel_stats
 
 
 def stats(paths: list[Path]) -> dict:
-    ks = torch.cat([read_checkpoint(p)[0]["0.weight"].reshape(-1, 49) for p in paths])
-    n = ks.norm(dim=1)
-    kept = ks[n >= 0.39]
-    q = lambda t, p: round(float(t.quantile(p)), 3)  # noqa: E731
-    kn = kept.norm(dim=1)
-    accs = [read_checkpoint(p)[1]["val_accuracy"] for p in paths]
-    return {"nets": len(paths), "val_acc": round(sum(accs) / len(accs), 4), "kernels": len(ks),
-            "norm_q05_q50_q95": [q(n, .05), q(n, .5), q(n, .95)], "kept": len(kept),
-            "kept_pct": round(100 * len(kept) / len(ks), 1),
-            "kept_norm_q05_q50_q95": [q(kn, .05), q(kn, .5), q(kn, .95)] if len(kept) else None,
-            "kept_low_freq": round(low_frequency_share(kept.reshape(-1, 7, 7)), 3) if len(kept) else None}
+    ckpts = [read_checkpoint(p) for p in paths]
+    ks = torch.cat([state["0.weight"].reshape(-1, 7, 7) for state, _ in ckpts])
+    return {"nets": len(paths), "val_acc": round(statistics.mean(m["val_accuracy"] for _, m in ckpts), 4),
+            "train_seconds_per_net": [m["train_seconds"] for _, m in ckpts],
+            **kernel_stats(ks, ks[ks.flatten(1).norm(dim=1) >= 0.39])}
 
 
 def main() -> None:
