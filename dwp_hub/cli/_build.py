@@ -125,6 +125,10 @@ def harvest_cmd(
     max_per_net: Annotated[int | None, typer.Option("--max-per-net", min=1, help="Subsample to at most this many "
                                                                                  "kernels per net.")] = None,
     seed: SeedOpt = 0,
+    balance: Annotated[bool, typer.Option("--balance", help="Rescale each net first so every hidden unit between two "
+                                                            "convs has equal incoming and outgoing L2 norms (the "
+                                                            "point a long run with the L2 term reaches; the function "
+                                                            "is unchanged). Needs train-source checkpoints.")] = False,
     domain: Annotated[str | None, typer.Option("--domain", help="Source dataset, for checkpoints that do not record "
                                                                 "it (e.g. cifar10).")] = None,
     network: Annotated[str | None, typer.Option("--network", help="Source network, for checkpoints that do not "
@@ -154,7 +158,7 @@ def harvest_cmd(
 
     rule = (PruneRule("min_norm", min_norm) if min_norm is not None
             else PruneRule("top_fraction", top_fraction) if top_fraction is not None else PruneRule("none"))
-    spec = HarvestSpec(layer, kernel_size, rule, held, max_per_net, seed)
+    spec = HarvestSpec(layer, kernel_size, rule, held, max_per_net, seed, balance=balance)
     data = harvest([str(c) for c in checkpoints], spec, domain=domain, network=network)
     data.save(out)
     m = data.meta

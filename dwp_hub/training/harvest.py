@@ -185,6 +185,9 @@ class HarvestSpec:
     seed: int = 0
     #: Fewest training kernels a build will fit a VAE to (fewer: a clear error saying what to change).
     min_kernels: int = 32
+    #: Equalise each source net's layers first (:mod:`dwp_hub.training.balance`): the function-preserving
+    #: rescaling a long run with the L2 term converges to. Needs checkpoints that record their net.
+    balance: bool = False
 
 
 @dataclass
@@ -231,6 +234,22 @@ def _select(state: dict[str, torch.Tensor], spec: HarvestSpec, source: Path) -> 
         )
     kernels = torch.cat([state[n].reshape(-1, 1, spec.kernel_size, spec.kernel_size) for n in kept])
     return kept, kernels.float()
+
+
+def _balance(state: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> tuple[dict[str, torch.Tensor], Any]:
+    """``state`` balanced (:func:`dwp_hub.training.balance.balance_state`) for the net its checkpoint records."""
+    from dwp_hub.model.nets import build_net
+    from dwp_hub.training.balance import balance_state
+
+    recipe = meta.get("recipe")
+    try:
+        config = NetConfig.from_dict(recipe["net"])  # type: ignore[index]
+    except (KeyError, TypeError, DwpHubError):
+        raise CheckpointError(
+            f"{path.name} does not record its network (a dwp-hub train-source checkpoint does), and balancing "
+            "needs it to know which layers a rescaling passes between. Drop harvest.balance for these "
+            "checkpoints.") from None
+    return balance_state(state, build_net(config))
 
 
 def network_label(net: NetConfig) -> str:
@@ -287,7 +306,7 @@ def _provenance(paths: list[Path], metas: list[dict[str, Any]], spec: HarvestSpe
     recipe_harvest = {"layer": spec.layer, "kernel_size": spec.kernel_size,
                       "prune": {"rule": spec.prune.rule, "value": spec.prune.value}, "held_out": list(spec.held_out),
                       **({"max_kernels_per_net": spec.max_kernels_per_net} if spec.max_kernels_per_net else {}),
-                      "seed": spec.seed}
+                      "seed": spec.seed, **({"balance": True} if spec.balance else {})}
     return source, {"source": recipe_source, "harvest": recipe_harvest}
 
 
@@ -311,10 +330,13 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec, *, domain: str | N
     if bad_held:
         raise CheckpointError(f"Held-out network indices {bad_held} are out of range: there are {len(paths)} "
                               f"checkpoints (indices 0 to {len(paths) - 1}).")
-    per_net, sources, layers, metas = [], [], None, []
+    per_net, sources, layers, metas, balanced = [], [], None, [], []
     for path in paths:
         state, meta = read_checkpoint(path)
         metas.append(meta)
+        if spec.balance:
+            state, report = _balance(state, meta, path)
+            balanced.append(report)
         names, kernels = _select(state, spec, path)
         layers = layers or names
         per_net.append(kernels)
@@ -365,6 +387,15 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec, *, domain: str | N
         "max_kernels_per_net": spec.max_kernels_per_net,
         "sources": sources,
     }
+    if balanced:
+        meta["balance"] = {
+            "pairs": balanced[0].to_dict()["pairs"], "max_sweeps": max(r.sweeps for r in balanced),
+            "l2_term_before": round(sum(r.penalty_before for r in balanced) / len(balanced), 6),
+            "l2_term_after": round(sum(r.penalty_after for r in balanced) / len(balanced), 6),
+            "description": "each source net rescaled (function-preserving) so every hidden unit between two "
+                           "convolutions has equal incoming and outgoing L2 norms; l2_term_*: mean over nets "
+                           "of the summed squared conv parameters",
+        }
     meta["source"], meta["recipe"] = _provenance(paths, metas, spec, domain, network)
     meta["data_licenses"] = data_licenses(meta["source"].get("dataset"), sources)
     return KernelDataset(train_t, held_t, meta)

@@ -224,6 +224,9 @@ def _validate_values(data: dict[str, Any]) -> None:
         _int(h, "seed", "harvest", 0)
         if h.get("max_kernels_per_net") is not None:
             _int(h, "max_kernels_per_net", "harvest", 1)
+        if "balance" in h and not isinstance(h["balance"], bool):
+            raise RecipeError(f"'harvest.balance' must be true or false, got {_short(repr(h['balance']), 40)}.",
+                              key="harvest.balance")
         held = h.get("held_out", [])
         if not isinstance(held, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 10_000
                                                  for i in held):
