@@ -127,8 +127,8 @@ def harvest_cmd(
     seed: SeedOpt = 0,
     balance: Annotated[bool, typer.Option("--balance", help="Rescale each net first so every hidden unit between two "
                                                             "convs has equal incoming and outgoing L2 norms (the "
-                                                            "point a long run with the L2 term reaches; the function "
-                                                            "is unchanged). Needs train-source checkpoints.")] = False,
+                                                            "rescaling that minimises the L2 term; the function is "
+                                                            "unchanged). Needs train-source checkpoints.")] = False,
     domain: Annotated[str | None, typer.Option("--domain", help="Source dataset, for checkpoints that do not record "
                                                                 "it (e.g. cifar10).")] = None,
     network: Annotated[str | None, typer.Option("--network", help="Source network, for checkpoints that do not "
@@ -162,7 +162,8 @@ def harvest_cmd(
     data = harvest([str(c) for c in checkpoints], spec, domain=domain, network=network)
     data.save(out)
     m = data.meta
-    console.print(f"Kept {m['kernels_kept']} of {m['kernels_total']} kernels ({rule.describe()}); "
+    console.print(f"Kept {m['kernels_kept']} of {m['kernels_total']} kernels ({rule.describe()}"
+                  f"{', nets balanced first' if balance else ''}); "
                   f"train {m['n_train']} / held-out {m['n_held_out']} -> {out}")
 
 

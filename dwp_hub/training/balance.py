@@ -1,14 +1,16 @@
-"""Equalise a source net's layers: the function-preserving rescaling its L2 term converges to.
+"""Balance a source net's layers: the function-preserving rescaling its L2 term drives it towards.
 
 A source net's convolutions are joined by positively homogeneous maps (LeakyReLU, max pooling):
 multiplying a unit's incoming kernel and bias by ``s > 0`` and its outgoing weights by ``1 / s``
 leaves the function unchanged. The L2 term ``l2 * sum ||p||^2`` over the convolutions is not
-invariant: over these rescalings it is smallest where every hidden unit's incoming norm
-``||w_in||^2 + b^2`` equals its outgoing norm ``||w_out||^2``. A long run reaches that point; a short
-run at a large step (the only affordable one on a few cores) stops before it, with first-layer kernels
-smaller than the next layer's weights into them. :func:`balance_state` moves a checkpoint to that
-point exactly (block coordinate descent on a convex function of the log-scales), so harvested
-kernels have the scale a long run would give them, without changing what the net computes.
+invariant: over these rescalings of the units *between two convolutions* it is smallest where every such
+unit's incoming norm ``||w_in||^2 + b^2`` equals its outgoing norm ``||w_out||^2``, and its gradient keeps
+pushing a run towards that point. A short run at a large step (the only affordable one on a few cores)
+stops before it, with first-layer kernels smaller than the next layer's weights that read them.
+:func:`balance_state` moves a checkpoint to that point exactly (block coordinate descent on a convex
+function of the log-scales). The last convolution's output units are left as they are: they feed an
+unpenalised classifier, so the L2 term has no minimum over their scale. Harvested kernels then have the
+scale the balanced units give them, and the net computes what it computed before.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class BalanceReport:
     sweeps: int
     penalty_before: float
     penalty_after: float
-    max_imbalance: float  # largest |log(incoming / outgoing)| of a live unit in the final sweep
+    max_imbalance: float  # largest |log(incoming / outgoing)| of a live unit in the final sweep (< 4 * tol)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pairs": [list(p) for p in self.pairs], "sweeps": self.sweeps,
@@ -72,9 +74,10 @@ def balance_state(state: dict[str, torch.Tensor], net: nn.Sequential, *, tol: fl
     convolutions of :func:`balanced_pairs` rescaled so that its incoming and outgoing L2 norms are equal.
 
     The net computes the same function (up to rounding); the summed squared norm of the convolutions'
-    parameters (the source recipe's L2 term) is at its minimum over such rescalings. A unit whose incoming
-    or outgoing weights are all zero is left alone. Raises :class:`~dwp_hub.errors.CheckpointError` if the
-    state does not fit the architecture or no pair exists.
+    parameters (the source recipe's L2 term) is at its minimum over these rescalings, the last convolution's
+    output scale held. A unit whose incoming or outgoing weights are all zero is left alone. Raises
+    :class:`~dwp_hub.errors.CheckpointError` if the state does not fit the architecture, no pair exists, or the
+    sweeps do not converge.
     """
     pairs = balanced_pairs(net)
     if not pairs:
@@ -82,11 +85,13 @@ def balance_state(state: dict[str, torch.Tensor], net: nn.Sequential, *, tol: fl
                               "activation, so there is nothing to balance; drop harvest.balance.")
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     for a, b in pairs:
-        for key in (f"{a}.weight", f"{b}.weight"):
-            if key not in state or tuple(state[key].shape) != expected[key]:
+        for key in (f"{a}.weight", f"{a}.bias", f"{b}.weight"):
+            if key not in expected and key not in state:
+                continue  # a conv without bias
+            if key not in state or key not in expected or tuple(state[key].shape) != expected[key]:
                 got = tuple(state[key].shape) if key in state else "missing"
                 raise CheckpointError(f"Cannot balance: {key} is {got}, the recorded architecture has "
-                                      f"{expected[key]}. The checkpoint does not match its recorded net.")
+                                      f"{expected.get(key, 'none')}. The checkpoint does not match its recorded net.")
     out = {k: v.detach().clone().double() if v.is_floating_point() else v.clone() for k, v in state.items()}
     layers = sorted({n for p in pairs for n in p}, key=int)
     before = _penalty(out, layers)
@@ -109,5 +114,9 @@ def balance_state(state: dict[str, torch.Tensor], net: nn.Sequential, *, tol: fl
             out[f"{b}.weight"] = w_out / scale.view(1, -1, *([1] * (w_out.dim() - 2)))
         if worst < tol:
             break
+    else:
+        raise CheckpointError(f"Balancing did not converge in {max_sweeps} sweeps (a unit's incoming and outgoing "
+                              f"norms still differ by a factor {float(torch.tensor(4 * worst).exp()):.3g}); the "
+                              "checkpoint's weights may be degenerate. Drop harvest.balance for it.")
     result = {k: v.to(state[k].dtype) if v.is_floating_point() else v for k, v in out.items()}
     return result, BalanceReport(tuple(pairs), sweeps, before, _penalty(out, layers), 4 * worst)

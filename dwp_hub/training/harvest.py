@@ -185,8 +185,8 @@ class HarvestSpec:
     seed: int = 0
     #: Fewest training kernels a build will fit a VAE to (fewer: a clear error saying what to change).
     min_kernels: int = 32
-    #: Equalise each source net's layers first (:mod:`dwp_hub.training.balance`): the function-preserving
-    #: rescaling a long run with the L2 term converges to. Needs checkpoints that record their net.
+    #: Balance each source net first (:mod:`dwp_hub.training.balance`): the function-preserving rescaling of
+    #: the units between two convolutions that minimises the L2 term. Needs checkpoints that record their net.
     balance: bool = False
 
 
@@ -390,6 +390,7 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec, *, domain: str | N
     if balanced:
         meta["balance"] = {
             "pairs": balanced[0].to_dict()["pairs"], "max_sweeps": max(r.sweeps for r in balanced),
+            "max_imbalance": max(r.max_imbalance for r in balanced),
             "l2_term_before": round(sum(r.penalty_before for r in balanced) / len(balanced), 6),
             "l2_term_after": round(sum(r.penalty_after for r in balanced) / len(balanced), 6),
             "description": "each source net rescaled (function-preserving) so every hidden unit between two "
