@@ -173,6 +173,8 @@ def test_ood_rebuilds_posteriors_reproduces_accuracy_and_resumes(tmp_path: Path,
     # posteriors are git-ignored and lost with the machine; runs the OOD CSV has scored stay done
     for p in (tmp_path / "w" / "posteriors").iterdir():
         p.unlink()
+    assert ood.main([*argv, "--report-only"]) == 0  # scored rows whose posterior is gone are not reported unscored
+    assert "no kept posterior" not in (tmp_path / "ood" / "ood.md").read_text()
     fig_argv = _fig2a_argv(tmp_path, "dwp,log-uniform,deterministic")
     assert fig2a.main([*fig_argv, "--scored-csv", str(tmp_path / "ood" / "ood.csv")]) == 0
     assert "0 run(s) to do" in capsys.readouterr().out

@@ -407,7 +407,7 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, *, mis
 
 # -- main -------------------------------------------------------------------------------------------------
 def jobs(cfg: OodConfig, results: ResultFile) -> tuple[list[dict[str, Any]], int, int]:
-    """(the runs still to score, how many kept posteriors there are, how many rows lack one)."""
+    """(the runs still to score, how many kept posteriors there are, how many unscored rows lack one)."""
     found, missing = find_runs(cfg)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, cfg.workers))
     todo = []
@@ -418,7 +418,10 @@ def jobs(cfg: OodConfig, results: ResultFile) -> tuple[list[dict[str, Any]], int
         todo.append({**j, "threads": threads, "samples": cfg.samples, "mc_seed": cfg.mc_seed,
                      "n_images": cfg.n_images, "ood_dataset": cfg.ood_dataset, "ece_bins": cfg.ece_bins,
                      "batch_size": cfg.batch_size})
-    return todo, len(found), len(missing)
+    unscored = [r for r in missing if not results.has(
+        cfg.row_settings(fig2a_settings=json.loads(r["settings"])), size=int(r["size"]), prior=r["prior"],
+        seed=int(r["seed"]), fig2a_config=r["config_sha256"])]  # a row scored before its posterior was lost is done
+    return todo, len(found), len(unscored)
 
 
 def made_with(row: dict[str, str], cfg: OodConfig) -> bool:
