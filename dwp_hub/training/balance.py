@@ -16,8 +16,6 @@ scale the balanced units give them, and the net computes what it computed before
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -38,11 +36,6 @@ class BalanceReport:
     penalty_before: float
     penalty_after: float
     max_imbalance: float  # largest |log(incoming / outgoing)| of a live unit in the final sweep (< 4 * tol)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"pairs": [list(p) for p in self.pairs], "sweeps": self.sweeps,
-                "penalty_before": round(self.penalty_before, 6), "penalty_after": round(self.penalty_after, 6),
-                "max_imbalance": round(self.max_imbalance, 8)}
 
 
 def balanced_pairs(net: nn.Sequential) -> list[tuple[str, str]]:

@@ -389,7 +389,7 @@ def harvest(checkpoints: list[str | Path], spec: HarvestSpec, *, domain: str | N
     }
     if balanced:
         meta["balance"] = {
-            "pairs": balanced[0].to_dict()["pairs"], "max_sweeps": max(r.sweeps for r in balanced),
+            "pairs": [list(p) for p in balanced[0].pairs], "max_sweeps": max(r.sweeps for r in balanced),
             "max_imbalance": max(r.max_imbalance for r in balanced),
             "l2_term_before": round(sum(r.penalty_before for r in balanced) / len(balanced), 6),
             "l2_term_after": round(sum(r.penalty_after for r in balanced) / len(balanced), 6),
