@@ -5,11 +5,11 @@ loss = mean cross-entropy + ``l2`` · Σ(squared conv-layer parameters), inputs 
 
 Optional data augmentation (not in the paper, whose nets saw 60k images): ``augment="affine"``
 draws a small random affine map per image (rotation, translation, scale, shear) and
-``"affine+elastic"`` adds an elastic distortion, both through ``torchvision.transforms.v2``'s
-functional ops with parameters drawn from the net's seeded generator (reproducible).
+``"affine+elastic"`` adds an elastic distortion, both torchvision's maps applied to the whole batch at once
+(:mod:`dwp_hub.training.augment`) with parameters drawn from the net's seeded generator (reproducible).
 
 ``device`` (``"cpu"``, ``"cuda"``, ...) says where the nets train. Every random draw (initialisation, batch
-order, augmentation) comes from the net's CPU generator and batches move to the device, so a net trained on a GPU
+order, augmentation) comes from the net's CPU generator and batches move to the device (augmented there), so a net trained on a GPU
 differs from the CPU's only by float rounding; the device is not part of the recipe (nor of the folder that caches
 its nets, :func:`source_dir`).
 """
@@ -33,6 +33,7 @@ from dwp_hub.data import dataset_sha256, source_split
 from dwp_hub.errors import SourceDivergedError, TrainingError
 from dwp_hub.model.nets import NetConfig, build_net, input_shape, xavier_init_
 from dwp_hub.training._ckpt import save_checkpoint
+from dwp_hub.training.augment import AUGMENTATIONS, augment_batch
 
 
 @dataclass(frozen=True)
@@ -66,40 +67,6 @@ class SourceRecipe:
         d = dict(d)
         net = NetConfig.from_dict(d.pop("net")) if "net" in d else NetConfig("fconv", (256, 512))
         return cls(net=net, **d)
-
-
-#: Data augmentations a source recipe may name.
-AUGMENTATIONS = ("none", "affine", "affine+elastic")
-#: Ranges of the random affine map: rotation (degrees), translation (fraction of the side), scale, shear (degrees).
-AFFINE_RANGES = {"degrees": 10.0, "translate": 0.1, "scale": (0.9, 1.1), "shear": 5.0}
-#: Elastic distortion: displacement strength alpha (pixels) and smoothness sigma (pixels).
-ELASTIC = {"alpha": 8.0, "sigma": 3.0}
-
-
-def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
-    """A randomly distorted copy of the image batch ``x`` ``[B, C, H, W]``; one draw per image."""
-    if kind == "none":
-        return x
-    from torchvision.transforms.v2 import functional as TF
-
-    b, _, h, w = x.shape
-    r = AFFINE_RANGES
-    u = torch.rand(b, 6, generator=gen).double() * 2 - 1  # uniform in [-1, 1]
-    out = torch.empty_like(x)
-    for i in range(b):
-        lo, hi = r["scale"]
-        out[i] = TF.affine(x[i], angle=float(u[i, 0]) * r["degrees"],
-                           translate=[round(float(u[i, 1]) * r["translate"] * w), round(float(u[i, 2]) * r["translate"] * h)],
-                           scale=lo + (float(u[i, 3]) + 1) / 2 * (hi - lo), shear=[float(u[i, 4]) * r["shear"], 0.0],
-                           interpolation=TF.InterpolationMode.BILINEAR)
-    if kind == "affine+elastic":
-        # the displacement field of torchvision's ElasticTransform, drawn from our generator
-        disp = torch.rand(b, 2, h, w, generator=gen) * 2 - 1
-        k = int(8 * ELASTIC["sigma"] + 1) | 1
-        disp = TF.gaussian_blur(disp, [k, k], [ELASTIC["sigma"]] * 2) * ELASTIC["alpha"] / torch.tensor([w, h]).view(1, 2, 1, 1)
-        for i in range(b):
-            out[i] = TF.elastic(out[i], disp[i : i + 1].permute(0, 2, 3, 1), interpolation=TF.InterpolationMode.BILINEAR)
-    return out.clamp_(0.0, 1.0)
 
 
 def _linear_decay(opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -167,7 +134,7 @@ def train_one(
         perm = torch.randperm(len(x_tr), generator=gen)
         for i in range(0, len(x_tr), recipe.batch_size):
             idx = perm[i : i + recipe.batch_size]
-            xb = augment_batch(x_tr[idx], recipe.augment, gen).to(dev)
+            xb = augment_batch(x_tr[idx].to(dev), recipe.augment, gen)
             loss = nn.functional.cross_entropy(net(xb), y_tr[idx].to(dev))
             loss = loss + recipe.l2 * sum((p**2).sum() for m in convs for p in m.parameters())
             if not torch.isfinite(loss):

@@ -1,0 +1,103 @@
+"""Batched source-training augmentation (dwp_hub.training.augment) against torchvision's per-image maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from dwp_hub.training import augment
+from dwp_hub.training.augment import affine_grid, augment_batch, elastic_grid, gaussian_blur
+
+
+def _images(b: int = 12, c: int = 1, h: int = 28, w: int = 28, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(b, c, h, w)
+    x[:, :, 6:22, 9:19] = torch.rand(b, c, 16, 10, generator=g)  # a glyph-like blob away from the border
+    return x
+
+
+def _resample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@pytest.mark.parametrize("params", [
+    (0.0, (0, 0), 1.0, (0.0, 0.0)),
+    (9.5, (2, -3), 1.07, (4.0, 0.0)),
+    (-7.0, (-1, 2), 0.92, (-3.5, 0.0)),
+    (30.0, (0, 0), 1.0, (0.0, 12.0)),  # a shear along y too, beyond the recipe's ranges
+])
+def test_affine_grid_matches_torchvision_affine(params: tuple) -> None:
+    angle, translate, scale, shear = params
+    x = _images(b=1, c=3, h=28, w=24)  # non-square, several channels
+    want = TF.affine(x[0], angle=angle, translate=list(translate), scale=scale, shear=list(shear),
+                     interpolation=TF.InterpolationMode.BILINEAR)
+    grid = affine_grid(torch.tensor([angle]), torch.tensor([translate], dtype=torch.float64), torch.tensor([scale]),
+                       torch.tensor([shear]), (28, 24))
+    assert grid.shape == (1, 28, 24, 2)
+    torch.testing.assert_close(_resample(x, grid)[0], want, atol=1e-5, rtol=0)
+
+
+def test_identity_and_whole_pixel_translation_have_their_meaning() -> None:
+    x = _images(b=2)
+    zero = torch.zeros(2)
+    ident = affine_grid(zero, torch.zeros(2, 2), torch.ones(2), torch.zeros(2, 2), (28, 28))
+    torch.testing.assert_close(_resample(x, ident), x, atol=1e-5, rtol=0)
+    shifted = _resample(x, affine_grid(zero, torch.tensor([[3.0, -2.0]] * 2), torch.ones(2), torch.zeros(2, 2), (28, 28)))
+    # content moves 3 pixels right and 2 up
+    torch.testing.assert_close(shifted[:, :, 4:26, 12:22], x[:, :, 6:28, 9:19], atol=1e-5, rtol=0)
+
+
+def test_elastic_grid_matches_torchvision_elastic() -> None:
+    x = _images(b=3)
+    disp = 0.05 * torch.randn(3, 28, 28, 2, generator=torch.Generator().manual_seed(1))
+    got = _resample(x, elastic_grid(disp))
+    for i in range(3):
+        want = TF.elastic(x[i], disp[i : i + 1], interpolation=TF.InterpolationMode.BILINEAR)
+        torch.testing.assert_close(got[i], want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(_resample(x, elastic_grid(torch.zeros(3, 28, 28, 2))), x, atol=1e-5, rtol=0)
+
+
+def test_separable_blur_matches_torchvision_gaussian_blur() -> None:
+    d = torch.rand(4, 2, 28, 28, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    torch.testing.assert_close(gaussian_blur(d, 3.0), TF.gaussian_blur(d, [25, 25], [3.0, 3.0]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["affine", "affine+elastic"])
+def test_augment_batch_matches_the_per_image_torchvision_path(kind: str) -> None:
+    x = _images(b=16)
+    got = augment_batch(x, kind, torch.Generator().manual_seed(5))
+    want = augment._per_image_reference(x, kind, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert (got - x).abs().max() > 0.1  # it did distort
+
+
+@pytest.mark.parametrize("kind", ["affine", "affine+elastic"])
+def test_augment_batch_is_seeded_clamped_and_draws_what_it_always_drew(kind: str) -> None:
+    x = _images(b=8, c=3)
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    a, b = augment_batch(x, kind, g1), augment_batch(x, kind, g2)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1
+    assert not torch.equal(a, augment_batch(x, kind, torch.Generator().manual_seed(8)))
+    # the generator advanced by exactly the draws of the per-image path: batch order downstream is unchanged
+    ref = torch.Generator().manual_seed(7)
+    torch.rand(8, 6, generator=ref)
+    if kind == "affine+elastic":
+        torch.rand(8, 2, 28, 28, generator=ref)
+    assert torch.equal(torch.rand(5, generator=g1), torch.rand(5, generator=ref))
+
+
+def test_augment_batch_none_unknown_and_integer_images() -> None:
+    x = _images(b=2)
+    assert augment_batch(x, "none", torch.Generator()) is x
+    with pytest.raises(ValueError, match="choose one of none, affine, affine\\+elastic"):
+        augment_batch(x, "rotate", torch.Generator())
+    with pytest.raises(ValueError, match="Divide uint8 pixels by 255"):
+        augment_batch((x * 255).to(torch.uint8), "affine", torch.Generator())
+
+
+def test_source_recipe_names_the_same_augmentations() -> None:
+    from dwp_hub.training import source
+
+    assert source.AUGMENTATIONS is augment.AUGMENTATIONS
