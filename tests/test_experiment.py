@@ -269,7 +269,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("how", ["file", "module"])
 def test_scripts_run_as_files_and_as_modules(how: str) -> None:
-    for script in ("fig2a", "source_study") if how == "module" else ("fig3a", "fig4", "bench_init", "bench_vi", "bench_foundation", "bench_augment"):
+    for script in ("fig2a", "source_study") if how == "module" else ("fig3a", "fig4", "bench_init", "bench_vi", "bench_foundation", "bench_source"):
         proc = _run(f"tools/{script}.py", "--help") if how == "file" else _run("-m", f"tools.{script}", "--help")
         assert proc.returncode == 0, proc.stderr
         assert "--config" in proc.stdout or script == "bench_foundation", script

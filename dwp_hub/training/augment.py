@@ -7,7 +7,7 @@ same inverse matrix about the image centre, the same sampling grid), applied to 
 ``torch.nn.functional.grid_sample`` instead of image by image, so a batch costs two batched calls wherever it
 lives (CPU or GPU). Every random number is drawn from the caller's CPU generator, in the same order as before the
 transforms were batched, so a seed gives the same distortions on any device; the images differ from torchvision's
-per-image results only by float rounding (tested in ``tests/test_augment.py``; ``tools/bench_augment.py`` measures
+per-image results only by float rounding (tested in ``tests/test_augment.py``; ``tools/bench_source.py`` measures
 the speed-up).
 """
 
@@ -128,7 +128,7 @@ def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Ten
 
 def _per_image_reference(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
     """:func:`augment_batch` image by image through torchvision's own ``affine`` / ``elastic`` (the definition the
-    batched path is tested against, and the baseline of ``tools/bench_augment.py``)."""
+    batched path is tested against, and the baseline of ``tools/bench_source.py``)."""
     from torchvision.transforms.v2 import functional as TF
 
     if kind == "none":
