@@ -108,6 +108,7 @@ def test_fig2a_keeps_posteriors_and_resumes_around_them(tmp_path: Path, capsys: 
     assert not [p for p in (tmp_path / "w").iterdir() if p.is_file()]  # run checkpoints still removed
     meta = fig2a.read_posterior_meta(posts / names[0])
     assert meta["widths"] == [2, 4] and meta["row"]["prior"] in {"dwp", "standard-normal", "deterministic"}
+    assert {r["device"] for r in rows} == {"cpu"}  # rows say where they ran
 
     assert fig2a.main(argv) == 0  # row and posterior there: nothing to do
     assert "0 run(s) to do" in capsys.readouterr().out
@@ -159,6 +160,7 @@ def test_ood_rebuilds_posteriors_reproduces_accuracy_and_resumes(tmp_path: Path,
         assert 0 <= float(r["auroc_entropy"]) <= 1 and 0 <= float(r["ece"]) <= 1 and float(r["nll"]) > 0
         assert json.loads(r["settings"])["fig2a"] == json.loads(fig_rows[prior]["settings"])
     assert rows["deterministic"]["auroc_mi"] == "" and rows["deterministic"]["samples"] == "1"
+    assert {r["device"] for r in rows.values()} == {"cpu"}
     assert 0 <= float(rows["dwp"]["auroc_mi"]) <= 1
     # the deterministic arm: one softmax, so its ensemble accuracy is its mean-weights accuracy
     assert rows["deterministic"]["acc"] == rows["deterministic"]["acc_mean"]
@@ -180,6 +182,36 @@ def test_ood_rebuilds_posteriors_reproduces_accuracy_and_resumes(tmp_path: Path,
     assert "0 run(s) to do" in capsys.readouterr().out
     assert fig2a.main(fig_argv) == 0  # without it, every run is redone for its posterior
     assert "3 run(s) to do" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", ["fig2a", "ood"])
+@pytest.mark.parametrize("device", ["gpu0", "cuda:7", "xla"])
+def test_device_flag_refuses_what_this_machine_lacks_as_a_usage_error(script: str, device: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    main = fig2a.main if script == "fig2a" else ood.main
+    with pytest.raises(SystemExit) as exc:
+        main(["--device", device, "--report-only"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert repr(device) in err and any(s in err for s in ("use cpu", "is not a device", "computes on cpu")), err
+
+
+@pytest.mark.usefixtures("data_root")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the --device cuda path of fig2a / ood)")
+def test_fig2a_and_ood_train_and_score_on_cuda(tmp_path: Path) -> None:
+    argv = [*_fig2a_argv(tmp_path, "dwp,standard-normal,deterministic"), "--device", "cuda"]
+    assert fig2a.main(argv) == 0
+    fig_rows = {r["prior"]: r for r in E.ResultFile.read(tmp_path / "out" / "fig2a.csv")}
+    assert {r["device"] for r in fig_rows.values()} == {"cuda:0"}
+    assert ood.main(["--fig2a-csv", str(tmp_path / "out" / "fig2a.csv"), "--posterior-dir",
+                     str(tmp_path / "w" / "posteriors"), "--out-dir", str(tmp_path / "ood"), "--samples", "2",
+                     "--threads", "1", "--device", "cuda"]) == 0
+    rows = {r["prior"]: r for r in E.ResultFile.read(tmp_path / "ood" / "ood.csv")}
+    assert {r["device"] for r in rows.values()} == {"cuda:0"} and set(rows) == set(fig_rows)
+    for prior, r in rows.items():  # scored where it trained: the rebuilt mean weights give fig2a's accuracy
+        assert abs(float(r["acc_mean"]) - float(fig_rows[prior]["acc_mean"])) <= 2e-4, prior
 
 
 @pytest.mark.usefixtures("data_root")

@@ -648,6 +648,14 @@ def run_jobs(jobs: Iterable[Any], fn: Callable[[Any], Any], on_result: Callable[
 
 
 # -- small helpers -----------------------------------------------------------------------------------------
+def parse_device(value: Any) -> str:
+    """A ``device`` setting: a device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``), as its name;
+    anything else is a :class:`~dwp_hub.errors.ConfigError` that names it (a usage error, exit 2, from the CLI)."""
+    from dwp_hub._device import resolve_device
+
+    return str(resolve_device(str(value)))
+
+
 def set_threads(threads: int) -> None:
     """torch threads (0: torch's default)."""
     if threads > 0:

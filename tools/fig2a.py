@@ -64,6 +64,7 @@ from tools._experiment import (
     notes_section,
     parse_ints,
     parse_kernel_specs,
+    parse_device,
     parse_seeds,
     pin_specs,
     random_priors,
@@ -94,7 +95,7 @@ PAPER = {
     "deterministic": (0.751, 0.827, 0.879, 0.926, 0.954),
 }
 FIELDS = ("size", "prior", "seed", "epochs", "batch", "acc_ensemble", "acc_mean", "nll_ensemble", "steps", "seconds",
-          "ms_per_step", "bound", "kernels_per_step", "dwp_priors", "protocol", "torch", "threads", "finished",
+          "ms_per_step", "bound", "kernels_per_step", "dwp_priors", "protocol", "torch", "threads", "device", "finished",
           "gap_per_kernel", "dwp_hub", "commit")
 KEY = ("size", "prior", "seed")
 
@@ -157,6 +158,9 @@ class Fig2aConfig(ExperimentConfig):
     checkpoint_every: int = setting(1000, "steps between run checkpoints", role=RUN)
     workers: int = setting(1, "parallel runs (processes)", role=RUN)
     threads: int = setting(0, "torch threads per run (0: cores // workers)", role=RUN)
+    device: str = setting("cpu", "where each run trains and is evaluated (cpu, cuda, cuda:N); workers share it; rows "
+                          "record it (a GPU's results differ from the CPU's by float rounding only)", role=RUN,
+                          parse=parse_device)
     out_dir: Path = setting(REPO / "docs" / "results", "report folder", role=RUN)
     csv: Path | None = setting(None, "results CSV (default OUT_DIR/fig2a.csv)", role=RUN)
     work_dir: Path = setting(REPO / "runs" / "fig2a", "per-run checkpoints", role=RUN)
@@ -290,7 +294,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     name = f"n{job['size']}-{job['prior']}{tag}{wtag}-s{job['seed']}-e{job['epochs']}-b{job['batch']}.safetensors"
     ck = Path(job["work_dir"]) / name
     result = fit(model, split.x_train, split.y_train, recipe, x_eval=split.x_eval, y_eval=split.y_eval,
-                 checkpoint=ck, progress=False, metadata={"protocol": split.protocol})
+                 checkpoint=ck, progress=False, metadata={"protocol": split.protocol}, device=job.get("device"))
     m = result.metrics
     gap = ""
     if prior == "dwp" and job.get("gap_k"):  # Appendix F: the auxiliary bound's gap per layer, end of run
@@ -307,7 +311,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "kernels_per_step": (job["kernels_per_step"] or DEFAULT_KERNELS_PER_STEP) if prior == "dwp" else "",
         "dwp_priors": spec,
         "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck), "gap_per_kernel": gap,
+        "device": str(next(model.parameters()).device), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck), "gap_per_kernel": gap,
     }
     if job.get("posterior"):
         save_posterior(Path(job["posterior"]), model, job, row, init=init, widths=widths)
@@ -525,7 +529,7 @@ def jobs(cfg: Fig2aConfig) -> list[dict[str, Any]]:
                             "kernels_per_step": cfg.kernels_per_step, "eval_mc": cfg.eval_mc,
                             "checkpoint_every": cfg.checkpoint_every, "work_dir": str(cfg.work_dir),
                             "gap_k": cfg.gap_k, "settings": settings, "widths": list(cfg.widths),
-                            "posterior": posterior})
+                            "posterior": posterior, "device": cfg.device})
     return out
 
 

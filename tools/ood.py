@@ -61,6 +61,7 @@ from tools._experiment import (
     config_hash,
     mean_std,
     notes_section,
+    parse_device,
     parse_ints,
     parse_kernel_specs,
     parse_seeds,
@@ -78,7 +79,7 @@ METRICS = (("acc", "in-distribution accuracy", True), ("nll", "in-distribution N
            ("auroc_mi", "AUROC, mutual information", True))
 FIELDS = ("size", "prior", "seed", "fig2a_config", "dwp_priors", "acc", "acc_mean", "fig2a_acc_mean", "nll", "ece",
           "brier", "auroc_entropy", "auroc_mi", "entropy_in", "entropy_ood", "mi_in", "mi_ood", "samples", "n_in",
-          "n_ood", "in_images", "ood_images", "posterior", "seconds", "threads", "torch", "finished")
+          "n_ood", "in_images", "ood_images", "posterior", "seconds", "threads", "device", "torch", "finished")
 KEY = ("size", "prior", "seed", "fig2a_config")
 #: The paired comparison of the report: (arm, baseline).
 PAIRED = ("dwp", "standard-normal")
@@ -119,6 +120,8 @@ class OodConfig(ExperimentConfig):
                                   "the posteriors fig2a kept for those rows (its POSTERIOR_DIR)", role=RUN)
     workers: int = setting(1, "parallel runs (processes)", role=RUN)
     threads: int = setting(0, "torch threads per run (0: cores // workers)", role=RUN)
+    device: str = setting("cpu", "where each posterior is scored (cpu, cuda, cuda:N); workers share it; rows record "
+                          "it", role=RUN, parse=parse_device)
     out_dir: Path = setting(REPO / "docs" / "results", "report folder", role=RUN)
     csv: Path | None = setting(None, "results CSV (default OUT_DIR/ood.csv)", role=RUN)
 
@@ -235,7 +238,8 @@ def score(job: dict[str, Any]) -> dict[str, Any]:
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     start = time.perf_counter()
-    model = rebuild(job["fig2a_settings"], job["prior"], job["seed"], job["posterior"])
+    model = rebuild(job["fig2a_settings"], job["prior"], job["seed"], job["posterior"]).to(job.get("device") or "cpu")
+    dev = next(model.parameters()).device
     x_in, y_in = images("mnist", job["n_images"])
     x_out, _ = images(job["ood_dataset"], job["n_images"])
     gen = torch.Generator().manual_seed(job["mc_seed"])
@@ -244,7 +248,7 @@ def score(job: dict[str, Any]) -> dict[str, Any]:
     m = classification_metrics(p_in.probs, y_in, job["ece_bins"])
     bayesian = bool(bayesian_layers(model))
     # the mean weights, exactly as fig2a's evaluate computed its acc_mean (the rebuild check)
-    acc_mean = float((predict_proba(model, x_in, 0).argmax(1) == y_in).float().mean())
+    acc_mean = float((predict_proba(model, x_in.to(dev), 0).argmax(1).cpu() == y_in).float().mean())
     last = FIRST_IMAGE + job["n_images"] - 1
     return {
         "size": job["size"], "prior": job["prior"], "seed": job["seed"], "fig2a_config": job["fig2a_config"],
@@ -258,7 +262,7 @@ def score(job: dict[str, Any]) -> dict[str, Any]:
         "samples": job["samples"] if bayesian else 1, "n_in": len(x_in), "n_ood": len(x_out),
         "in_images": f"mnist {FIRST_IMAGE}-{last}", "ood_images": f"{job['ood_dataset']} {FIRST_IMAGE}-{last}",
         "posterior": Path(job["posterior"]).name, "seconds": round(time.perf_counter() - start, 1),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "device": str(dev), "torch": torch.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -417,7 +421,7 @@ def jobs(cfg: OodConfig, results: ResultFile) -> tuple[list[dict[str, Any]], int
             continue
         todo.append({**j, "threads": threads, "samples": cfg.samples, "mc_seed": cfg.mc_seed,
                      "n_images": cfg.n_images, "ood_dataset": cfg.ood_dataset, "ece_bins": cfg.ece_bins,
-                     "batch_size": cfg.batch_size})
+                     "batch_size": cfg.batch_size, "device": cfg.device})
     unscored = [r for r in missing if not results.has(
         cfg.row_settings(fig2a_settings=json.loads(r["settings"])), size=int(r["size"]), prior=r["prior"],
         seed=int(r["seed"]), fig2a_config=r["config_sha256"])]  # a row scored before its posterior was lost is done
