@@ -312,8 +312,8 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, *, mis
         "",
         ("Commands (each added rows to the CSV): `" if "`; `" in command else "Command: `") + command + "`",
         "",
-        (f"Runs: {len(rows)} kept posteriors of the Fig. 2a runs (MNIST-10k test protocol: N stratified training "
-         "images from images 0-4999), each rebuilt from its row's settings and scored with "
+        (f"Runs: {len(rows)} Fig. 2a runs (MNIST-10k test protocol: N stratified training images from images 0-4999), "
+         "each rebuilt from its kept posterior and its row's settings and scored with "
          f"`dwp_hub.inference.predict` ({', '.join(samples) or '-'} MC passes; the deterministic net: one pass). "
          "Images: " + "; ".join(f"in-distribution {a}, out-of-distribution {b}" for a, b in ranges) + ". "
          "AUROC: OOD images the positive class, scored by the predictive entropy or by the mutual information "
