@@ -43,7 +43,8 @@ def test_identity_and_whole_pixel_translation_have_their_meaning() -> None:
     zero = torch.zeros(2)
     ident = affine_grid(zero, torch.zeros(2, 2), torch.ones(2), torch.zeros(2, 2), (28, 28))
     torch.testing.assert_close(_resample(x, ident), x, atol=1e-5, rtol=0)
-    shifted = _resample(x, affine_grid(zero, torch.tensor([[3.0, -2.0]] * 2), torch.ones(2), torch.zeros(2, 2), (28, 28)))
+    move = torch.tensor([[3.0, -2.0]] * 2)
+    shifted = _resample(x, affine_grid(zero, move, torch.ones(2), torch.zeros(2, 2), (28, 28)))
     # content moves 3 pixels right and 2 up
     torch.testing.assert_close(shifted[:, :, 4:26, 12:22], x[:, :, 6:28, 9:19], atol=1e-5, rtol=0)
 

@@ -3,6 +3,7 @@ whose every net diverges fails clearly, a resumed build reuses finished nets and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -66,7 +67,8 @@ def test_a_recipe_whose_every_net_diverges_fails_with_what_to_do(tmp_path: Path,
     _poison(monkeypatch, {RECIPE.seed + i for i in range(RECIPE.n_nets)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(TrainingError, match=r"Every source net diverged \(3 of 3\); lower the learning rate") as exc:
+        with pytest.raises(TrainingError,
+                           match=r"Every source net diverged \(3 of 3\); lower the learning rate") as exc:
             source.train_sources(RECIPE, tmp_path / "nets", progress=False)
     assert "diverged.json to retry them" in str(exc.value)
 
@@ -77,7 +79,7 @@ def test_a_half_written_checkpoint_is_never_read_and_its_net_is_trained_again(tm
     out.mkdir()
     # what a kill during save_checkpoint leaves: the temp file beside the final name, never the final name
     (out / ".notmnist-fconv-000.safetensors.x1y2.tmp").write_bytes(b"partial")
-    recipe = source.SourceRecipe(**{**RECIPE.to_dict(), "net": RECIPE.net, "n_nets": 1})
+    recipe = dataclasses.replace(RECIPE, n_nets=1)
     paths = source.train_sources(recipe, out, progress=False)
     assert [p.name for p in paths] == ["notmnist-fconv-000.safetensors"]
     from dwp_hub.training.harvest import read_checkpoint

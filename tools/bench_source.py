@@ -67,12 +67,11 @@ def _step_fn(widths: tuple[int, ...], x: torch.Tensor, y: torch.Tensor) -> Calla
     from dwp_hub.model.nets import NetConfig, build_net, xavier_init_
 
     net = xavier_init_(build_net(NetConfig("fconv", widths)), torch.Generator().manual_seed(0)).to(x.device)
-    xb = x
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def step() -> None:
-        loss = nn.functional.cross_entropy(net(xb), y) + 1e-3 * sum((p**2).sum() for m in convs for p in m.parameters())
+        loss = nn.functional.cross_entropy(net(x), y) + 1e-3 * sum((p**2).sum() for m in convs for p in m.parameters())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

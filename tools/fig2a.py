@@ -62,9 +62,9 @@ from tools._experiment import (
     config_hash,
     format_kernel_specs,
     notes_section,
+    parse_device,
     parse_ints,
     parse_kernel_specs,
-    parse_device,
     parse_seeds,
     pin_specs,
     random_priors,
@@ -95,8 +95,8 @@ PAPER = {
     "deterministic": (0.751, 0.827, 0.879, 0.926, 0.954),
 }
 FIELDS = ("size", "prior", "seed", "epochs", "batch", "acc_ensemble", "acc_mean", "nll_ensemble", "steps", "seconds",
-          "ms_per_step", "bound", "kernels_per_step", "dwp_priors", "protocol", "torch", "threads", "device", "finished",
-          "gap_per_kernel", "dwp_hub", "commit")
+          "ms_per_step", "bound", "kernels_per_step", "dwp_priors", "protocol", "torch", "threads", "device",
+          "finished", "gap_per_kernel", "dwp_hub", "commit")
 KEY = ("size", "prior", "seed")
 
 
@@ -311,7 +311,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "kernels_per_step": (job["kernels_per_step"] or DEFAULT_KERNELS_PER_STEP) if prior == "dwp" else "",
         "dwp_priors": spec,
         "protocol": split.protocol, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "device": str(next(model.parameters()).device), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "_checkpoint": str(ck), "gap_per_kernel": gap,
+        "device": str(next(model.parameters()).device), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "_checkpoint": str(ck), "gap_per_kernel": gap,
     }
     if job.get("posterior"):
         save_posterior(Path(job["posterior"]), model, job, row, init=init, widths=widths)

@@ -95,8 +95,8 @@ def _draw(b: int, h: int, w: int, gen: torch.Generator) -> dict[str, torch.Tenso
     u = torch.rand(b, 6, generator=gen).double() * 2 - 1  # uniform in [-1, 1]
     lo, hi = r["scale"]
     # translations are whole pixels, rounded half to even like Python's round()
-    return {"angle": u[:, 0] * r["degrees"],
-            "translate": torch.stack([torch.round(u[:, 1] * r["translate"] * w), torch.round(u[:, 2] * r["translate"] * h)], -1),
+    translate = torch.round(u[:, 1:3] * r["translate"] * torch.tensor([w, h], dtype=u.dtype))
+    return {"angle": u[:, 0] * r["degrees"], "translate": translate,
             "scale": lo + (u[:, 3] + 1) / 2 * (hi - lo),
             "shear": torch.stack([u[:, 4] * r["shear"], torch.zeros(b, dtype=u.dtype)], -1)}
 
@@ -143,7 +143,8 @@ def _per_image_reference(x: torch.Tensor, kind: str, gen: torch.Generator) -> to
     if kind == "affine+elastic":
         disp = torch.rand(b, 2, h, w, generator=gen) * 2 - 1
         k = int(8 * ELASTIC["sigma"] + 1) | 1
-        disp = TF.gaussian_blur(disp, [k, k], [ELASTIC["sigma"]] * 2) * ELASTIC["alpha"] / torch.tensor([w, h]).view(1, 2, 1, 1)
+        disp = TF.gaussian_blur(disp, [k, k], [ELASTIC["sigma"]] * 2) * ELASTIC["alpha"]
+        disp = (disp / torch.tensor([w, h]).view(1, 2, 1, 1)).permute(0, 2, 3, 1)
         for i in range(b):
-            out[i] = TF.elastic(out[i], disp[i : i + 1].permute(0, 2, 3, 1), interpolation=TF.InterpolationMode.BILINEAR)
+            out[i] = TF.elastic(out[i], disp[i : i + 1], interpolation=TF.InterpolationMode.BILINEAR)
     return out.clamp_(0.0, 1.0)

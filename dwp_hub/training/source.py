@@ -9,9 +9,9 @@ draws a small random affine map per image (rotation, translation, scale, shear) 
 (:mod:`dwp_hub.training.augment`) with parameters drawn from the net's seeded generator (reproducible).
 
 ``device`` (``"cpu"``, ``"cuda"``, ...) says where the nets train. Every random draw (initialisation, batch
-order, augmentation) comes from the net's CPU generator and batches move to the device (augmented there), so a net trained on a GPU
-differs from the CPU's only by float rounding; the device is not part of the recipe (nor of the folder that caches
-its nets, :func:`source_dir`).
+order, augmentation) comes from the net's CPU generator and batches move to the device (augmented there), so a net
+trained on a GPU differs from the CPU's only by float rounding; the device is not part of the recipe (nor of the
+folder that caches its nets, :func:`source_dir`).
 """
 
 from __future__ import annotations
