@@ -64,7 +64,21 @@ def test_separable_blur_matches_torchvision_gaussian_blur() -> None:
     torch.testing.assert_close(gaussian_blur(d, 3.0), TF.gaussian_blur(d, [25, 25], [3.0, 3.0]), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["affine", "affine+elastic"])
+def test_blur_with_one_std_per_image_matches_torchvision_image_by_image() -> None:
+    x = _images(b=5, c=2)
+    sig = torch.tensor([0.3, 0.8, 1.2, 1.5, 0.0])
+    got = gaussian_blur(x, sig, window=13)
+    for i in range(4):
+        torch.testing.assert_close(got[i], TF.gaussian_blur(x[i], [13, 13], [float(sig[i])] * 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[4], x[4], atol=1e-6, rtol=0)  # a std of 0 leaves the image as it is
+
+
+def _high_freq_energy(x: torch.Tensor) -> float:
+    f = torch.fft.fft2(x).abs() ** 2
+    return float(f[..., 7:22, 7:22].sum() / f.sum())
+
+
+@pytest.mark.parametrize("kind", ["affine", "affine+elastic", "blur", "affine+blur"])
 def test_augment_batch_matches_the_per_image_torchvision_path(kind: str) -> None:
     x = _images(b=16)
     got = augment_batch(x, kind, torch.Generator().manual_seed(5))
@@ -73,7 +87,7 @@ def test_augment_batch_matches_the_per_image_torchvision_path(kind: str) -> None
     assert (got - x).abs().max() > 0.1  # it did distort
 
 
-@pytest.mark.parametrize("kind", ["affine", "affine+elastic"])
+@pytest.mark.parametrize("kind", ["affine", "affine+elastic", "blur", "affine+blur"])
 def test_augment_batch_is_seeded_clamped_and_draws_what_it_always_drew(kind: str) -> None:
     x = _images(b=8, c=3)
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
@@ -83,10 +97,20 @@ def test_augment_batch_is_seeded_clamped_and_draws_what_it_always_drew(kind: str
     assert not torch.equal(a, augment_batch(x, kind, torch.Generator().manual_seed(8)))
     # the generator advanced by exactly the draws of the per-image path: batch order downstream is unchanged
     ref = torch.Generator().manual_seed(7)
-    torch.rand(8, 6, generator=ref)
+    if kind.startswith("affine"):
+        torch.rand(8, 6, generator=ref)
     if kind == "affine+elastic":
         torch.rand(8, 2, 28, 28, generator=ref)
+    if kind.endswith("blur"):
+        torch.rand(8, generator=ref, dtype=torch.float64)
     assert torch.equal(torch.rand(5, generator=g1), torch.rand(5, generator=ref))
+
+
+def test_blur_removes_fine_detail_and_keeps_the_glyph_in_place() -> None:
+    x = _images(b=16)
+    y = augment_batch(x, "blur", torch.Generator().manual_seed(3))
+    assert _high_freq_energy(y) < 0.5 * _high_freq_energy(x)
+    assert float((y.mean(dim=(1, 2, 3)) - x.mean(dim=(1, 2, 3))).abs().max()) < 0.02  # same ink, not moved
 
 
 def test_augment_batch_none_unknown_and_integer_images() -> None:

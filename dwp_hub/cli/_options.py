@@ -163,6 +163,8 @@ class Augment(str, Enum):
     none = "none"
     affine = "affine"
     affine_elastic = "affine+elastic"
+    blur = "blur"
+    affine_blur = "affine+blur"
 
 
 class Activation(str, Enum):

@@ -1,7 +1,10 @@
 """Data augmentation of source-network training batches, one resampling per transform for the whole batch.
 
 ``"affine"`` draws a small random affine map per image (rotation, translation, scale, shear: the ranges of
-:data:`AFFINE_RANGES`) and ``"affine+elastic"`` follows it with an elastic distortion (:data:`ELASTIC`). The maps
+:data:`AFFINE_RANGES`) and ``"affine+elastic"`` follows it with an elastic distortion (:data:`ELASTIC`).
+``"blur"`` blurs each image by a Gaussian of random width (:data:`BLUR`) and ``"affine+blur"`` blurs after the affine
+map: a net that sees blurred glyphs gets no data gradient on its kernels' finest frequencies, so the L2 term decays
+them and its first-layer kernels come out smoother (the regularity of the paper's released kernels). The maps
 are torchvision's (``transforms.v2.functional.affine`` / ``elastic`` with bilinear interpolation and zero fill: the
 same inverse matrix about the image centre, the same sampling grid), applied to the batch at once with
 ``torch.nn.functional.grid_sample`` instead of image by image, so a batch costs two batched calls wherever it
@@ -16,14 +19,17 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["AFFINE_RANGES", "AUGMENTATIONS", "ELASTIC", "affine_grid", "augment_batch", "elastic_grid", "gaussian_blur"]
+__all__ = ["AFFINE_RANGES", "AUGMENTATIONS", "BLUR", "ELASTIC", "affine_grid", "augment_batch", "elastic_grid",
+           "gaussian_blur"]
 
 #: Data augmentations a source recipe may name.
-AUGMENTATIONS = ("none", "affine", "affine+elastic")
+AUGMENTATIONS = ("none", "affine", "affine+elastic", "blur", "affine+blur")
 #: Ranges of the random affine map: rotation (degrees), translation (fraction of the side), scale, shear (degrees).
 AFFINE_RANGES = {"degrees": 10.0, "translate": 0.1, "scale": (0.9, 1.1), "shear": 5.0}
 #: Elastic distortion: displacement strength alpha (pixels) and smoothness sigma (pixels).
 ELASTIC = {"alpha": 8.0, "sigma": 3.0}
+#: Random blur: the Gaussian's std (pixels) is drawn uniformly from this range, one per image.
+BLUR = {"sigma": (0.0, 1.5)}
 
 
 def _centred_pixels(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -72,17 +78,26 @@ def elastic_grid(displacement: torch.Tensor) -> torch.Tensor:
     return torch.stack([xx, yy], dim=-1).unsqueeze(0) + displacement
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: float | torch.Tensor, window: int | None = None) -> torch.Tensor:
     """``x`` ``[B, C, H, W]`` blurred by a Gaussian of std ``sigma`` pixels over a window of ``int(8 sigma + 1) | 1``
-    pixels with reflected borders (torchvision's ``gaussian_blur`` for that window), as two 1-D passes."""
-    k = int(8 * sigma + 1) | 1
+    pixels with reflected borders (torchvision's ``gaussian_blur`` for that window), as two 1-D passes.
+
+    ``sigma`` may also be a tensor ``[B]``, one std per image, all over one ``window`` (odd; by default the largest
+    std's); a std of 0 leaves its image as it is."""
+    b, c = x.shape[:2]
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1)  # [1 or B, 1]
+    k = window if window is not None else int(8 * float(s.max()) + 1) | 1
     t = torch.arange(k, dtype=x.dtype, device=x.device) - (k - 1) / 2
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    g = g / g.sum()
-    c = x.shape[1]
-    y = F.pad(x, [k // 2] * 4, mode="reflect")
-    y = F.conv2d(y, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
-    return F.conv2d(y, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+    g = torch.exp(-0.5 * (t / s.clamp_min(1e-6)) ** 2)
+    g = (g / g.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [c or B*c, k]
+    if g.shape[0] != c:  # one filter per image and channel: the batch folded into the channels
+        y = x.reshape(1, b * c, *x.shape[2:])
+    else:
+        y = x
+    n = y.shape[1]
+    y = F.pad(y, [k // 2] * 4, mode="reflect")
+    y = F.conv2d(y, g.view(n, 1, 1, k), groups=n)
+    return F.conv2d(y, g.view(n, 1, k, 1), groups=n).reshape(x.shape)
 
 
 def _resample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -120,10 +135,24 @@ def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Ten
     if not x.is_floating_point():
         raise ValueError(f"augment_batch takes float images in [0, 1]; got {x.dtype}. Divide uint8 pixels by 255.")
     b, _, h, w = x.shape
-    out = _resample(x, affine_grid(**_draw(b, h, w, gen), size=(h, w), dtype=x.dtype, device=x.device))
+    out = x
+    if kind.startswith("affine"):
+        out = _resample(x, affine_grid(**_draw(b, h, w, gen), size=(h, w), dtype=x.dtype, device=x.device))
     if kind == "affine+elastic":
         out = _resample(out, elastic_grid(_displacement(b, h, w, gen, out.device, x.dtype)))
+    if kind.endswith("blur"):
+        out = gaussian_blur(out, _blur_sigmas(b, gen).to(out.device), window=_blur_window())
     return out.clamp_(0.0, 1.0)
+
+
+def _blur_sigmas(b: int, gen: torch.Generator) -> torch.Tensor:
+    """The blur std of ``b`` images (pixels), uniform over :data:`BLUR`'s range, drawn from ``gen``."""
+    lo, hi = BLUR["sigma"]
+    return lo + torch.rand(b, generator=gen, dtype=torch.float64) * (hi - lo)
+
+
+def _blur_window() -> int:
+    return int(8 * BLUR["sigma"][1] + 1) | 1
 
 
 def _per_image_reference(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
@@ -134,9 +163,10 @@ def _per_image_reference(x: torch.Tensor, kind: str, gen: torch.Generator) -> to
     if kind == "none":
         return x
     b, _, h, w = x.shape
-    p = _draw(b, h, w, gen)
-    out = torch.empty_like(x)
-    for i in range(b):
+    out = x.clone()
+    if kind.startswith("affine"):
+        p = _draw(b, h, w, gen)
+    for i in range(b if kind.startswith("affine") else 0):
         out[i] = TF.affine(x[i], angle=float(p["angle"][i]), translate=[int(v) for v in p["translate"][i]],
                            scale=float(p["scale"][i]), shear=[float(v) for v in p["shear"][i]],
                            interpolation=TF.InterpolationMode.BILINEAR)
@@ -147,4 +177,9 @@ def _per_image_reference(x: torch.Tensor, kind: str, gen: torch.Generator) -> to
         disp = (disp / torch.tensor([w, h]).view(1, 2, 1, 1)).permute(0, 2, 3, 1)
         for i in range(b):
             out[i] = TF.elastic(out[i], disp[i : i + 1], interpolation=TF.InterpolationMode.BILINEAR)
+    if kind.endswith("blur"):
+        k = _blur_window()
+        for i, s in enumerate(_blur_sigmas(b, gen).tolist()):
+            if s > 0:
+                out[i] = TF.gaussian_blur(out[i], [k, k], [s, s])
     return out.clamp_(0.0, 1.0)
