@@ -5,7 +5,8 @@ loss = mean cross-entropy + ``l2`` · Σ(squared conv-layer parameters), inputs 
 
 Optional data augmentation (not in the paper, whose nets saw 60k images): ``augment="affine"``
 draws a small random affine map per image (rotation, translation, scale, shear) and
-``"affine+elastic"`` adds an elastic distortion, both torchvision's maps applied to the whole batch at once
+``"affine+elastic"`` adds an elastic distortion, both torchvision's maps applied to the whole batch at once;
+``"blur"`` / ``"affine+blur"`` blur each image by a Gaussian of random width, which smooths the learned kernels
 (:mod:`dwp_hub.training.augment`) with parameters drawn from the net's seeded generator (reproducible).
 
 ``device`` (``"cpu"``, ``"cuda"``, ...) says where the nets train. Every random draw (initialisation, batch
