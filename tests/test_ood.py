@@ -253,10 +253,17 @@ def test_report_renders_tables_paired_differences_plot_and_notes(tmp_path: Path)
     assert "| deterministic net + L2 | n/a | n/a |" in text  # no mutual information without weight uncertainty
     assert "| deep weight prior | " in text and "(3) |" in text
     assert "## Paired difference: deep weight prior − standard normal" in text
-    assert "AUROC, predictive entropy: better at N = 50, 100; worse at N = none." in text
+    assert "AUROC, predictive entropy: better at N = 50, 100." in text
     assert "2 row(s) of the Fig. 2a CSV" in text and "3 of 3 runs" not in text and "18 of 18 runs" in text
     notes = text.split("## Notes")[1]
     assert "- From the config." in notes and "From the notes file." in notes
+
+
+def test_summary_names_only_the_verdicts_that_occur() -> None:
+    assert ood._where([200, 500], []) == "better at N = 200, 500"
+    assert ood._where([50], [500]) == "better at N = 50; worse at N = 500"
+    assert ood._where([], [100]) == "worse at N = 100"
+    assert ood._where([], []) == "within seed noise at every size"
 
 
 def test_verdict_rule() -> None:

@@ -295,6 +295,12 @@ def verdict(diffs: Sequence[float], higher_is_better: bool) -> str:
     return "better" if (mu > 0) == higher_is_better else "worse"
 
 
+def _where(better: list[int], worse: list[int]) -> str:
+    """"better at N = 50, 100; worse at N = 500", naming only the verdicts that occur."""
+    parts = [f"{v} at N = {', '.join(map(str, ns))}" for v, ns in (("better", better), ("worse", worse)) if ns]
+    return "; ".join(parts) or "within seed noise at every size"
+
+
 def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, *, missing: int = 0,
                  notes: Sequence[str] = (), stem: str = "ood") -> tuple[Path, Path]:
     """Markdown tables (mean ± std over seeds per arm and size for each metric; the paired difference of the deep
@@ -356,8 +362,7 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, *, mis
                     mu, sd = mean_std(diffs)
                     cells.append(f"{mu:+.3f} ± {sd:.3f} ({len(diffs)}): {v}")
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
-                summary.append(f"- {name}: better at N = {', '.join(map(str, where['better'])) or 'none'}; worse at "
-                               f"N = {', '.join(map(str, where['worse'])) or 'none'}.")
+                summary.append(f"- {name}: {_where(where['better'], where['worse'])}.")
             lines += ["", f"Where the deep weight prior{title} differs from the standard normal beyond seed noise:",
                       "", *summary, ""]
     checked = [r for r in rows if r.get("fig2a_acc_mean") and r.get("n_in") == str(END_IMAGE - FIRST_IMAGE)]
