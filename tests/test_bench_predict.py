@@ -1,0 +1,26 @@
+"""tools/bench_predict.py: a short run writes both timed rows, the memory rows of two K and the targets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import tools_package  # noqa: F401 - makes `import tools` work
+
+from tools import bench_predict
+
+
+def test_short_run_reports_time_memory_and_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DWP_HUB_DATA", raising=False)  # random images: no data needed
+    out = tmp_path / "p.md"
+    assert bench_predict.main(["--n", "100", "--batch-size", "50", "--rounds", "2", "--memory-samples", "1,2",
+                               "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "100 random 28x28 images" in text
+    assert re.search(r"^\| 10 deterministic forward passes \| [\d.]+ \| 1\.00 \|$", text, flags=re.M)
+    assert re.search(r"^\| `predict\(samples=10\)`.* \| [\d.]+ \| [\d.]+ \|$", text, flags=re.M)
+    assert [int(k) for k in re.findall(r"^\| (\d+) \| [\d.]+ \|$", text, flags=re.M)] == [1, 2]
+    assert re.search(r"predict under 2x the deterministic passes: [\d.]+x, (met|MISSED); peak memory independent "
+                     r"of K: K=2 / K=1 = [\d.]+\.", text)
+    assert not out.with_suffix(".md.tmp").exists()

@@ -1,0 +1,157 @@
+"""Issue 13's predict target: ``dwp_hub.inference.predict`` on 5,000 MNIST images with K = 10 passes against 10
+deterministic forward passes of the same net, timed interleaved in one run, and the peak memory of ``predict`` at
+two values of K (each in a fresh child process: the largest resident set while it runs, above the set before it).
+
+The Bayesian net is the paper's fconv 32/128 under the shipped deep weight priors (``paper_net("dwp")``); the
+deterministic baseline is the same architecture as a plain net, run under ``torch.no_grad`` in the same batches.
+Images 5000-9999 of MNIST-10k when ``DWP_HUB_DATA`` is set, else random images of the same shape (said in the
+output). Targets: predict under 2x the deterministic passes; peak memory independent of K.
+
+Usage::
+
+    DWP_HUB_DATA=../shared/data python tools/bench_predict.py --threads 1 --out docs/results/bench_predict.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from dwp_hub import constants
+
+
+def _images(n: int) -> tuple[torch.Tensor, str]:
+    if constants.data_root_is_explicit():
+        from dwp_hub.data import load_idx_dataset
+
+        x, _ = load_idx_dataset("mnist")
+        x = torch.as_tensor(x[5000 : 5000 + n])
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        x = x.unsqueeze(1) if x.dim() == 3 else x
+        return x, f"MNIST-10k images 5000-{5000 + n - 1}"
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)), f"{n} random 28x28 images"
+
+
+def _nets() -> tuple[torch.nn.Module, torch.nn.Module]:
+    from dwp_hub.paper import paper_net
+
+    return paper_net("dwp", seed=0), paper_net("deterministic", seed=0).eval()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _child(samples: int, n: int, batch: int) -> None:
+    """Print the peak resident memory above the start while ``predict`` runs with ``samples`` passes."""
+    from dwp_hub.inference import predict
+
+    x, _ = _images(n)
+    bayes, _ = _nets()
+    predict(bayes, x[:batch], samples=1, batch_size=batch)  # warm-up: allocator and kernels
+    base, peak, done = _rss(), [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    predict(bayes, x, samples=samples, batch_size=batch, generator=torch.Generator().manual_seed(0))
+    done.set()
+    t.join()
+    print(json.dumps({"samples": samples, "peak_above_start_mb": max(0, peak[0] - base) / 2**20}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n", type=int, default=5000, help="images")
+    ap.add_argument("--samples", type=int, default=10, help="K, the MC passes of predict")
+    ap.add_argument("--memory-samples", default="10,50", help="the two K whose peak memory is compared")
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (the first is warm-up)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.child:
+        _child(args.child, args.n, args.batch_size)
+        return 0
+    from dwp_hub.inference import predict
+
+    x, what = _images(args.n)
+    bayes, det = _nets()
+
+    def run_det() -> None:
+        with torch.no_grad():
+            for _ in range(args.samples):
+                for i in range(0, len(x), args.batch_size):
+                    det(x[i : i + args.batch_size]).softmax(-1)
+
+    def run_predict() -> None:
+        predict(bayes, x, samples=args.samples, batch_size=args.batch_size, generator=torch.Generator().manual_seed(0))
+
+    times: dict[str, list[float]] = {"det": [], "predict": []}
+    for r in range(args.rounds):
+        for name, fn in (("det", run_det), ("predict", run_predict)):
+            t0 = time.perf_counter()
+            fn()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+    det_s, pred_s = statistics.median(times["det"]), statistics.median(times["predict"])
+    mem = []
+    for k in (int(v) for v in args.memory_samples.split(",")):
+        cmd = [sys.executable, __file__, "--child", str(k), "--n", str(args.n), "--batch-size", str(args.batch_size),
+               "--threads", str(args.threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ.copy())
+        mem.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    ratio = pred_s / det_s
+    mem_ratio = mem[-1]["peak_above_start_mb"] / max(mem[0]["peak_above_start_mb"], 1e-9)
+    command = f"python tools/bench_predict.py {' '.join(argv if argv is not None else sys.argv[1:])}"
+    lines = [
+        "# predict: K stochastic passes against K deterministic passes, and its memory against K",
+        "",
+        f"Command: `{command}`",
+        "",
+        (f"{what}, batches of {args.batch_size}; the paper's fconv 32/128 under the shipped deep weight priors "
+         f"(`paper_net('dwp')`) against the same architecture as a plain net under `torch.no_grad`; torch "
+         f"{torch.__version__}, {torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.1f}. Wall time: "
+         "median of interleaved rounds, the first discarded."),
+        "",
+        "| run | seconds | ratio |",
+        "|---|---|---|",
+        f"| {args.samples} deterministic forward passes | {det_s:.3f} | 1.00 |",
+        f"| `predict(samples={args.samples})` (probabilities, entropy, expected entropy, mutual information) | "
+        f"{pred_s:.3f} | {ratio:.2f} |",
+        "",
+        "| K | peak memory above the start while predict runs (MiB; fresh process) |",
+        "|---|---|",
+        *[f"| {m['samples']} | {m['peak_above_start_mb']:.1f} |" for m in mem],
+        "",
+        f"Targets (issue 13): predict under 2x the deterministic passes: {ratio:.2f}x, "
+        + ("met" if ratio < 2 else "MISSED")
+        + f"; peak memory independent of K: K={mem[-1]['samples']} / K={mem[0]['samples']} = {mem_ratio:.2f}.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out is not None:
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
