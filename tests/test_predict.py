@@ -50,6 +50,16 @@ def test_predict_matches_the_stacked_computation_and_is_reproducible() -> None:
     assert torch.allclose(pred.expected_entropy, eh, atol=1e-5)
 
 
+def test_predict_builds_no_autograd_graph() -> None:
+    # the K passes run without autograd: outputs are plain tensors, the caller's grad mode is untouched
+    model = _model()
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    pred = predict(model, x, samples=3, batch_size=4, generator=torch.Generator().manual_seed(1))
+    for t in (pred.probs, pred.entropy, pred.expected_entropy, pred.mutual_information):
+        assert not t.requires_grad and t.grad_fn is None
+    assert torch.is_grad_enabled()  # the caller's mode is left as it was
+
+
 def test_predict_leaves_the_global_generator_and_takes_a_dataloader() -> None:
     model = _model()
     x = torch.rand(12, 1, 28, 28)
