@@ -3,8 +3,8 @@
 ``"affine"`` draws a small random affine map per image (rotation, translation, scale, shear: the ranges of
 :data:`AFFINE_RANGES`) and ``"affine+elastic"`` follows it with an elastic distortion (:data:`ELASTIC`).
 ``"blur"`` blurs each image by a Gaussian of random width (:data:`BLUR`) and ``"affine+blur"`` blurs after the affine
-map: a net that sees blurred glyphs gets no data gradient on its kernels' finest frequencies, so the L2 term decays
-them and its first-layer kernels come out smoother (the regularity of the paper's released kernels). The maps
+map: a net that sees blurred glyphs gets little data gradient on its kernels' finest frequencies, so the L2 term
+decays them (measured: a smoother first layer, not a better prior; docs/results/source-study-probes/session10). The maps
 are torchvision's (``transforms.v2.functional.affine`` / ``elastic`` with bilinear interpolation and zero fill: the
 same inverse matrix about the image centre, the same sampling grid), applied to the batch at once with
 ``torch.nn.functional.grid_sample`` instead of image by image, so a batch costs two batched calls wherever it
@@ -90,10 +90,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float | torch.Tensor, window: int | No
     t = torch.arange(k, dtype=x.dtype, device=x.device) - (k - 1) / 2
     g = torch.exp(-0.5 * (t / s.clamp_min(1e-6)) ** 2)
     g = (g / g.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [c or B*c, k]
-    if g.shape[0] != c:  # one filter per image and channel: the batch folded into the channels
-        y = x.reshape(1, b * c, *x.shape[2:])
-    else:
-        y = x
+    # one filter per image and channel: the batch folded into the channels
+    y = x.reshape(1, b * c, *x.shape[2:]) if g.shape[0] != c else x
     n = y.shape[1]
     y = F.pad(y, [k // 2] * 4, mode="reflect")
     y = F.conv2d(y, g.view(n, 1, 1, k), groups=n)
@@ -166,10 +164,10 @@ def _per_image_reference(x: torch.Tensor, kind: str, gen: torch.Generator) -> to
     out = x.clone()
     if kind.startswith("affine"):
         p = _draw(b, h, w, gen)
-    for i in range(b if kind.startswith("affine") else 0):
-        out[i] = TF.affine(x[i], angle=float(p["angle"][i]), translate=[int(v) for v in p["translate"][i]],
-                           scale=float(p["scale"][i]), shear=[float(v) for v in p["shear"][i]],
-                           interpolation=TF.InterpolationMode.BILINEAR)
+        for i in range(b):
+            out[i] = TF.affine(x[i], angle=float(p["angle"][i]), translate=[int(v) for v in p["translate"][i]],
+                               scale=float(p["scale"][i]), shear=[float(v) for v in p["shear"][i]],
+                               interpolation=TF.InterpolationMode.BILINEAR)
     if kind == "affine+elastic":
         disp = torch.rand(b, 2, h, w, generator=gen) * 2 - 1
         k = int(8 * ELASTIC["sigma"] + 1) | 1
