@@ -16,7 +16,9 @@ from dwp_hub.inference import (
     evaluate,
     fit_deterministic,
     fit_vi,
+    load_checkpoint,
     paper_net,
+    save_checkpoint,
 )
 from helpers import tiny_data
 
@@ -60,8 +62,18 @@ def test_checkpoint_resume_reproduces_an_uninterrupted_run(tiny_registry: Path, 
     ck = tmp_path / "b.safetensors"
     with pytest.raises(KeyboardInterrupt):
         fit_vi(build(), x, y, recipe, checkpoint=ck, progress=False, callback=crash)
+    legacy = tmp_path / "legacy.safetensors"  # the same checkpoint as written before it recorded training time
+    model = build()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    meta = load_checkpoint(ck, model, opt)
+    assert meta["seconds"] > 0
+    save_checkpoint(legacy, model, opt, {k: v for k, v in meta.items() if k not in ("seconds", "extra")},
+                    extra=meta["extra"])
     resumed = fit_vi(build(), x, y, recipe, checkpoint=ck, progress=False)
     assert resumed.resumed_from == 4 and resumed.steps == 12
+    # the training time of all 12 steps: the 4 before the crash, recorded in the checkpoint, and the 8 after
+    assert resumed.total_seconds == pytest.approx(meta["seconds"] + resumed.seconds)
+    assert fit_vi(build(), x, y, recipe, checkpoint=legacy, progress=False).total_seconds is None
     a, b = straight.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from dwp_hub.errors import ConfigError
-from dwp_hub.inference import paper_net, predict
+from dwp_hub.inference import BayesLinear, Sampling, paper_net, predict, sampling_mode
 from dwp_hub.inference.predict import classification_metrics, expected_calibration_error, reliability_diagram
 
 
@@ -26,28 +26,59 @@ def _model() -> torch.nn.Module:
     return model
 
 
-def test_predict_matches_the_stacked_computation_and_is_reproducible() -> None:
+@pytest.mark.parametrize("sampling", ["weights", "local"])
+def test_predict_matches_the_stacked_computation_and_is_reproducible(sampling: str) -> None:
     model = _model()
     x = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    pred = predict(model, x, samples=6, batch_size=7, generator=torch.Generator().manual_seed(1))
+    pred = predict(model, x, samples=6, batch_size=7, generator=torch.Generator().manual_seed(1), sampling=sampling)
     assert pred.probs.shape == (30, 10) and pred.entropy.shape == pred.mutual_information.shape == (30,)
     assert torch.allclose(pred.probs.sum(1), torch.ones(30))
     assert (pred.mutual_information >= 0).all() and (pred.mutual_information > 1e-6).any()
     assert torch.allclose(pred.entropy - pred.expected_entropy, pred.mutual_information, atol=1e-6)
-    again = predict(model, x, samples=6, batch_size=7, generator=torch.Generator().manual_seed(1))
+    again = predict(model, x, samples=6, batch_size=7, generator=torch.Generator().manual_seed(1), sampling=sampling)
     assert torch.equal(pred.probs, again.probs)
     # the same numbers from K stacked outputs (the definition), batch by batch with the same noise stream
     seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(1)))
-    with torch.random.fork_rng(), torch.no_grad():
+    with torch.random.fork_rng(), torch.no_grad(), sampling_mode(model, sampling):
         torch.manual_seed(seed)
         model.eval()
         ps = [torch.stack([F.softmax(model(x[i:i + 7]), -1) for _ in range(6)]) for i in range(0, 30, 7)]
     stacked = torch.cat(ps, 1)  # [K, N, C]
     mean = stacked.mean(0)
-    h = -(mean * mean.log()).sum(1)
-    eh = -(stacked * stacked.log()).sum(2).mean(0)
+    h = -torch.special.xlogy(mean, mean).sum(1)
+    eh = -torch.special.xlogy(stacked, stacked).sum(2).mean(0)
     assert torch.allclose(pred.probs, mean, atol=1e-6) and torch.allclose(pred.entropy, h, atol=1e-5)
     assert torch.allclose(pred.expected_entropy, eh, atol=1e-5)
+
+
+def test_weight_sampling_shares_one_draw_per_pass_and_has_the_local_moments() -> None:
+    torch.manual_seed(0)
+    layer = BayesLinear(3, 2)
+    with torch.no_grad():
+        layer.log_sigma2.fill_(-1.0)
+    x = torch.tensor([[1.0, -2.0, 0.5], [1.0, -2.0, 0.5], [0.3, 0.0, 2.0]])
+    with torch.no_grad():
+        with sampling_mode(layer, "weights"):
+            assert layer.sampling is Sampling.WEIGHTS
+            out = layer(x)
+            assert torch.equal(out[0], out[1])  # one weight draw for the whole batch
+            draws = torch.stack([layer(x) for _ in range(4000)])
+        assert layer.sampling is Sampling.LOCAL  # restored
+        local = layer(x)
+        assert not torch.equal(local[0], local[1])  # independent noise per example
+        local_draws = torch.stack([layer(x) for _ in range(4000)])
+    # both are draws of the same marginal per output: mean x·θ + b, variance x²·σ²
+    mean = x @ layer.weight.T + layer.bias
+    var = (x * x) @ layer.sigma2.T
+    for d in (draws, local_draws):
+        assert torch.allclose(d.mean(0), mean, atol=4 * float(var.max().sqrt()) / 4000**0.5)
+        assert torch.allclose(d.var(0), var, rtol=0.1)
+    # and across examples the weight draws correlate the outputs exactly as q does
+    cov01 = ((draws[:, 0, 0] - mean[0, 0]) * (draws[:, 2, 0] - mean[2, 0])).mean()
+    assert abs(float(cov01) - float((x[0] * x[2] * layer.sigma2[0]).sum())) < 0.1
+    with pytest.raises(ConfigError, match="sampling"):
+        with sampling_mode(layer, "flipout"):
+            pass
 
 
 def test_predict_builds_no_autograd_graph() -> None:

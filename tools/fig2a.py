@@ -305,8 +305,10 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     row = {
         "size": job["size"], "prior": job["prior"], "seed": job["seed"], "epochs": job["epochs"], "batch": job["batch"],
         "acc_ensemble": round(m["acc_ensemble"], 4), "acc_mean": round(m["acc_mean"], 4),
-        "nll_ensemble": round(m["nll_ensemble"], 4), "steps": result.steps, "seconds": round(result.seconds, 1),
-        "ms_per_step": round(result.ms_per_step, 2),
+        "nll_ensemble": round(m["nll_ensemble"], 4), "steps": result.steps,
+        # training time of all the run's steps, across resumes ("" when a checkpoint did not record it)
+        "seconds": "" if result.total_seconds is None else round(result.total_seconds, 1),
+        "ms_per_step": "" if result.total_seconds is None else round(1000 * result.total_seconds / result.steps, 2),
         "bound": job["bound"] if prior == "dwp" else "",
         "kernels_per_step": (job["kernels_per_step"] or DEFAULT_KERNELS_PER_STEP) if prior == "dwp" else "",
         "dwp_priors": spec,
@@ -472,8 +474,11 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     lines += notes_section(notes, out_dir, stem)
     if compare is not None:
         lines += ["", f"## Both budgets: this table beside {compare[0]}", "", *budget_table(rows, compare[1], compare[0])]
-    lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in rows) / 3600:.2f} h "
-              f"(median {statistics.median(float(r['ms_per_step']) for r in rows):.1f} ms/step)." if rows else ""]
+    timed = [r for r in rows if r.get("seconds") not in ("", None)]
+    untimed = f"; {len(rows) - len(timed)} resumed run(s) without a recorded time" if len(timed) < len(rows) else ""
+    lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in timed) / 3600:.2f} h "
+              f"(median {statistics.median(float(r['ms_per_step']) for r in timed):.1f} ms/step){untimed}."
+              if timed else ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"{stem}.md"
     md.write_text("\n".join(lines) + "\n")
@@ -625,9 +630,10 @@ def main(argv: list[str] | None = None) -> int:
         results.add([row], settings[key])
         if not cfg.keep_checkpoints:  # the CSV row is the result; checkpoints only serve unfinished runs
             Path(row["_checkpoint"]).unlink(missing_ok=True)
+        took = "time not recorded" if row["seconds"] == "" else (f"{row['seconds']:.0f} s, "
+                                                                  f"{row['ms_per_step']:.1f} ms/step")
         print(f"  N={row['size']:<5} {row['prior']:<16} seed {row['seed']}: acc {row['acc_ensemble']:.4f} "
-              f"(mean weights {row['acc_mean']:.4f}), {row['seconds']:.0f} s, {row['ms_per_step']:.1f} ms/step",
-              flush=True)
+              f"(mean weights {row['acc_mean']:.4f}), {took}", flush=True)
 
     run_jobs(todo, run_one, report, cfg.workers)
     if results.rows:

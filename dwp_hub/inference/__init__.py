@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dwp_hub.inference._protocols import Bound, Family, Precision, Sampler, VariationalLayer
+from dwp_hub.inference._protocols import Bound, Family, Precision, Sampler, Sampling, VariationalLayer
 from dwp_hub.inference.layers import (
     BayesConv2d,
     BayesianLayer,
@@ -21,6 +21,7 @@ from dwp_hub.inference.layers import (
     ConversionReport,
     bayesian_layers,
     mean_weights,
+    sampling_mode,
     set_stochastic,
     to_bayesian,
     to_bayesian_report,
@@ -64,6 +65,7 @@ __all__ = [
     "PriorKL",
     "Precision",
     "Sampler",
+    "Sampling",
     "SparseLogUniformKL",
     "StandardNormalKL",
     "VIRecipe",
@@ -86,6 +88,7 @@ __all__ = [
     "Prediction",
     "classification_metrics",
     "prior_families",
+    "sampling_mode",
     "save_checkpoint",
     "set_stochastic",
     "to_bayesian",

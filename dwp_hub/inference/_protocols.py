@@ -42,6 +42,20 @@ class Family(_StrEnum):
     VARIATIONAL_DROPOUT = "variational-dropout"
 
 
+class Sampling(_StrEnum):
+    """How a stochastic Bayesian layer draws its output.
+
+    ``local``: local reparameterisation (Kingma et al. 2015), independent noise per example and output unit,
+    a mean and a variance operation per pass; the training default (lower-variance gradients).
+    ``weights``: one weight sample θ + σ·ε per forward pass, shared by the batch, then one operation; the
+    exact posterior predictive (outputs of one example correlated through the shared weights, as they are
+    under q) at the cost of a deterministic pass; the default of :func:`~dwp_hub.inference.predict`.
+    """
+
+    LOCAL = "local"
+    WEIGHTS = "weights"
+
+
 class Bound(_StrEnum):
     """Estimator of a deep weight prior's kernel term: every kernel every step, or a subsample."""
 

@@ -21,7 +21,10 @@ model is part of ``model.parameters()``).
 
 Modes: ``stochastic`` (default, in both train and eval mode; used for training and the Monte Carlo
 ensemble) and deterministic (``stochastic=False``: the layer uses the means θ). Switch a whole
-model with :func:`set_stochastic` or temporarily with :func:`mean_weights`.
+model with :func:`set_stochastic` or temporarily with :func:`mean_weights`. A stochastic layer samples by
+local reparameterisation (``sampling="local"``, the default) or draws one weight sample per pass
+(``sampling="weights"``: the exact posterior predictive at the cost of one deterministic operation);
+switch temporarily with :func:`sampling_mode`.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dwp_hub.errors import UnsupportedLayerError
-from dwp_hub.inference._protocols import Family
+from dwp_hub.inference._protocols import Family, Sampling
 from dwp_hub.inference.priors import PRIOR_CLASSES, DeepWeightPriorKL, PriorKL, auto_prior, make_prior
 from dwp_hub.model.prior import DeepWeightPrior
 
@@ -74,6 +77,7 @@ class BayesianLayer(nn.Module):
             self.logit_alpha = nn.Parameter(torch.full_like(weight, float(logit_alpha_init)))
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
         self.stochastic = True
+        self.sampling = Sampling.LOCAL
         self.prior: PriorKL | None = None
 
     def set_prior(self, prior: PriorKL | None) -> BayesianLayer:
@@ -120,6 +124,8 @@ class BayesianLayer(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.stochastic and self.sampling is Sampling.WEIGHTS:
+            return self._op(x, self.sample_weight(), self.bias)
         mean = self._op(x, self.weight, self.bias)
         if not self.stochastic:
             return mean
@@ -131,6 +137,12 @@ class BayesianLayer(nn.Module):
         if self.prior is None:
             return self.weight.new_zeros(())
         return self.prior.kl(self)
+
+
+def _mode_repr(layer: BayesianLayer) -> str:
+    if not layer.stochastic:
+        return ", deterministic"
+    return "" if layer.sampling is Sampling.LOCAL else f", sampling={layer.sampling.value}"
 
 
 class BayesConv2d(BayesianLayer):
@@ -220,7 +232,7 @@ class BayesConv2d(BayesianLayer):
             s += ", bias=False"
         if self.family is not Family.GAUSSIAN:
             s += f", family={self.family.value}"
-        return s + ("" if self.stochastic else ", deterministic")
+        return s + _mode_repr(self)
 
 
 class BayesLinear(BayesianLayer):
@@ -269,7 +281,7 @@ class BayesLinear(BayesianLayer):
         s = f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
         if self.family is not Family.GAUSSIAN:
             s += f", family={self.family.value}"
-        return s + ("" if self.stochastic else ", deterministic")
+        return s + _mode_repr(self)
 
 
 # -- model-level helpers -------------------------------------------------------------------
@@ -298,6 +310,22 @@ def mean_weights(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for (_, layer), mode in zip(layers, before):
             layer.stochastic = mode
+
+
+@contextmanager
+def sampling_mode(model: nn.Module, sampling: Sampling | str) -> Iterator[nn.Module]:
+    """Within the block every Bayesian layer samples by ``sampling`` (:class:`Sampling`: ``"local"`` or
+    ``"weights"``); the previous modes are restored after."""
+    mode = Sampling.parse(sampling)
+    layers = bayesian_layers(model)
+    before = [layer.sampling for _, layer in layers]
+    try:
+        for _, layer in layers:
+            layer.sampling = mode
+        yield model
+    finally:
+        for (_, layer), old in zip(layers, before):
+            layer.sampling = old
 
 
 # -- conversion ----------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Predictive distributions of Bayesian nets and their uncertainty and calibration metrics.
 
 :func:`predict` runs ``samples`` stochastic forward passes per batch and keeps running sums only (never
-the ``samples`` full outputs): the mean probabilities p̄ = (1/K) Σ_k p_k, the predictive entropy
-H[p̄], the expected entropy (1/K) Σ_k H[p_k] (aleatoric part) and their difference, the mutual
-information between the prediction and the weights (epistemic part, ≥ 0).
+the ``samples`` full outputs; peak memory does not grow with ``samples``). Each pass draws one weight sample
+per Bayesian layer, shared by the batch (``sampling="weights"``: the exact posterior predictive, at the cost of
+a deterministic pass); ``sampling="local"`` uses the training-time local reparameterisation instead (a mean
+and a variance operation per layer, independent noise per example and output unit). The running sums give the mean probabilities
+p̄ = (1/K) Σ_k p_k, the predictive entropy H[p̄], the expected entropy (1/K) Σ_k H[p_k] (aleatoric part) and
+their difference, the mutual information between the prediction and the weights (epistemic part, ≥ 0).
 
 :func:`classification_metrics` scores mean probabilities: accuracy, NLL, Brier score and expected
 calibration error (equal-width confidence bins, the top-label definition of Guo et al. 2017, the
@@ -21,7 +24,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dwp_hub.errors import ConfigError
-from dwp_hub.inference.layers import bayesian_layers
+from dwp_hub.inference._protocols import Sampling
+from dwp_hub.inference.layers import bayesian_layers, sampling_mode
 
 _EPS = 1e-12
 
@@ -46,7 +50,8 @@ def _entropy(p: Tensor) -> Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Any, samples: int = 10, *, batch_size: int = 256,
-            generator: torch.Generator | None = None, device: Any = None) -> Prediction:
+            generator: torch.Generator | None = None, device: Any = None,
+            sampling: Sampling | str = Sampling.WEIGHTS) -> Prediction:
     """The MC predictive distribution of ``model`` on ``x`` (a tensor ``[N, ...]`` or an iterable of
     input batches, e.g. a ``DataLoader`` yielding ``x`` or ``(x, y)``).
 
@@ -57,9 +62,13 @@ def predict(model: nn.Module, x: Any, samples: int = 10, *, batch_size: int = 25
         generator: makes the passes reproducible (a seed is drawn from it; the global generator is
             left untouched).
         device: where to run (default: the model's device); results are returned on the CPU.
+        sampling: ``"weights"`` (one weight draw per layer and pass, shared by the batch: the exact
+            predictive, one deterministic pass's cost) or ``"local"`` (local reparameterisation, as in
+            training: about twice the cost). See :class:`~dwp_hub.inference.Sampling`.
     """
     if samples < 1:
         raise ConfigError(f"samples must be >= 1, got {samples}.")
+    mode = Sampling.parse(sampling)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     k = samples if bayesian_layers(model) else 1
     batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size)) if torch.is_tensor(x) else x
@@ -68,7 +77,7 @@ def predict(model: nn.Module, x: Any, samples: int = 10, *, batch_size: int = 25
     model.eval()
     out: dict[str, list[Tensor]] = {"probs": [], "entropy": [], "expected_entropy": []}
     try:
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), sampling_mode(model, mode):
             batches = iter(batches)  # a DataLoader draws its base seed here: not from the noise stream below
             if seed is not None:
                 torch.manual_seed(seed)

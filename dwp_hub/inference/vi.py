@@ -108,6 +108,8 @@ class VIResult:
         objective: ``"vi"`` or ``"deterministic"``.
         steps: optimisation steps in total; ``resumed_from``: step the run resumed at (0: fresh).
         seconds: wall time of the steps run in this call; ``ms_per_step`` likewise.
+        total_seconds: wall time of all ``steps``, across resumed calls (checkpoints record it); ``None``
+            when the run resumed from a checkpoint written before checkpoints recorded it.
         final: last step's loss terms (``loss``, ``data``, ``kl`` or ``l2``).
         metrics: evaluation on the eval set (``acc_ensemble``, ``acc_mean``, ``nll_ensemble``), if given.
         history: periodic records (step, epoch, loss terms, eval metrics when ``eval_every``).
@@ -122,6 +124,7 @@ class VIResult:
     final: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    total_seconds: float | None = None
 
 
 # -- evaluation ----------------------------------------------------------------------------
@@ -413,7 +416,7 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
     opt = torch.optim.Adam(params, lr=recipe.lr)
     run_meta = {"recipe": recipe.to_dict(), "objective": objective, "n_train": n, "total_steps": total,
                 "priors": _priors_meta(model), "user": metadata or {}}
-    step, history = 0, []
+    step, history, earlier_seconds = 0, [], 0.0
     if checkpoint is not None and Path(checkpoint).exists() and resume:
         meta = load_checkpoint(checkpoint, model, opt)
         for key in ("recipe", "objective", "n_train", "priors"):
@@ -424,6 +427,7 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
                     hint="Delete it, pass another path, or {remedy}.",
                 )
         step, history = int(meta["step"]), list(meta.get("history", []))
+        earlier_seconds = float(meta["seconds"]) if "seconds" in meta else float("nan")
         extra = meta["extra"]
         if "rng_torch" in extra:
             torch.set_rng_state(extra["rng_torch"])
@@ -434,8 +438,9 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
     def write_checkpoint() -> None:
         if checkpoint is None:
             return
-        save_checkpoint(checkpoint, model, opt, {**run_meta, "step": step, "history": history},
-                        extra={"rng_torch": torch.get_rng_state()})
+        spent = earlier_seconds + time.perf_counter() - start
+        meta = {**run_meta, "step": step, "history": history, **({} if math.isnan(spent) else {"seconds": spent})}
+        save_checkpoint(checkpoint, model, opt, meta, extra={"rng_torch": torch.get_rng_state()})
 
     from dwp_hub._progress import progress_bar
 
@@ -513,8 +518,9 @@ def _fit_seeded(model: nn.Module, x_train: Any, y_train: Any, recipe: VIRecipe, 
     if x_eval is not None:
         metrics = evaluate(model, x_eval, y_eval, recipe.eval_mc, likelihood=recipe.likelihood,
                            noise_std=recipe.noise_std)
+    total_seconds = earlier_seconds + seconds
     return VIResult(model, objective, step, resumed_from, seconds, 1000 * seconds / max(1, ran), final, metrics,
-                    history)
+                    history, None if math.isnan(total_seconds) else total_seconds)
 
 
 def fit_vi(model: nn.Module, x_train: Any, y_train: Any = None, recipe: VIRecipe | None = None, *,
