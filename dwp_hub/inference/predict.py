@@ -4,9 +4,10 @@
 the ``samples`` full outputs; peak memory does not grow with ``samples``). Each pass draws one weight sample
 per Bayesian layer, shared by the batch (``sampling="weights"``: the exact posterior predictive, at the cost of
 a deterministic pass); ``sampling="local"`` uses the training-time local reparameterisation instead (a mean
-and a variance operation per layer, independent noise per example and output unit). The running sums give the mean probabilities
-p̄ = (1/K) Σ_k p_k, the predictive entropy H[p̄], the expected entropy (1/K) Σ_k H[p_k] (aleatoric part) and
-their difference, the mutual information between the prediction and the weights (epistemic part, ≥ 0).
+and a variance operation per layer, independent noise per example and output unit). The running sums give
+the mean probabilities p̄ = (1/K) Σ_k p_k, the predictive entropy H[p̄], the expected entropy
+(1/K) Σ_k H[p_k] (aleatoric part) and their difference, the mutual information between the prediction and
+the weights (epistemic part, ≥ 0).
 
 :func:`classification_metrics` scores mean probabilities: accuracy, NLL, Brier score and expected
 calibration error (equal-width confidence bins, the top-label definition of Guo et al. 2017, the
