@@ -467,10 +467,10 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
                 mu, ref = st[((p, ""), n)][0], dict(zip(SIZES, PAPER[p]))[n]
                 lines.append(f"- N={n}: {label[(p, '')]} {mu:.3f} vs paper {ref:.3f}: "
                              f"{'within 0.03' if abs(mu - ref) <= 0.03 else 'NOT within 0.03'}")
-    gaps = [(int(r["size"]), r["seed"], r["gap_per_kernel"]) for r in rows if r.get("gap_per_kernel")]
+    gaps = [(int(r["size"]), r["prior"], r["seed"], r["gap_per_kernel"]) for r in rows if r.get("gap_per_kernel")]
     if gaps:
         lines += ["", "## Appendix F: gap of the auxiliary bound at the end of each run (nats per kernel, per layer)", ""]
-        lines += [f"- N={n}, seed {sd}: {g}" for n, sd, g in sorted(gaps)]
+        lines += [f"- N={n}, {arm}, seed {sd}: {g}" for n, arm, sd, g in sorted(gaps)]
     lines += notes_section(notes, out_dir, stem)
     if compare is not None:
         lines += ["", f"## Both budgets: this table beside {compare[0]}", "", *budget_table(rows, compare[1], compare[0])]
