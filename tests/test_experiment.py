@@ -309,14 +309,16 @@ def test_fig2a_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert fig2a.main(argv) == 0
     assert "0 run(s) to do" in capsys.readouterr().out
     assert (tmp_path / "fig2a.md").is_file() and not list((tmp_path / "w").iterdir())  # checkpoints removed
-    assert all(float(r["seconds"]) > 0 and float(r["ms_per_step"]) > 0 for r in rows)
+    assert all(r["seconds"] != "" and float(r["ms_per_step"]) > 0 for r in rows)
     # a run resumed from a checkpoint that did not record its time has blank times; the report says so
-    csv = tmp_path / "fig2a.csv"
-    lines = csv.read_text().splitlines()
-    head = lines[0].split(",")
-    cells = lines[1].split(",")
-    cells[head.index("seconds")] = cells[head.index("ms_per_step")] = ""
-    csv.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    path = tmp_path / "fig2a.csv"
+    with path.open(newline="") as f:
+        table = list(csv.DictReader(f))
+    table[0]["seconds"] = table[0]["ms_per_step"] = ""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
     assert fig2a.main(["--report-only", "--out-dir", str(tmp_path)]) == 0
     assert "Runs: 2; total training time" in (tmp_path / "fig2a.md").read_text()
     assert "1 resumed run(s) without a recorded time" in (tmp_path / "fig2a.md").read_text()

@@ -53,7 +53,9 @@ def test_checkpoint_resume_reproduces_an_uninterrupted_run(tiny_registry: Path, 
     def build() -> nn.Module:
         return paper_net("dwp", dwp_priors={7: "tiny-7x7", 5: "tiny-5x5"}, widths=(2, 4), kernels_per_step=3)
 
-    straight = fit_vi(build(), x, y, recipe, checkpoint=tmp_path / "a.safetensors", progress=False).model
+    first = fit_vi(build(), x, y, recipe, checkpoint=tmp_path / "a.safetensors", progress=False)
+    assert first.total_seconds == first.seconds > 0  # a fresh run: all its time is this call's
+    straight = first.model
 
     def crash(step: int, record: dict[str, float]) -> None:
         if step == 8:  # records are made every checkpoint_every steps, before the checkpoint is written

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from dwp_hub.errors import ConfigError
-from dwp_hub.inference import BayesLinear, Sampling, paper_net, predict, sampling_mode
+from dwp_hub.inference import BayesLinear, SamplingMode, paper_net, predict, sampling_mode
 from dwp_hub.inference.predict import classification_metrics, expected_calibration_error, reliability_diagram
 
 
@@ -59,26 +59,67 @@ def test_weight_sampling_shares_one_draw_per_pass_and_has_the_local_moments() ->
     x = torch.tensor([[1.0, -2.0, 0.5], [1.0, -2.0, 0.5], [0.3, 0.0, 2.0]])
     with torch.no_grad():
         with sampling_mode(layer, "weights"):
-            assert layer.sampling is Sampling.WEIGHTS
+            assert layer.sampling is SamplingMode.WEIGHTS
             out = layer(x)
             assert torch.equal(out[0], out[1])  # one weight draw for the whole batch
             draws = torch.stack([layer(x) for _ in range(4000)])
-        assert layer.sampling is Sampling.LOCAL  # restored
+        assert layer.sampling is SamplingMode.LOCAL  # restored
         local = layer(x)
         assert not torch.equal(local[0], local[1])  # independent noise per example
         local_draws = torch.stack([layer(x) for _ in range(4000)])
     # both are draws of the same marginal per output: mean x·θ + b, variance x²·σ²
-    mean = x @ layer.weight.T + layer.bias
-    var = (x * x) @ layer.sigma2.T
+    with torch.no_grad():
+        mean = x @ layer.weight.T + layer.bias
+        var = (x * x) @ layer.sigma2.T
     for d in (draws, local_draws):
         assert torch.allclose(d.mean(0), mean, atol=4 * float(var.max().sqrt()) / 4000**0.5)
         assert torch.allclose(d.var(0), var, rtol=0.1)
     # and across examples the weight draws correlate the outputs exactly as q does
     cov01 = ((draws[:, 0, 0] - mean[0, 0]) * (draws[:, 2, 0] - mean[2, 0])).mean()
-    assert abs(float(cov01) - float((x[0] * x[2] * layer.sigma2[0]).sum())) < 0.1
+    assert abs(float(cov01) - float((x[0] * x[2] * layer.sigma2[0].detach()).sum())) < 0.1
     with pytest.raises(ConfigError, match="sampling"):
         with sampling_mode(layer, "flipout"):
             pass
+    layer.sampling = "weights"  # a string is parsed on assignment
+    assert layer.sampling is SamplingMode.WEIGHTS and "sampling=weights" in repr(layer)
+    with pytest.raises(ConfigError, match="sampling"):
+        layer.sampling = "flipout"
+
+
+def test_predict_draws_weights_by_default_and_restores_each_layers_mode() -> None:
+    model = _model()
+    layers = [m for m in model.modules() if hasattr(m, "sampling")]
+    layers[0].sampling = "weights"  # a mode set before the call is kept
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator
+    default = predict(model, x, samples=3, batch_size=6, generator=gen().manual_seed(1))
+    weights = predict(model, x, samples=3, batch_size=6, generator=gen().manual_seed(1), sampling="weights")
+    local = predict(model, x, samples=3, batch_size=6, generator=gen().manual_seed(1), sampling="local")
+    assert torch.equal(default.probs, weights.probs) and not torch.equal(default.probs, local.probs)
+    assert [m.sampling for m in layers] == [SamplingMode.WEIGHTS] + [SamplingMode.LOCAL] * (len(layers) - 1)
+
+    class Boom(torch.nn.Module):  # the modes come back after an exception too
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    model.append(Boom())
+    with pytest.raises(RuntimeError, match="boom"):
+        predict(model, x, samples=2, sampling="local")
+    assert [m.sampling for m in layers] == [SamplingMode.WEIGHTS] + [SamplingMode.LOCAL] * (len(layers) - 1)
+    with pytest.raises(ConfigError, match="sampling"):
+        predict(model, x, sampling="flipout")
+
+
+def test_weight_sampling_has_finite_gradients_for_variational_dropout() -> None:
+    # σ = sqrt(α)·|θ| without a square root of α·θ²: finite gradients where a mean is exactly 0
+    torch.manual_seed(0)
+    layer = BayesLinear(4, 3, family="variational-dropout")
+    with torch.no_grad():
+        layer.weight[0, 0] = 0.0
+    layer.sampling = "weights"
+    layer(torch.randn(5, 4)).square().sum().backward()
+    assert torch.isfinite(layer.weight.grad).all() and torch.isfinite(layer.logit_alpha.grad).all()
+    assert torch.allclose(layer.sigma**2, layer.sigma2)
 
 
 def test_predict_builds_no_autograd_graph() -> None:

@@ -476,9 +476,11 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
         lines += ["", f"## Both budgets: this table beside {compare[0]}", "", *budget_table(rows, compare[1], compare[0])]
     timed = [r for r in rows if r.get("seconds") not in ("", None)]
     untimed = f"; {len(rows) - len(timed)} resumed run(s) without a recorded time" if len(timed) < len(rows) else ""
-    lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in timed) / 3600:.2f} h "
-              f"(median {statistics.median(float(r['ms_per_step']) for r in timed):.1f} ms/step){untimed}."
-              if timed else ""]
+    if timed:
+        lines += ["", f"Runs: {len(rows)}; total training time {sum(float(r['seconds']) for r in timed) / 3600:.2f} h "
+                  f"(median {statistics.median(float(r['ms_per_step']) for r in timed):.1f} ms/step){untimed}."]
+    elif rows:
+        lines += ["", f"Runs: {len(rows)}; no recorded training time."]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"{stem}.md"
     md.write_text("\n".join(lines) + "\n")

@@ -321,7 +321,8 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, *, mis
         "",
         (f"Runs: {len(rows)} Fig. 2a runs (MNIST-10k test protocol: N stratified training images from images 0-4999), "
          "each rebuilt from its kept posterior and its row's settings and scored with "
-         f"`dwp_hub.inference.predict` ({', '.join(samples) or '-'} MC passes; the deterministic net: one pass). "
+         f"`dwp_hub.inference.predict` ({', '.join(samples) or '-'} MC passes with local reparameterisation, "
+         "`sampling=\"local\"`; the deterministic net: one pass). "
          "Images: " + "; ".join(f"in-distribution {a}, out-of-distribution {b}" for a, b in ranges) + ". "
          "AUROC: OOD images the positive class, scored by the predictive entropy or by the mutual information "
          "(n/a for the deterministic net, which has no weight uncertainty). ECE: top-label, equal-width bins."),

@@ -131,6 +131,7 @@ def vi_cmd(
         "prior": prior, "n_train": n_train, "seed": seed, "epochs": recipe.epochs, "precision": recipe.precision,
         "steps": result.steps,
         "resumed_from": result.resumed_from, "seconds": round(result.seconds, 2),
+        "total_seconds": None if result.total_seconds is None else round(result.total_seconds, 2),
         "ms_per_step": round(result.ms_per_step, 2), **{k: round(v, 4) for k, v in result.metrics.items()},
         "final": result.final, "layers": [list(c) for c in report.converted] if report else [],
         "protocol": split.protocol,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dwp_hub.inference._protocols import Bound, Family, Precision, Sampler, Sampling, VariationalLayer
+from dwp_hub.inference._protocols import Bound, Family, Precision, Sampler, SamplingMode, VariationalLayer
 from dwp_hub.inference.layers import (
     BayesConv2d,
     BayesianLayer,
@@ -65,7 +65,7 @@ __all__ = [
     "PriorKL",
     "Precision",
     "Sampler",
-    "Sampling",
+    "SamplingMode",
     "SparseLogUniformKL",
     "StandardNormalKL",
     "VIRecipe",

@@ -42,8 +42,9 @@ class Family(_StrEnum):
     VARIATIONAL_DROPOUT = "variational-dropout"
 
 
-class Sampling(_StrEnum):
-    """How a stochastic Bayesian layer draws its output.
+class SamplingMode(_StrEnum):
+    """How a stochastic Bayesian layer draws its output (not to be confused with :class:`Sampler`, how the fast
+    bound picks its kernels).
 
     ``local``: local reparameterisation (Kingma et al. 2015), independent noise per example and output unit,
     a mean and a variance operation per pass; the training default (lower-variance gradients).

@@ -10,13 +10,14 @@ families (:class:`Family`):
   q(w) = N(θ, α·θ²) with α = sigmoid(a) ∈ (0, 1) per weight (``logit_alpha`` = a, initialised to
   −2, α ≈ 0.12).
 
-Both use the *local reparameterisation* trick of Kingma et al. (2015): the layer samples its
-pre-activations,
+By default both sample with the *local reparameterisation* trick of Kingma et al. (2015): the layer
+samples its pre-activations,
 
     mean = conv(x, θ) + b,    var = conv(x², σ²),    out = mean + sqrt(var) · ε,
 
-instead of a weight sample (σ² = α·θ² for variational dropout). Biases are deterministic. Each layer carries its prior (a
-:class:`~dwp_hub.inference.priors.PriorKL` submodule, so a deep weight prior's trainable reverse
+instead of a weight sample (σ² = α·θ² for variational dropout); ``sampling="weights"`` draws one weight
+sample θ + σ·ε per forward pass instead (:class:`SamplingMode`). Biases are deterministic. Each layer
+carries its prior (a :class:`~dwp_hub.inference.priors.PriorKL` submodule, so a deep weight prior's trainable reverse
 model is part of ``model.parameters()``).
 
 Modes: ``stochastic`` (default, in both train and eval mode; used for training and the Monte Carlo
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dwp_hub.errors import UnsupportedLayerError
-from dwp_hub.inference._protocols import Family, Sampling
+from dwp_hub.inference._protocols import Family, SamplingMode
 from dwp_hub.inference.priors import PRIOR_CLASSES, DeepWeightPriorKL, PriorKL, auto_prior, make_prior
 from dwp_hub.model.prior import DeepWeightPrior
 
@@ -60,10 +61,14 @@ class BayesianLayer(nn.Module):
     """What every Bayesian layer shares: the variational parameters of its weight (mean θ and log σ², or
     θ and logit α), its prior, and the sampling mode. Subclasses define the deterministic op
     (:meth:`_op`) and the weight's shape; the forward pass is the local reparameterisation
-    ``op(x, θ) + b + sqrt(op(x², σ²)) · ε``."""
+    ``op(x, θ) + b + sqrt(op(x², σ²)) · ε`` (``sampling="local"``, the default) or ``op(x, θ + σ·ε) + b``
+    with one weight draw for the whole batch (``sampling="weights"``)."""
 
     weight: nn.Parameter
     bias: nn.Parameter | None
+    #: sample the outputs (``True``) or use the means θ (``False``)
+    stochastic: bool = True
+    _sampling: SamplingMode = SamplingMode.LOCAL
     family: Family
     kernel_size: tuple[int, ...]
 
@@ -77,8 +82,17 @@ class BayesianLayer(nn.Module):
             self.logit_alpha = nn.Parameter(torch.full_like(weight, float(logit_alpha_init)))
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
         self.stochastic = True
-        self.sampling = Sampling.LOCAL
+        self.sampling = SamplingMode.LOCAL
         self.prior: PriorKL | None = None
+
+    @property
+    def sampling(self) -> SamplingMode:
+        """How a stochastic pass samples (:class:`SamplingMode`; a string is parsed on assignment)."""
+        return self._sampling
+
+    @sampling.setter
+    def sampling(self, mode: SamplingMode | str) -> None:
+        self._sampling = SamplingMode.parse(mode)
 
     def set_prior(self, prior: PriorKL | None) -> BayesianLayer:
         """Attach ``prior`` (checked against this layer: family, kernel size, square kernels); the
@@ -115,16 +129,23 @@ class BayesianLayer(nn.Module):
         """Number of 2-D kernel slices (``out * in/groups``; for a linear layer, its weights)."""
         return self.weight.shape[0] * self.weight.shape[1]
 
+    @property
+    def sigma(self) -> Tensor:
+        """σ per weight, computed without a square root of σ² (finite gradients where θ = 0)."""
+        if self.family is Family.GAUSSIAN:
+            return (0.5 * self.log_sigma2).exp()
+        return torch.sigmoid(self.logit_alpha).sqrt() * self.weight.abs()
+
     def sample_weight(self, generator: torch.Generator | None = None) -> Tensor:
         """One reparameterised weight sample θ + σ·ε (differentiable in the variational parameters)."""
         eps = torch.randn(self.weight.shape, generator=generator, device=self.weight.device, dtype=self.weight.dtype)
-        return self.weight + self.sigma2.sqrt() * eps
+        return self.weight + self.sigma * eps
 
     def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.stochastic and self.sampling is Sampling.WEIGHTS:
+        if self.stochastic and self.sampling is SamplingMode.WEIGHTS:
             return self._op(x, self.sample_weight(), self.bias)
         mean = self._op(x, self.weight, self.bias)
         if not self.stochastic:
@@ -142,7 +163,7 @@ class BayesianLayer(nn.Module):
 def _mode_repr(layer: BayesianLayer) -> str:
     if not layer.stochastic:
         return ", deterministic"
-    return "" if layer.sampling is Sampling.LOCAL else f", sampling={layer.sampling.value}"
+    return "" if layer.sampling is SamplingMode.LOCAL else f", sampling={layer.sampling}"
 
 
 class BayesConv2d(BayesianLayer):
@@ -164,6 +185,8 @@ class BayesConv2d(BayesianLayer):
         bias: deterministic bias (or ``None``).
         prior: the layer's prior and KL estimator.
         stochastic: sample the outputs (``True``) or use the means (``False``).
+        sampling: how a stochastic pass samples: ``"local"`` (local reparameterisation, the default) or
+            ``"weights"`` (one weight draw per pass, shared by the batch); see :class:`SamplingMode`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any = 1,
@@ -237,7 +260,7 @@ class BayesConv2d(BayesianLayer):
 
 class BayesLinear(BayesianLayer):
     """A linear layer with a fully factorised Gaussian over its weights (same families, priors and
-    local reparameterisation as :class:`BayesConv2d`; kernel-shaped priors do not apply)."""
+    sampling modes as :class:`BayesConv2d`; kernel-shaped priors do not apply)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  family: Family | str = Family.GAUSSIAN, log_sigma2_init: float = LOG_SIGMA2_INIT,
@@ -313,10 +336,10 @@ def mean_weights(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def sampling_mode(model: nn.Module, sampling: Sampling | str) -> Iterator[nn.Module]:
-    """Within the block every Bayesian layer samples by ``sampling`` (:class:`Sampling`: ``"local"`` or
+def sampling_mode(model: nn.Module, sampling: SamplingMode | str) -> Iterator[nn.Module]:
+    """Within the block every Bayesian layer samples by ``sampling`` (:class:`SamplingMode`: ``"local"`` or
     ``"weights"``); the previous modes are restored after."""
-    mode = Sampling.parse(sampling)
+    mode = SamplingMode.parse(sampling)
     layers = bayesian_layers(model)
     before = [layer.sampling for _, layer in layers]
     try:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dwp_hub.errors import ConfigError
-from dwp_hub.inference._protocols import Sampling
+from dwp_hub.inference._protocols import SamplingMode
 from dwp_hub.inference.layers import bayesian_layers, sampling_mode
 
 _EPS = 1e-12
@@ -52,7 +52,7 @@ def _entropy(p: Tensor) -> Tensor:
 @torch.no_grad()
 def predict(model: nn.Module, x: Any, samples: int = 10, *, batch_size: int = 256,
             generator: torch.Generator | None = None, device: Any = None,
-            sampling: Sampling | str = Sampling.WEIGHTS) -> Prediction:
+            sampling: SamplingMode | str = SamplingMode.WEIGHTS) -> Prediction:
     """The MC predictive distribution of ``model`` on ``x`` (a tensor ``[N, ...]`` or an iterable of
     input batches, e.g. a ``DataLoader`` yielding ``x`` or ``(x, y)``).
 
@@ -65,11 +65,11 @@ def predict(model: nn.Module, x: Any, samples: int = 10, *, batch_size: int = 25
         device: where to run (default: the model's device); results are returned on the CPU.
         sampling: ``"weights"`` (one weight draw per layer and pass, shared by the batch: the exact
             predictive, one deterministic pass's cost) or ``"local"`` (local reparameterisation, as in
-            training: about twice the cost). See :class:`~dwp_hub.inference.Sampling`.
+            training: about twice the cost). See :class:`~dwp_hub.inference.SamplingMode`.
     """
     if samples < 1:
         raise ConfigError(f"samples must be >= 1, got {samples}.")
-    mode = Sampling.parse(sampling)
+    mode = SamplingMode.parse(sampling)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     k = samples if bayesian_layers(model) else 1
     batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size)) if torch.is_tensor(x) else x

@@ -132,7 +132,9 @@ class VIResult:
 def predict_proba(model: nn.Module, x: Tensor, mc: int = 10, batch: int = 100) -> Tensor:
     """Mean softmax over ``mc`` stochastic passes (Bayesian layers sample; ``mc=0``: mean weights).
 
-    Batches of ~100 keep the activations cache-sized, which is faster on CPU than large batches.
+    The passes sample as the layers are set (local reparameterisation unless changed, as in training and in
+    the paper's evaluation); :func:`~dwp_hub.inference.predict` draws weights by default. Batches of ~100
+    keep the activations cache-sized, which is faster on CPU than large batches.
     """
     was_training = model.training
     model.eval()
@@ -154,6 +156,9 @@ def predict_proba(model: nn.Module, x: Tensor, mc: int = 10, batch: int = 100) -
 def evaluate(model: nn.Module, x: Any, y: Any = None, mc: int = 10, batch: int = 100, *,
              likelihood: str = "categorical", noise_std: float = 1.0) -> dict[str, float]:
     """Accuracy and NLL of the MC ensemble of ``mc`` passes, and accuracy of the mean weights.
+
+    The passes sample as the layers are set (local reparameterisation by default, the paper's evaluation);
+    wrap the call in :func:`~dwp_hub.inference.sampling_mode` for one weight draw per pass.
 
     ``x`` is a tensor (with labels ``y``) or a ``DataLoader`` of ``(x, y)`` batches. For
     ``likelihood="gaussian"``: ``rmse_ensemble`` (of the mean prediction), ``nll_ensemble`` (of the
