@@ -34,11 +34,8 @@ def _images(n: int) -> tuple[torch.Tensor, str]:
     if constants.data_root_is_explicit():
         from dwp_hub.data import load_idx_dataset
 
-        x, _ = load_idx_dataset("mnist")
-        x = torch.as_tensor(x[5000 : 5000 + n])
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        x = x.unsqueeze(1) if x.dim() == 3 else x
-        return x, f"MNIST-10k images 5000-{5000 + n - 1}"
+        x, _ = load_idx_dataset("mnist")  # float32 [N, 1, 28, 28] in [0, 1]
+        return torch.from_numpy(x[5000 : 5000 + n]), f"MNIST-10k images 5000-{5000 + n - 1}"
     return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)), f"{n} random 28x28 images"
 
 

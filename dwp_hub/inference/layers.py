@@ -33,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -66,9 +66,9 @@ class BayesianLayer(nn.Module):
 
     weight: nn.Parameter
     bias: nn.Parameter | None
-    #: sample the outputs (``True``) or use the means θ (``False``)
+    #: sample the outputs (``True``, the default) or use the means θ (``False``)
     stochastic: bool = True
-    _sampling: SamplingMode = SamplingMode.LOCAL
+    _sampling: SamplingMode = SamplingMode.LOCAL  # behind the ``sampling`` property
     family: Family
     kernel_size: tuple[int, ...]
 
@@ -81,8 +81,6 @@ class BayesianLayer(nn.Module):
         else:
             self.logit_alpha = nn.Parameter(torch.full_like(weight, float(logit_alpha_init)))
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
-        self.stochastic = True
-        self.sampling = SamplingMode.LOCAL
         self.prior: PriorKL | None = None
 
     @property
@@ -322,33 +320,28 @@ def set_stochastic(model: nn.Module, stochastic: bool = True) -> nn.Module:
 
 
 @contextmanager
-def mean_weights(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block every Bayesian layer uses its means; the previous modes are restored after."""
-    layers = bayesian_layers(model)
-    before = [layer.stochastic for _, layer in layers]
+def _layers_set(model: nn.Module, attr: str, value: Any) -> Iterator[nn.Module]:
+    """Within the block every Bayesian layer's ``attr`` is ``value``; the previous values are restored after."""
+    layers = [layer for _, layer in bayesian_layers(model)]
+    before = [getattr(layer, attr) for layer in layers]
     try:
-        for _, layer in layers:
-            layer.stochastic = False
+        for layer in layers:
+            setattr(layer, attr, value)
         yield model
     finally:
-        for (_, layer), mode in zip(layers, before):
-            layer.stochastic = mode
+        for layer, old in zip(layers, before):
+            setattr(layer, attr, old)
 
 
-@contextmanager
-def sampling_mode(model: nn.Module, sampling: SamplingMode | str) -> Iterator[nn.Module]:
+def mean_weights(model: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Within the block every Bayesian layer uses its means; the previous modes are restored after."""
+    return _layers_set(model, "stochastic", False)
+
+
+def sampling_mode(model: nn.Module, sampling: SamplingMode | str) -> AbstractContextManager[nn.Module]:
     """Within the block every Bayesian layer samples by ``sampling`` (:class:`SamplingMode`: ``"local"`` or
     ``"weights"``); the previous modes are restored after."""
-    mode = SamplingMode.parse(sampling)
-    layers = bayesian_layers(model)
-    before = [layer.sampling for _, layer in layers]
-    try:
-        for _, layer in layers:
-            layer.sampling = mode
-        yield model
-    finally:
-        for (_, layer), old in zip(layers, before):
-            layer.sampling = old
+    return _layers_set(model, "sampling", SamplingMode.parse(sampling))
 
 
 # -- conversion ----------------------------------------------------------------------------
