@@ -38,6 +38,9 @@ Each prior declares the variational families it is defined on (``families``; the
   unbiased while making it dense: every kernel receives a running average of its own past
   gradients each step, and the sampled kernels a correction scaled by n/m (see
   :func:`dwp_hub.inference.fast._with_control_variate`).
+  Unbiased gradients do not give the exact bound's optimiser path: under Adam the fast bound lowers the
+  kernel term far more slowly (docs/results/vi-long-diagnosis, session 12), so long runs that must
+  follow the paper's dynamics use ``bound="full"``.
 """
 
 from __future__ import annotations
