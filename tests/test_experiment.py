@@ -325,6 +325,23 @@ def test_fig2a_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.usefixtures("data_root")
+def test_fig2a_full_bound_runs_are_an_arm_of_their_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--sizes", "50", "--seeds", "0", "--priors", "dwp", "--epochs", "1", "--eval-mc", "1", "--threads", "1",
+            "--random-priors", "--keep-checkpoints", "--out-dir", str(tmp_path), "--work-dir", str(tmp_path / "w")]
+    assert fig2a.main(argv) == 0
+    assert "1 run(s) to do" in capsys.readouterr().out
+    assert fig2a.main([*argv, "--bound", "full"]) == 0
+    assert "1 run(s) to do" in capsys.readouterr().out  # the fast-bound row is not the full-bound arm's
+    # separate checkpoints: a full-bound run never resumes a fast-bound one
+    names = sorted(p.name for p in (tmp_path / "w").iterdir() if p.suffix == ".safetensors")
+    assert len(names) == 2 and sum("-full-" in n for n in names) == 1
+    rows = E.ResultFile.read(tmp_path / "fig2a.csv")
+    assert sorted(r["bound"] for r in rows) == ["fast", "full"]
+    text = (tmp_path / "fig2a.md").read_text()
+    assert f"[{E.RANDOM_SPEC}, full bound] (ours)" in text and f"[{E.RANDOM_SPEC}] (ours)" in text
+
+
+@pytest.mark.usefixtures("data_root")
 def test_fig4_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--random-priors", "--seeds", "0-0", "--methods", "dwp,xavier", "--steps", "2", "--eval-every", "1",
             "--eval-n", "20", "--vae-steps", "1", "--vae-eval-every", "1", "--vae-eval-n", "10", "--out",

@@ -11,6 +11,9 @@
 # Back here: copy FILES_AT/pb/fig2a.csv over docs/results/fig2a-paper-budget/fig2a.csv, then rewrite the report with
 #   python tools/fig2a.py --report-only --out-dir docs/results/fig2a-paper-budget --compare docs/results/fig2a.csv
 # and commit both.
+# The deep weight prior under the paper's exact estimator (about 17x the fast bound's step; its rows are an arm of
+# their own in the report, see docs/results/vi-long-diagnosis, session 12):
+#   EXTRA='--bound full --priors dwp,dwp-xavier-init' bash tools/device/fig2a-paper-budget.sh
 set -u
 export DWP_HUB_DATA="${DWP_HUB_DATA:-$PWD/.data}" PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 PY="${PY:-python3}"
