@@ -347,7 +347,7 @@ Arm = tuple[str, str]  # (prior, dwp spec; "" for the other priors)
 
 
 def _arm(r: dict[str, str]) -> Arm:
-    """(arm, spec): rows of the deep weight prior under the exact bound are an arm of their own."""
+    """(prior, spec): rows of the deep weight prior under the exact bound are an arm of their own."""
     if not uses_dwp(r["prior"]):
         return (r["prior"], "")
     spec = _row_spec(r.get("dwp_priors") or "")
