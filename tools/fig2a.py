@@ -433,7 +433,10 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
         (f"Training per run: {budget} (paper: 10,000 epochs, the whole set per step for N <= 256). Protocol: "
          "MNIST-10k (N stratified training images from MNIST-10k images 0-4999 by the data-split seed, test on images "
          "5000-9999); the paper used the 60k training set and 10k test set. Accuracy: MC ensemble of 10 stochastic "
-         f"passes. Deep weight prior: {', '.join(dwp_src) or '-'}."),
+         f"passes. Deep weight prior: {', '.join(dwp_src) or '-'}"
+         + ("; its KL is the paper's auxiliary bound with the reverse model r(z|w) initialised from the prior's encoder "
+            "and trained with the means (the paper's Algorithm 1; the authors' release keeps it frozen), the decoder "
+            "frozen, estimated by the fast bound unless the arm says full bound." if dwp_src else ".")),
         "",
         "Ours: mean ± std over data-split seeds (number of seeds in brackets); paper: mean of 10 seeds.",
         "",
