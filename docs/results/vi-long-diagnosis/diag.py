@@ -1,17 +1,24 @@
 """Diagnose the DWP arm at long budgets: accuracy, mean log sigma^2 and mean |theta| per layer along the run.
 
-python diag.py ARM STEPS [DWP]   ARM: dwp (fast bound), dwp-full (the exact bound), sn (standard normal);
-DWP: the deep weight priors, e.g. 7=mnist-7x7@1.1.0,5=mnist-5x5@1.1.0 (default: the hub's notMNIST pair).
+python diag.py ARM STEPS [DWP] [--freeze-r]   ARM: dwp (fast bound), dwp-full (the exact bound), sn (standard
+normal); DWP: the deep weight priors, e.g. 7=mnist-7x7@1.1.0,5=mnist-5x5@1.1.0 (default: the hub's notMNIST pair);
+--freeze-r: keep the reverse model r(z|w) frozen as the prior's encoder (the authors' release) instead of training it.
 """
 import json, sys, torch
 from dwp_hub.data import mnist10k_protocol
 from dwp_hub.inference import VIRecipe, fit_vi, paper_net, bayesian_layers
 torch.set_num_threads(1)
+freeze_r = "--freeze-r" in sys.argv
+sys.argv = [a for a in sys.argv if a != "--freeze-r"]
 arm, steps = sys.argv[1], int(sys.argv[2])
 dwp = {int(k): v for k, v in (kv.split("=") for kv in sys.argv[3].split(","))} if len(sys.argv) > 3 else None
 split = mnist10k_protocol(50, 0, protocol="validation")
 prior, init = {"dwp": ("dwp", "dwp"), "sn": ("standard-normal", "xavier"), "dwp-full": ("dwp", "dwp")}[arm]
 model = paper_net(prior, seed=0, init=init, bound="full" if arm == "dwp-full" else "fast", dwp_priors=dwp)
+if freeze_r:
+    for mod in model.modules():
+        if hasattr(mod, "encoder") and hasattr(mod, "decoder"):  # DeepWeightPriorKL: r(z|w) and p(w|z)
+            mod.encoder.requires_grad_(False)
 out = []
 def cb(step, rec):
     with torch.no_grad():
