@@ -23,7 +23,8 @@ out = []
 def cb(step, rec):
     with torch.no_grad():
         layers = {n: {"log_s2": float(m.log_variance().mean()), "abs_theta": float(m.weight.abs().mean()),
-                      "sigma_over_theta": float((m.sigma2.sqrt() / m.weight.abs().clamp_min(1e-8)).median())}
+                      "sigma_over_theta": float((m.sigma2.sqrt() / m.weight.abs().clamp_min(1e-8)).median()),
+                      "kernel_norm_median": float(m.weight.flatten(0, 1).flatten(1).norm(dim=1).median())}
                   for n, m in bayesian_layers(model)}
     out.append({"step": step, **{k: rec.get(k) for k in ("acc_ensemble", "acc_mean", "loss", "data", "kl")}, "layers": layers})
     print(json.dumps(out[-1]), flush=True)
