@@ -7,6 +7,7 @@ normal); DWP: the deep weight priors, e.g. 7=mnist-7x7@1.1.0,5=mnist-5x5@1.1.0 (
 import json, sys, torch
 from dwp_hub.data import mnist10k_protocol
 from dwp_hub.inference import VIRecipe, fit_vi, paper_net, bayesian_layers
+from dwp_hub.inference.priors import DeepWeightPriorKL
 torch.set_num_threads(1)
 freeze_r = "--freeze-r" in sys.argv
 sys.argv = [a for a in sys.argv if a != "--freeze-r"]
@@ -17,7 +18,7 @@ prior, init = {"dwp": ("dwp", "dwp"), "sn": ("standard-normal", "xavier"), "dwp-
 model = paper_net(prior, seed=0, init=init, bound="full" if arm == "dwp-full" else "fast", dwp_priors=dwp)
 if freeze_r:
     for mod in model.modules():
-        if hasattr(mod, "encoder") and hasattr(mod, "decoder"):  # DeepWeightPriorKL: r(z|w) and p(w|z)
+        if isinstance(mod, DeepWeightPriorKL):
             mod.encoder.requires_grad_(False)
 out = []
 def cb(step, rec):
