@@ -165,6 +165,36 @@ def test_result_file_records_provenance_and_resumes(tmp_path: Path) -> None:
         again.add([{"arm": "b"}], settings)
 
 
+def test_result_file_merges_partitions_by_key(tmp_path: Path) -> None:
+    fields, key, settings = ["arm", "seed", "acc"], ["arm", "seed"], {"experiment": "t"}
+    main, part_a, part_b = (E.ResultFile(tmp_path / f"{n}.csv", fields, key) for n in ("main", "a", "b"))
+    main.add([{"arm": "x", "seed": 0, "acc": 0.5}], settings)
+    part_a.add([{"arm": "x", "seed": 0, "acc": 0.5}, {"arm": "x", "seed": 1, "acc": 0.6}], settings)
+    part_a.record("python tools/t.py --seeds 0-1 --csv a.csv")
+    part_b.add([{"arm": "x", "seed": 1, "acc": 0.6}], {"experiment": "t", "steps": 9})  # other settings: a new row
+    assert main.merge(part_a.path) == 1 and main.merge(part_a.path) == 0  # merging twice adds nothing
+    assert main.merge(part_b.path) == 1 and main.merge(tmp_path / "missing.csv") == 0
+    again = E.ResultFile(main.path, fields, key)
+    assert [(r["seed"], r["acc"]) for r in again.rows] == [("0", "0.5"), ("1", "0.6"), ("1", "0.6")]
+    assert again.has(settings, arm="x", seed=1) and again.commands() == ["python tools/t.py --seeds 0-1 --csv a.csv"]
+    clash = E.ResultFile(tmp_path / "clash.csv", fields, key)
+    clash.add([{"arm": "x", "seed": 0, "acc": 0.7}], settings)  # the same key with other results: refused
+    with pytest.raises(ValueError, match="already in .* with other results"):
+        again.merge(clash.path)
+    assert len(E.ResultFile.read(main.path)) == 3  # the refused merge left the file as it was
+
+
+def test_fig2a_merge_adds_partition_rows_and_rewrites_the_report(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    settings = {"experiment": "fig2a", "epochs": 1}
+    part = fig2a.result_file(tmp_path / "part.csv")
+    part.add([{"size": 50, "prior": "standard-normal", "seed": 3, "epochs": 1, "batch": 50, "acc_ensemble": 0.7,
+               "acc_mean": 0.7, "nll_ensemble": 1.0, "steps": 1, "seconds": 1.0, "ms_per_step": 1.0}], settings)
+    assert fig2a.main(["--out-dir", str(tmp_path / "out"), "--merge", str(part.path)]) == 0
+    assert "1 row(s) added" in capsys.readouterr().out
+    assert len(E.ResultFile.read(tmp_path / "out" / "fig2a.csv")) == 1 and (tmp_path / "out" / "fig2a.md").is_file()
+
+
 def test_old_csvs_stay_readable_and_keep_their_rows(tmp_path: Path) -> None:
     old = tmp_path / "fig3a.csv"
     shutil.copy(RESULTS / "fig3a.csv", old)

@@ -549,6 +549,32 @@ class ResultFile:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
 
+    def merge(self, path: str | Path) -> int:
+        """Add the rows of another results CSV of the same figure (a partition of the runs written with its own
+        ``--csv`` by another process) that this file lacks, keyed by the key columns and ``config_sha256``, and
+        the commands recorded beside it; returns how many rows were added. A row whose key is here with other
+        results is refused (ValueError): two runs of one key, which should not happen, are never silently dropped.
+        A file that does not exist adds nothing (a partition that has not finished a run yet)."""
+        def key(r: Mapping[str, str]) -> tuple[str, ...]:
+            return (*(r.get(k, "") for k in self.key), r.get("config_sha256", ""))
+
+        here = {key(r): r for r in self.rows}
+        new = []
+        for r in self.read(path):
+            old = here.get(key(r))
+            if old is None:
+                here[key(r)] = r
+                new.append(r)
+            elif any(old.get(k, "") != v for k, v in r.items() if k in self.fields and k != "commit"):
+                raise ValueError(f"{path}: the row {dict(zip([*self.key, 'config_sha256'], key(r)))} is already "
+                                 f"in {self.path} with other results; remove one of them by hand")
+        if new:
+            self.rows += new
+            self.write()
+        for command in ResultFile(path, [], ()).commands() if Path(path).is_file() else []:
+            self.record(command)
+        return len(new)
+
     # -- the commands that added rows (one per line, beside the CSV)
     @property
     def commands_path(self) -> Path:

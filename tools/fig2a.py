@@ -608,12 +608,21 @@ def _report_command(results: ResultFile, command: str, out_dir: Path) -> tuple[s
 def main(argv: list[str] | None = None) -> int:
     def extra(ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--report-only", action="store_true", help="only rewrite the report from the CSV")
+        ap.add_argument("--merge", type=Path, nargs="+", metavar="CSV", default=[],
+                        help="add the rows of these partition CSVs (runs split by --sizes/--seeds/--priors, each "
+                             "with its own --csv) that the config's CSV lacks, then rewrite the report")
 
     cfg, ns = Fig2aConfig.from_args(argv, "Reproduce the paper's Fig. 2a on the MNIST-10k protocol.", extra)
     assert isinstance(cfg, Fig2aConfig)
     command = command_line("fig2a", argv)
     results = result_file(cfg.csv_path)
-    if ns.report_only:
+    for part in ns.merge:
+        try:
+            added = results.merge(part)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+        print(f"{part}: {added} row(s) added to {cfg.csv_path}")
+    if ns.report_only or ns.merge:
         if not results.rows:
             raise SystemExit(f"No rows in {cfg.csv_path}.")
         made_by, rewritten_by = _report_command(results, command, cfg.out_dir)
