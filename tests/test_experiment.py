@@ -195,6 +195,20 @@ def test_fig2a_merge_adds_partition_rows_and_rewrites_the_report(tmp_path: Path,
     assert len(E.ResultFile.read(tmp_path / "out" / "fig2a.csv")) == 1 and (tmp_path / "out" / "fig2a.md").is_file()
 
 
+def test_fig2a_report_sets_both_budgets_side_by_side_at_every_size(tmp_path: Path) -> None:
+    def row(size: int, prior: str, seed: int, acc: float, steps: int) -> dict[str, str]:
+        return {"size": str(size), "prior": prior, "seed": str(seed), "acc_ensemble": str(acc), "acc_mean": str(acc),
+                "epochs": str(steps), "batch": "256", "steps": str(steps), "seconds": "1", "ms_per_step": "1"}
+
+    long = [row(50, "standard-normal", s, 0.70 + 0.01 * s, 10000) for s in (0, 1)]
+    short = [row(n, "standard-normal", 0, 0.8, 400) for n in (50, 200, 1000)]
+    md, _ = fig2a.write_report(long, tmp_path, "python tools/fig2a.py", compare=("short.csv", short))
+    text = md.read_text()
+    assert "| standard normal | 0.705 ± 0.007 (2) | 0.800 ± 0.000 (1) | 0.717 |" in text  # N=50: both budgets, paper
+    assert "At N = 200 / 1000" in text and "| standard normal | - | 0.800 ± 0.000 (1) | 0.890 |" in text
+    assert "N=1000: this CSV -, short.csv 400 epochs = 400 steps" in text
+
+
 def test_old_csvs_stay_readable_and_keep_their_rows(tmp_path: Path) -> None:
     old = tmp_path / "fig3a.csv"
     shutil.copy(RESULTS / "fig3a.csv", old)

@@ -486,6 +486,11 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     lines += notes_section(notes, out_dir, stem)
     if compare is not None:
         lines += ["", f"## Both budgets: this table beside {compare[0]}", "", *budget_table(rows, compare[1], compare[0])]
+        larger = tuple(sorted({int(r["size"]) for r in rows + compare[1]} - {50, 100}))
+        if larger:  # the sizes beyond the paper-budget runs: the longest budget run at each, stated per size
+            lines += ["", f"At N = {' / '.join(map(str, larger))} (a dash: no row at this budget yet; the Budgets "
+                      "line says which budget each column ran):", "",
+                      *budget_table(rows, compare[1], compare[0], sizes=larger)]
     timed = [r for r in rows if r.get("seconds") not in ("", None)]
     untimed = f"; {len(rows) - len(timed)} resumed run(s) without a recorded time" if len(timed) < len(rows) else ""
     if timed:
