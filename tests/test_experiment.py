@@ -232,7 +232,7 @@ def _todo_fig2a(cfg: fig2a.Fig2aConfig, res: E.ResultFile) -> list[tuple[int, st
 
 def test_recorded_fig2a_commands_find_their_rows() -> None:
     res = fig2a.result_file(RESULTS / "fig2a.csv")
-    assert len(res.rows) >= 180 and not any(r.get("settings") for r in res.rows)
+    assert sum(not r.get("settings") for r in res.rows) >= 180  # rows older than config hashing (legacy match)
     for command in res.commands()[1:]:  # the first one ran before three of today's default arms existed
         cfg, _ = fig2a.Fig2aConfig.from_args(shlex.split(command)[2:])
         if "@" not in cfg.dwp:  # what the unversioned default resolved to when the command ran
