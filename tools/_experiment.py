@@ -558,9 +558,10 @@ class ResultFile:
         def key(r: Mapping[str, str]) -> tuple[str, ...]:
             return (*(r.get(k, "") for k in self.key), r.get("config_sha256", ""))
 
+        other = ResultFile(path, self.fields, self.key)  # no file: no rows, no commands
         here = {key(r): r for r in self.rows}
         new = []
-        for r in self.read(path):
+        for r in other.rows:
             old = here.get(key(r))
             if old is None:
                 here[key(r)] = r
@@ -571,7 +572,7 @@ class ResultFile:
         if new:
             self.rows += new
             self.write()
-        for command in ResultFile(path, [], ()).commands() if Path(path).is_file() else []:
+        for command in other.commands():
             self.record(command)
         return len(new)
 
