@@ -290,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     gemm_rate = 2 * GEMM_N**3 / (gemm_ms / 1000)
     step_rate = sn_flops / (base / 1000)
     fraction = step_rate / gemm_rate
+    load = list(os.getloadavg())  # at the end of the timed rounds; the report prints this same value
     results: dict[str, Any] = {"threads": threads, "batch": args.batch, "priors": prior_desc, "m": m,
-                               "ratio_basis": basis, "load_average": list(os.getloadavg()), "configs": {},
+                               "ratio_basis": basis, "load_average": load, "configs": {},
                                "sn_step_gflop": sn_flops / 1e9, "sn_step_gflops_per_s": step_rate / 1e9,
                                "gemm_fp32_gflops_per_s": gemm_rate / 1e9, "sn_gemm_fraction": fraction}
     print(f"standard-normal step: {sn_flops / 1e9:.2f} GFLOP (FlopCounterMode) in {base:.1f} ms = "
@@ -318,13 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         with ctx.Pool(1, maxtasksperchild=1) as pool:
             for name in configs:
                 memory[name] = pool.apply(_memory_worker, ((name, args.priors, args.batch, m, threads, 3),))
-    print(f"\nratios use {basis} time; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"\nratios use {basis} time; load average {load[0]:.1f} (end of timing) on {os.cpu_count()} cores")
     print(f"{'config':<20} {'cpu ms':>8} {'wall ms':>8} {'x SN':>6} {'x fp32':>6} {'peak MB':>9} {'step +MB':>9}")
     for name, ts in times.items():
         med = statistics.median(ts)
         mem = memory.get(name, {})
         row = {"cpu_ms_median": statistics.median(cpu[name]), "wall_ms_median": statistics.median(wall[name]),
-               "ratio": med / base, "rounds": len(ts), **mem}
+               "ratio": med / base, "rounds": len(ts), "warmup_rounds": 1, **mem}
         if name.endswith(BF16):  # its own fp32 step, timed in the same rounds
             row["ratio_to_fp32"] = med / statistics.median(times[name.removesuffix(BF16)])
         results["configs"][name] = row
