@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     fraction = step_rate / gemm_rate
     load = list(os.getloadavg())  # at the end of the timed rounds; the report prints this same value
     results: dict[str, Any] = {"threads": threads, "batch": args.batch, "priors": prior_desc, "m": m,
-                               "ratio_basis": basis, "load_average": load, "configs": {},
+                               "ratio_basis": basis, "load_average": load, "warmup_rounds": 1, "configs": {},
                                "sn_step_gflop": sn_flops / 1e9, "sn_step_gflops_per_s": step_rate / 1e9,
                                "gemm_fp32_gflops_per_s": gemm_rate / 1e9, "sn_gemm_fraction": fraction}
     print(f"standard-normal step: {sn_flops / 1e9:.2f} GFLOP (FlopCounterMode) in {base:.1f} ms = "
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(ts)
         mem = memory.get(name, {})
         row = {"cpu_ms_median": statistics.median(cpu[name]), "wall_ms_median": statistics.median(wall[name]),
-               "ratio": med / base, "rounds": len(ts), "warmup_rounds": 1, **mem}
+               "ratio": med / base, "rounds": len(ts), **mem}
         if name.endswith(BF16):  # its own fp32 step, timed in the same rounds
             row["ratio_to_fp32"] = med / statistics.median(times[name.removesuffix(BF16)])
         results["configs"][name] = row
