@@ -209,6 +209,18 @@ def test_fig2a_report_sets_both_budgets_side_by_side_at_every_size(tmp_path: Pat
     assert "N=1000: this CSV -, short.csv 400 epochs = 400 steps" in text
 
 
+def test_fig2a_target_lines_say_when_a_size_ran_short_of_the_papers_budget(tmp_path: Path) -> None:
+    def row(size: int, seed: int, acc: float, epochs: int) -> dict[str, str]:
+        return {"size": str(size), "prior": "dwp", "seed": str(seed), "acc_ensemble": str(acc), "acc_mean": str(acc),
+                "epochs": str(epochs), "batch": "256", "steps": str(epochs), "seconds": "1", "ms_per_step": "1",
+                "dwp_priors": "7=notmnist-7x7@1.2.0,5=notmnist-5x5@1.1.0"}
+
+    rows = [row(50, 0, 0.81, 10000), row(200, 0, 0.85, 2000)]
+    text = fig2a.write_report(rows, tmp_path, "python tools/fig2a.py")[0].read_text()
+    assert "- N=50: deep weight prior 0.810 vs paper 0.800: met\n" in text
+    assert "- N=200: deep weight prior 0.850 vs paper 0.915: MISSED (at 2000 epochs; the paper's 10,000)" in text
+
+
 def test_old_csvs_stay_readable_and_keep_their_rows(tmp_path: Path) -> None:
     old = tmp_path / "fig3a.csv"
     shutil.copy(RESULTS / "fig3a.csv", old)
