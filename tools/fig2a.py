@@ -142,7 +142,7 @@ class Fig2aConfig(ExperimentConfig):
                                       parse=_arms)
     seeds: tuple[int, ...] = setting((0, 1, 2, 3, 4), "data-split seeds: 0-4, 0,3 or 3", role=GRID,
                                      parse=parse_seeds)
-    epochs: int = setting(10_000, "epochs per run (the paper: 10,000)")
+    epochs: int = setting(PAPER_EPOCHS, f"epochs per run (the paper: {PAPER_EPOCHS:,})")
     steps: int | None = setting(None, "a fixed step budget per run instead of --epochs (epochs = steps / batches "
                                       "per epoch, rounded); for machines where 10,000 epochs is out of reach")
     batch: int = setting(256, "batch size (the whole set when N <= batch)")
@@ -432,7 +432,7 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
         ("Commands (each added rows to the CSV): `" if "`; `" in command else "Command: `") + command + "`"
         + (f" (report rewritten by `{rewritten_by}`)" if rewritten_by else ""),
         "",
-        (f"Training per run: {budget} (paper: 10,000 epochs, the whole set per step for N <= 256). Protocol: "
+        (f"Training per run: {budget} (paper: {PAPER_EPOCHS:,} epochs, the whole set per step for N <= 256). Protocol: "
          "MNIST-10k (N stratified training images from MNIST-10k images 0-4999 by the data-split seed, test on images "
          "5000-9999); the paper used the 60k training set and 10k test set. Accuracy: MC ensemble of 10 stochastic "
          f"passes. Deep weight prior: {', '.join(dwp_src) or '-'}"
@@ -465,7 +465,7 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
         for n in sizes:
             if (a, n) in st and n in paper:
                 mu = st[(a, n)][0]
-                short = sorted({int(e) for e, _, _ in per_size[n] if int(e) < PAPER_EPOCHS})
+                short = sorted({e for e, _, _ in per_size[n] if e < PAPER_EPOCHS})
                 lines.append(f"- N={n}: {label[a]} {mu:.3f} vs paper {paper[n]:.3f}: "
                              f"{'met' if mu >= paper[n] else 'MISSED'}"
                              + (f" (at {' / '.join(map(str, short))} epochs; the paper's {PAPER_EPOCHS:,})"
