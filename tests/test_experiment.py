@@ -221,6 +221,26 @@ def test_fig2a_target_lines_say_when_a_size_ran_short_of_the_papers_budget(tmp_p
     assert "- N=200: deep weight prior 0.850 vs paper 0.915: MISSED (at 2000 epochs; the paper's 10,000)" in text
 
 
+def test_fig2a_report_splits_the_dwp_effect_into_prior_and_initialisation(tmp_path: Path) -> None:
+    spec = "7=notmnist-7x7@1.2.0,5=notmnist-5x5@1.1.0"
+    acc = {"dwp": (0.60, 0.70), "sn-dwp-init": (0.80, 0.84), "dwp-xavier-init": (0.55, 0.61),
+           "standard-normal": (0.78, 0.80)}
+    rows = [{"size": "50", "prior": p, "seed": str(s), "acc_ensemble": str(a[s]), "acc_mean": str(a[s]),
+             "epochs": "400", "batch": "50", "steps": "400", "seconds": "1", "ms_per_step": "1",
+             "dwp_priors": spec if fig2a.uses_dwp(p) else ""} for p, a in acc.items() for s in (0, 1)]
+    text = fig2a.write_report(rows, tmp_path, "python tools/fig2a.py")[0].read_text()
+    table = text.split("## Prior or initialisation")[1].split("\n## ")[0]
+    # dwp − sn-dwp-init: −0.20, −0.14; dwp-xavier-init − standard normal: −0.23, −0.19
+    assert "| the prior, dwp-initialised means (deep weight prior − standard normal, dwp-initialised means) | " \
+           "-0.170 ± 0.042 (2) |" in table
+    assert "| the prior, Xavier means (deep weight prior, Xavier means − standard normal) | -0.210 ± 0.028 (2) |" in table
+    assert "(standard normal, dwp-initialised means − standard normal) | +0.030 ± 0.014 (2) |" in table
+    assert "(deep weight prior − deep weight prior, Xavier means) | +0.070 ± 0.028 (2) |" in table
+    assert spec not in table  # one set of priors: no label needed
+    one_seed = [r for r in rows if r["seed"] == "0"]
+    assert "## Prior or initialisation" not in fig2a.write_report(one_seed, tmp_path, "x")[0].read_text()
+
+
 def test_old_csvs_stay_readable_and_keep_their_rows(tmp_path: Path) -> None:
     old = tmp_path / "fig3a.csv"
     shutil.copy(RESULTS / "fig3a.csv", old)

@@ -374,6 +374,39 @@ def _paired_diffs(rows: list[dict[str, str]], a: Arm, b: Arm, n: int) -> list[fl
     return [pa[s] - pb[s] for s in sorted(set(pa) & set(pb))]
 
 
+#: The 2 x 2 of arms (prior x mean initialisation): each effect is the paired difference of two arms that differ in
+#: one factor only (the first minus the second).
+EFFECTS = (("the prior, dwp-initialised means", "dwp", "sn-dwp-init"),
+           ("the prior, Xavier means", "dwp-xavier-init", "standard-normal"),
+           ("the initialisation, standard-normal prior", "sn-dwp-init", "standard-normal"),
+           ("the initialisation, deep weight prior", "dwp", "dwp-xavier-init"))
+
+
+def factorial_table(rows: list[dict[str, str]], sizes: list[int], dwp_arms: list[Arm]) -> list[str]:
+    """Markdown lines: how much of the deep weight prior's effect is its prior term and how much its initialisation,
+    from the 2 x 2 of arms (``EFFECTS``), as paired differences over the seeds both arms ran (mean ± paired std,
+    seeds in brackets), per set of deep weight priors; none when no effect has two paired seeds."""
+    found: dict[str, list[tuple[str, list[str]]]] = {}  # dwp spec -> (effect, cells) with a paired cell
+    for sp in dict.fromkeys(sp for _, sp in dwp_arms):
+        for name, a, b in EFFECTS:
+            cells = []
+            for n in sizes:
+                d = _paired_diffs(rows, (a, sp if uses_dwp(a) else ""), (b, sp if uses_dwp(b) else ""), n)
+                cells.append(f"{statistics.mean(d):+.3f} ± {statistics.stdev(d):.3f} ({len(d)})" if len(d) >= 2
+                             else "-")
+            if any(c != "-" for c in cells):
+                found.setdefault(sp, []).append((f"{name} ({LABELS[a]} − {LABELS[b]})", cells))
+    if not found:
+        return []
+    body = [f"| {name}{f' [{sp}]' if len(found) > 1 else ''} | " + " | ".join(cells) + " |"
+            for sp, effects in found.items() for name, cells in effects]
+    return ["", "## Prior or initialisation: paired differences of the 2 x 2 of arms", "",
+            "Accuracy of the first arm minus the second, paired by data-split seed (mean ± std of the differences, "
+            "seeds in brackets; no targets here). Where |mean| exceeds the std, the effect is larger than one paired "
+            "seed std, the bar the Targets use.", "",
+            "| effect | " + " | ".join(str(n) for n in sizes) + " |", "|---|" + "---|" * len(sizes), *body]
+
+
 def budget_table(rows: list[dict[str, str]], other: list[dict[str, str]], other_name: str,
                  sizes: tuple[int, ...] = (50, 100)) -> list[str]:
     """Markdown lines: each arm at this CSV's budget beside ``other``'s budget and the paper, at ``sizes``
@@ -483,6 +516,7 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
                 mu, ref = st[((p, ""), n)][0], dict(zip(SIZES, PAPER[p]))[n]
                 lines.append(f"- N={n}: {label[(p, '')]} {mu:.3f} vs paper {ref:.3f}: "
                              f"{'within 0.03' if abs(mu - ref) <= 0.03 else 'NOT within 0.03'}")
+    lines += factorial_table(rows, sizes, [a for a in arms if uses_dwp(a[0])])
     gaps = [(int(r["size"]), r["prior"] + (" (full bound)" if r.get("bound") == "full" else ""), r["seed"],
              r["gap_per_kernel"]) for r in rows if r.get("gap_per_kernel")]
     if gaps:
