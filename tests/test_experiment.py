@@ -226,7 +226,7 @@ def test_fig2a_report_splits_the_dwp_effect_into_prior_and_initialisation(tmp_pa
     acc = {"dwp": (0.60, 0.70), "sn-dwp-init": (0.80, 0.84), "dwp-xavier-init": (0.55, 0.61),
            "standard-normal": (0.78, 0.80)}
     rows = [{"size": "50", "prior": p, "seed": str(s), "acc_ensemble": str(a[s]), "acc_mean": str(a[s]),
-             "epochs": "400", "batch": "50", "steps": "400", "seconds": "1", "ms_per_step": "1",
+             "epochs": "400", "batch": "50", "steps": "400", "seconds": "1", "ms_per_step": "1", "commit": "abc1234",
              "dwp_priors": spec if fig2a.uses_dwp(p) else ""} for p, a in acc.items() for s in (0, 1)]
     text = fig2a.write_report(rows, tmp_path, "python tools/fig2a.py")[0].read_text()
     table = text.split("## Prior or initialisation")[1].split("\n## ")[0]
@@ -236,7 +236,13 @@ def test_fig2a_report_splits_the_dwp_effect_into_prior_and_initialisation(tmp_pa
     assert "| the prior, Xavier means (deep weight prior, Xavier means − standard normal) | -0.210 ± 0.028 (2) |" in table
     assert "(standard normal, dwp-initialised means − standard normal) | +0.030 ± 0.014 (2) |" in table
     assert "(deep weight prior − deep weight prior, Xavier means) | +0.070 ± 0.028 (2) |" in table
-    assert spec not in table  # one set of priors: no label needed
+    assert spec not in table and "†" not in table  # one set of priors: no label; every row has its commit
+    for r in rows:
+        r["commit"] = "" if r["prior"] == "standard-normal" else "abc1234"
+    table = fig2a.write_report(rows, tmp_path, "x")[0].read_text().split("## Prior or initialisation")[1]
+    assert "| the prior, Xavier means (deep weight prior, Xavier means − standard normal) | -0.210 ± 0.028 (2) † |" \
+           in table and "predate the commit column" in table
+    assert "(deep weight prior − deep weight prior, Xavier means) | +0.070 ± 0.028 (2) |" in table
     one_seed = [r for r in rows if r["seed"] == "0"]
     assert "## Prior or initialisation" not in fig2a.write_report(one_seed, tmp_path, "x")[0].read_text()
 

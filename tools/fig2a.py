@@ -386,14 +386,19 @@ def factorial_table(rows: list[dict[str, str]], sizes: list[int], dwp_arms: list
     """Markdown lines: how much of the deep weight prior's effect is its prior term and how much its initialisation,
     from the 2 x 2 of arms (``EFFECTS``), as paired differences over the seeds both arms ran (mean ± paired std,
     seeds in brackets), per set of deep weight priors; none when no effect has two paired seeds."""
+    def uncommitted(arm: Arm, n: int) -> bool:  # a row made before rows recorded their commit: code unknown
+        return any(not r.get("commit") for r in rows if _arm(r) == arm and int(r["size"]) == n)
+
     found: dict[str, list[tuple[str, list[str]]]] = {}  # dwp spec -> (effect, cells) with a paired cell
     for sp in dict.fromkeys(sp for _, sp in dwp_arms):
         for name, a, b in EFFECTS:
             cells = []
             for n in sizes:
-                d = _paired_diffs(rows, (a, sp if uses_dwp(a) else ""), (b, sp if uses_dwp(b) else ""), n)
-                cells.append(f"{statistics.mean(d):+.3f} ± {statistics.stdev(d):.3f} ({len(d)})" if len(d) >= 2
-                             else "-")
+                arm_a, arm_b = (a, sp if uses_dwp(a) else ""), (b, sp if uses_dwp(b) else "")
+                d = _paired_diffs(rows, arm_a, arm_b, n)
+                mark = " †" if uncommitted(arm_a, n) or uncommitted(arm_b, n) else ""
+                cells.append(f"{statistics.mean(d):+.3f} ± {statistics.stdev(d):.3f} ({len(d)}){mark}"
+                             if len(d) >= 2 else "-")
             if any(c != "-" for c in cells):
                 found.setdefault(sp, []).append((f"{name} ({LABELS[a]} − {LABELS[b]})", cells))
     if not found:
@@ -404,7 +409,9 @@ def factorial_table(rows: list[dict[str, str]], sizes: list[int], dwp_arms: list
             "Accuracy of the first arm minus the second, paired by data-split seed (mean ± std of the differences, "
             "seeds in brackets; no targets here). Where |mean| exceeds the std, the effect is larger than one paired "
             "seed std, the bar the Targets use.", "",
-            "| effect | " + " | ".join(str(n) for n in sizes) + " |", "|---|" + "---|" * len(sizes), *body]
+            "| effect | " + " | ".join(str(n) for n in sizes) + " |", "|---|" + "---|" * len(sizes), *body,
+            *(["", "† Some of these rows predate the commit column, so the two arms may have run different code: "
+               "compare them with care."] if any("†" in line for line in body) else [])]
 
 
 def budget_table(rows: list[dict[str, str]], other: list[dict[str, str]], other_name: str,
