@@ -392,9 +392,9 @@ def factorial_table(rows: list[dict[str, str]], sizes: list[int], dwp_arms: list
     found: dict[str, list[tuple[str, list[str]]]] = {}  # dwp spec -> (effect, cells) with a paired cell
     for sp in dict.fromkeys(sp for _, sp in dwp_arms):
         for name, a, b in EFFECTS:
+            arm_a, arm_b = (a, sp if uses_dwp(a) else ""), (b, sp if uses_dwp(b) else "")
             cells = []
             for n in sizes:
-                arm_a, arm_b = (a, sp if uses_dwp(a) else ""), (b, sp if uses_dwp(b) else "")
                 d = _paired_diffs(rows, arm_a, arm_b, n)
                 mark = " †" if uncommitted(arm_a, n) or uncommitted(arm_b, n) else ""
                 cells.append(f"{statistics.mean(d):+.3f} ± {statistics.stdev(d):.3f} ({len(d)}){mark}"
