@@ -244,3 +244,5 @@ def test_crash_leftovers_are_cleaned(tiny_registry: Path) -> None:
 def test_hub_refs_validated_by_huggingface_hub(spec: str) -> None:
     res = _cli("info", spec)
     assert res.exit_code == 1 and "Error:" in res.stderr and "Unexpected error" not in res.stderr
+    # refused by the parser, before any request (offline or not, a request would fail with another message)
+    assert "no '--', '..' or trailing '.git'" in res.stderr and "Hub" not in res.stderr

@@ -242,12 +242,33 @@ def test_prior_in_float64(priors: dict[int, DeepWeightPrior]) -> None:
     assert torch.equal(conv.weight, p64.sample((4, 4), generator=_g(), noise=False).reshape(4, 4, 3, 3).float())
 
 
-def test_weight_on_another_device_gets_samples_moved(priors: dict[int, DeepWeightPrior]) -> None:
-    """Samples are drawn on the prior's device and moved to the weight's (here the shape-only
+def test_weight_on_another_device_gets_samples_moved(priors: dict[int, DeepWeightPrior],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Samples are drawn on the prior's device and copied into the weight on its own (here the shape-only
     ``meta`` device, which runs on any machine)."""
+    drawn: list[torch.Tensor] = []
+    written: list[torch.Tensor] = []
+    real_sample, real_copy = DeepWeightPrior.sample, torch.Tensor.copy_
     conv = nn.Conv2d(3, 5, 3, device="meta")
+
+    def sample_spy(self: DeepWeightPrior, *args: object, **kwargs: object) -> torch.Tensor:
+        drawn.append(real_sample(self, *args, **kwargs))
+        return drawn[-1]
+
+    def copy_spy(self: torch.Tensor, src: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if self is conv.weight:
+            written.append(src)
+        return real_copy(self, src, *args, **kwargs)
+
+    monkeypatch.setattr(DeepWeightPrior, "sample", sample_spy)
+    monkeypatch.setattr(torch.Tensor, "copy_", copy_spy)
     out = init_(conv, priors[3], generator=_g())
+    monkeypatch.undo()
     assert out.device.type == "meta" and out.shape == (5, 3, 3, 3)
+    assert len(drawn) == 1 and drawn[0].device.type == "cpu"  # drawn where the prior lives
+    assert len(written) == 1 and written[0].shape == (5, 3, 3, 3)  # and written into the meta weight
+    want = init_(nn.Conv2d(3, 5, 3), priors[3], generator=_g())  # the same draw into a CPU weight
+    assert torch.equal(drawn[0].reshape(5, 3, 3, 3), want.detach())
 
 
 def test_prior_on_meta_device_is_refused(priors: dict[int, DeepWeightPrior]) -> None:

@@ -84,24 +84,31 @@ def test_harvest_reads_third_party_state_dict_weights_only(tmp_path: Path) -> No
 
 
 class _Evil:
-    def __reduce__(self):  # pragma: no cover - must never run
-        return (print, ("pwned",))
+    """Unpickling this creates ``marker``: proof that a full (code-running) unpickle happened."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
 
 
 @pytest.mark.parametrize("case", ["truncated", "pickle_code", "garbage", "missing", "not_tensors"])
 def test_bad_checkpoints_are_refused(tmp_path: Path, case: str) -> None:
     path = tmp_path / "bad.th"
+    marker = tmp_path / "pickle-code-ran"
     if case == "truncated":
         torch.save(build_net(NetConfig("fconv", (2, 2))).state_dict(), path)
         path.write_bytes(path.read_bytes()[:200])
     elif case == "pickle_code":
-        torch.save({"x": _Evil()}, path)
+        torch.save({"x": _Evil(marker)}, path)
     elif case == "garbage":
         path.write_bytes(b"\x00garbage" * 10)
     elif case == "not_tensors":
         torch.save({"a": 1}, path)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="weights-only" if case == "pickle_code" else "."):
         read_checkpoint(path)
+    assert not marker.exists(), "the checkpoint's pickled code ran: torch.load without weights_only=True"
 
 
 def test_truncated_safetensors_checkpoint(tmp_path: Path) -> None:

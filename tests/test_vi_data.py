@@ -55,11 +55,25 @@ def test_data_term_is_n_times_the_batch_mean_nll() -> None:
     assert data_term(pred, t, 10, "gaussian", noise_std=0.5).item() == pytest.approx(expected)
 
 
-def test_device_argument_moves_the_model() -> None:
+def test_device_argument_moves_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = _data(20)
+    recipe = VIRecipe(epochs=1, batch_size=20)
+    torch.manual_seed(0)
+    plain = fit_vi(paper_net("standard-normal", widths=(2, 4)), x, y, recipe, progress=False)
+    torch.manual_seed(0)
     model = paper_net("standard-normal", widths=(2, 4))
-    res = fit_vi(model, x, y, VIRecipe(epochs=1, batch_size=20), progress=False, device="cpu")
-    assert res.steps == 1 and torch.isfinite(kl_divergence(model))
+    moved: list[tuple] = []
+    real_to = nn.Module.to
+
+    def to_spy(self: nn.Module, *args: object, **kwargs: object) -> nn.Module:
+        if self is model:
+            moved.append(args)
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "to", to_spy)
+    res = fit_vi(model, x, y, recipe, progress=False, device="cpu")
+    assert moved == [(torch.device("cpu"),)]  # the model is sent to the device before training
+    assert res.steps == 1 and res.final == plain.final  # and trains exactly as without the argument
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
