@@ -6,6 +6,7 @@ stand-in written in the official binary format (label byte(s) + 3,072 pixel byte
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -134,8 +135,23 @@ def test_label_out_of_range_is_an_integrity_error(cifar_root: Path) -> None:
 
 def test_dataset_sha256_covers_cifar(cifar_root: Path) -> None:
     write_stand_in(cifar_root, "cifar100")
+    spec = CIFAR_DATASETS["cifar100"]
+    base = cifar_root / spec.folder / spec.base_dir
+    h = hashlib.sha256()
+    for f in spec.train_files + spec.test_files:  # train files then test files, as documented
+        h.update((base / f).read_bytes())
     digest = dataset_sha256("cifar100")
-    assert len(digest) == 64 and digest == dataset_sha256("cifar100")
+    assert digest == h.hexdigest()
+    write_stand_in(cifar_root, "cifar10")
+    assert dataset_sha256("cifar10") != digest
+    for f in (spec.train_files[0], spec.test_files[-1]):  # one byte changed in any record file changes it
+        raw = bytearray((base / f).read_bytes())
+        raw[-1] ^= 1
+        (base / f).write_bytes(bytes(raw))
+        assert dataset_sha256("cifar100") != digest
+        raw[-1] ^= 1
+        (base / f).write_bytes(bytes(raw))
+    assert dataset_sha256("cifar100") == digest
 
 
 # --- missing data, offline, archives ------------------------------------------------------------
@@ -167,7 +183,6 @@ def test_archive_with_wrong_md5_is_refused(cifar_root: Path) -> None:
 
 def test_hand_placed_archive_is_verified_and_extracted(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
-    import hashlib
 
     blob = _stand_in_archive("cifar10")
     spec = dataclasses.replace(CIFAR_DATASETS["cifar10"], md5=hashlib.md5(blob).hexdigest())
