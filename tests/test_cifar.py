@@ -23,7 +23,9 @@ from dwp_hub.data import (
     read_cifar_binary,
     source_split,
 )
-from dwp_hub.errors import DataIntegrityError, DataNotFoundError, OfflineError, TrainingError
+from dwp_hub.errors import (
+    ConfigError, DataIntegrityError, DataNotFoundError, OfflineError, RecipeError, TrainingError,
+)
 from dwp_hub.model.nets import NetConfig, build_net, input_shape
 from dwp_hub.training.harvest import read_checkpoint
 from dwp_hub.training.recipe import load_recipe, parse_recipe
@@ -270,7 +272,7 @@ def test_cifar_net_config_defaults_and_errors() -> None:
     cfg = NetConfig.from_dict({"arch": "cifar", "widths": [4, 8, 8, 16], "num_classes": 100})
     assert cfg.in_channels == 3 and input_shape(cfg) == (3, 32, 32)
     assert build_net(cfg)(torch.zeros(1, 3, 32, 32)).shape == (1, 100)
-    with pytest.raises(ValueError, match="four widths"):
+    with pytest.raises(ConfigError, match="four widths"):
         build_net(NetConfig("cifar", (4, 8), 3))
 
 
@@ -319,5 +321,5 @@ def test_recipe_status_is_validated() -> None:
             "harvest": {"layer": "0.weight", "kernel_size": 7}, "vae": {"kind": "conv7", "z_dim": 2, "hidden": 8}}
     assert parse_recipe(base).status is None
     assert parse_recipe({**base, "status": "published"}).status == "published"
-    with pytest.raises(ValueError, match="status"):
+    with pytest.raises(RecipeError, match="status"):
         parse_recipe({**base, "status": "done"})

@@ -310,7 +310,7 @@ def test_remove_an_orphan_folder(tiny_registry: Path) -> None:
 
 
 # -- info --recipe -----------------------------------------------------------------------------------------
-def test_info_recipe_round_trips_through_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_info_recipe_is_the_cards_recipe_and_loads_as_a_build_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dwp_hub._listing import prior_card
     from dwp_hub.training.recipe import load_recipe
 

@@ -38,9 +38,13 @@ def test_one_seed_syntax(text: object, seeds: tuple[int, ...]) -> None:
     assert E.parse_seeds(text) == seeds
 
 
-@pytest.mark.parametrize("text", ["", ",", "4-2", "-1", "a", "1-b", True, [-1]])
-def test_bad_seeds_are_errors(text: object) -> None:
-    with pytest.raises((ValueError, TypeError)):
+@pytest.mark.parametrize(("text", "error", "match"), [
+    ("", ValueError, "no values"), (",", ValueError, "no values"), ("4-2", ValueError, "empty range"),
+    ("-1", ValueError, "is not N, A-B"), ("a", ValueError, "is not N, A-B"), ("1-b", ValueError, "is not N, A-B"),
+    (True, TypeError, "expected integers"), ([-1], ValueError, "negative value"),
+])
+def test_bad_seeds_are_errors(text: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
         E.parse_seeds(text)
 
 

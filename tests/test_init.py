@@ -51,13 +51,18 @@ def test_init_conv_in_place(p3: DeepWeightPrior) -> None:
     assert conv.weight.requires_grad and isinstance(conv.weight, nn.Parameter)
     assert torch.equal(conv.weight, p3.sample_like(conv.weight, generator=_g(1)))
     assert torch.equal(conv.bias, bias)  # biases untouched
-    with torch.enable_grad():  # works whatever the grad mode
-        init_(conv, p3, generator=_g(1))
+    want = p3.sample_like(conv.weight, generator=_g(2))
+    for mode in (torch.no_grad, torch.inference_mode, torch.enable_grad):  # works whatever the grad mode
+        with torch.no_grad():
+            conv.weight.zero_()
+        with mode():
+            init_(conv, p3, generator=_g(2))
+        assert torch.equal(conv.weight, want) and conv.weight.requires_grad, mode.__name__
 
 
 def test_init_weight_tensor_and_transpose(p5: DeepWeightPrior) -> None:
-    w = torch.empty(3, 2, 5, 5)
-    assert init_(w, p5, generator=_g()) is w and torch.isfinite(w).all()
+    w = torch.zeros(3, 2, 5, 5)
+    assert init_(w, p5, generator=_g()) is w and torch.equal(w, p5.sample_like(w, generator=_g()))
     deconv = nn.ConvTranspose2d(2, 3, 5)
     init_(deconv, p5, generator=_g())
     assert deconv.weight.shape == (2, 3, 5, 5) and torch.equal(deconv.weight, p5.sample_like(deconv.weight, generator=_g()))

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from dwp_hub.card import ArchConfig, card_from_weights_file
 from dwp_hub.cli import app
 from dwp_hub.errors import (
-    CheckpointError, IntegrityError, PriorExistsError, RecipeError, TrainingError, UnsupportedLayerError,
+    CheckpointError, IntegrityError, InvalidNameError, InvalidVersionError, PriorExistsError, RecipeError,
+    TrainingError, UnsupportedLayerError,
 )
 from dwp_hub.model.nets import NetConfig, build_net
 from dwp_hub.training._ckpt import save_checkpoint
@@ -61,8 +62,16 @@ def test_harvest_top_fraction_and_cap(tmp_path: Path) -> None:
     paths = _fake_sources(tmp_path)
     spec = HarvestSpec("3.weight", 5, PruneRule("top_fraction", 0.5), held_out=(0,), max_kernels_per_net=10)
     data = harvest(paths, spec)
-    assert len(data.held_out) == 10 and len(data.train) == 30
-    assert data.meta["prune"]["threshold"] > 0
+    assert len(data.held_out) == 10 and len(data.train) == 30  # capped at 10 per net
+    kernels = [read_checkpoint(p)[0]["3.weight"].reshape(-1, 1, 5, 5) for p in paths]
+    norms = torch.cat([k.flatten(1).norm(dim=1) for k in kernels])
+    threshold = data.meta["prune"]["threshold"]
+    assert threshold == pytest.approx(float(norms.median()), rel=0.05)  # the top half by L2 norm
+    above = [k[k.flatten(1).norm(dim=1) >= threshold] for k in kernels]
+    assert all(len(k) > 10 for k in above)  # so the cap, not the rule, set the counts
+    for got, pool in ((data.held_out, above[0]), (data.train, torch.cat(above[1:]))):
+        # every kept kernel is one of its nets' kernels at or above the threshold
+        assert all(any(torch.equal(g, c) for c in pool) for g in got)
 
 
 def test_harvest_round_trip(tmp_path: Path) -> None:
@@ -239,20 +248,21 @@ def test_build_on_nets_trained_elsewhere_counts_their_recorded_training_time(tmp
     assert card.training.build_seconds <= wall + recorded / 2 + 1  # ... plus this build's own time
 
 
-@pytest.mark.parametrize("edit, match", [
-    ({"name": "../evil"}, "path separators"),
-    ({"version": "1.0"}, "MAJOR.MINOR.PATCH"),
-    ({"vae": {"kind": "conv7", "z_dim": 2, "hidden": 4}}, "kernel_size"),
-    ({"harvest": {"layer": "x", "kernel_size": 5, "bogus": 1}}, "bogus"),
-    ({"extra": 1}, "Unknown recipe key"),
-    ({"harvest": {"layer": "x", "kernel_size": 5, "prune": {"rule": "min_norm", "value": "PRUNE"}}}, "must be a number"),
-    ({"harvest": {"layer": "x", "kernel_size": 5, "prune": {"rule": "biggest"}}}, "Unknown prune rule"),
-    ({"vae": {"kind": "conv5", "z_dim": 2, "hidden": 4, "activation": "gelu"}}, "Unknown activation"),
+@pytest.mark.parametrize("edit, error, match", [
+    ({"name": "../evil"}, InvalidNameError, "path separators"),
+    ({"version": "1.0"}, InvalidVersionError, "MAJOR.MINOR.PATCH"),
+    ({"vae": {"kind": "conv7", "z_dim": 2, "hidden": 4}}, RecipeError, "kernel_size"),
+    ({"harvest": {"layer": "x", "kernel_size": 5, "bogus": 1}}, RecipeError, "bogus"),
+    ({"extra": 1}, RecipeError, "Unknown recipe key"),
+    ({"harvest": {"layer": "x", "kernel_size": 5, "prune": {"rule": "min_norm", "value": "PRUNE"}}}, RecipeError,
+     "must be a number"),
+    ({"harvest": {"layer": "x", "kernel_size": 5, "prune": {"rule": "biggest"}}}, RecipeError, "Unknown prune rule"),
+    ({"vae": {"kind": "conv5", "z_dim": 2, "hidden": 4, "activation": "gelu"}}, RecipeError, "Unknown activation"),
 ])
-def test_bad_recipes(tmp_path: Path, edit: dict, match: str) -> None:
+def test_bad_recipes(tmp_path: Path, edit: dict, error: type[Exception], match: str) -> None:
     data = yaml.safe_load(_tiny_recipe(tmp_path, []).read_text())
     data.update(edit)
-    with pytest.raises((RecipeError, ValueError), match=match):
+    with pytest.raises(error, match=match):
         parse_recipe(data)
 
 
