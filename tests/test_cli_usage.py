@@ -84,14 +84,16 @@ def test_invalid_choices_are_usage_errors_listing_the_choices(args: list[str], l
     assert "Unexpected error" not in res.output
 
 
-@pytest.mark.parametrize("args", [["train-source", "--lr", "0"], ["fit", "k.safetensors", "--lr", "-1"],
-                                  ["train-source", "--widths", "a,b"], ["train-source", "--l2", "-1"],
-                                  ["harvest", "x.th", "--layer", "0.weight", "-k", "7", "--min-norm", "1",
-                                   "--top-fraction", "0.5"]])
-def test_bad_values_are_usage_errors(args: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("args", "flag"), [
+    (["train-source", "--lr", "0"], "--lr"), (["fit", "k.safetensors", "--lr", "-1"], "--lr"),
+    (["train-source", "--widths", "a,b"], "--widths"), (["train-source", "--l2", "-1"], "--l2"),
+    (["harvest", "x.th", "--layer", "0.weight", "-k", "7", "--min-norm", "1", "--top-fraction", "0.5"], "--top-fraction"),
+])
+def test_bad_values_are_usage_errors(args: list[str], flag: str, tmp_path: Path) -> None:
     res = _run(*args)
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output and "Unexpected error" not in res.output
+    assert flag in " ".join(res.output.split()), res.output  # the message names the option to fix
 
 
 def test_debug_after_the_subcommand(tiny_registry: Path) -> None:

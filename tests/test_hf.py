@@ -340,8 +340,9 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
     assert not isinstance(info.value, RevisionNotFoundError)
     with pytest.raises(RevisionNotFoundError, match="no revision 'v9.9.9'"):
         dwp_hub.load(f"{HUB}@v9.9.9")
-    with pytest.raises(RemoteNotFoundError):
+    with pytest.raises(RemoteNotFoundError, match="No Hub repository 'dwp/missing'") as info:
         list_hub_versions("hf-hub:dwp/missing")
+    assert not isinstance(info.value, RevisionNotFoundError)
 
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_valid_token_42")
     for call in (lambda: dwp_hub.load(f"{HUB}@v1.0.0"), lambda: _publish(tiny_registry, "tiny-7x7", "1.1.0")):
@@ -380,9 +381,11 @@ def test_cli_push_list_info_pull_verify(tiny_registry: Path, hub_server: HubTest
     assert "tiny-7x7@1.0.0 already" in out and "hf-hub:dwp/tiny-7x7@v1.1.0" in out
     out = run("list", HUB)
     assert "1.1.0" in out and "v1.0.0" in out
+    tags = hub_server.repos[REPO]["tags"]
     out = run("info", f"{HUB}@v1.0.0")
-    assert "tiny-7x7@1.0.0" in out and "commit" in out
-    assert "OK" in run("verify", f"{HUB}@v1.1.0")
+    assert "tiny-7x7@1.0.0" in out and tags["v1.0.0"][:12] in out  # the tag's own commit
+    out = run("verify", f"{HUB}@v1.1.0")
+    assert "OK" in out and tags["v1.1.0"][:12] in out
 
     mirror = tmp_path / "mirror"
     assert "Pulled tiny-7x7@1.1.0" in run("pull", HUB, "--to", str(mirror))

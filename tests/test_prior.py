@@ -52,6 +52,11 @@ def test_expand(prior: DeepWeightPrior) -> None:
     w = ex.sample((5,), generator=_g())
     assert ex.log_prob(w, generator=_g()).shape == (5, 6, 2)
     assert ex.expand((3, 6, 2)).batch_shape == (3, 6, 2)
+    g = _g(7)
+    e = prior.as_distribution(k=16, noise=False, generator=g).expand((3,))
+    assert (e.k, e.noise, e.generator) == (16, False, g)  # expand keeps the estimator's options
+    prior.unfreeze()  # (a fresh prior per test) rsample carries gradients to the prior's parameters, sample never
+    assert ex.rsample((2,), generator=_g()).requires_grad and not ex.sample((2,), generator=_g()).requires_grad
 
 
 def test_distribution_contract(prior: DeepWeightPrior) -> None:
@@ -67,6 +72,9 @@ def test_distribution_contract(prior: DeepWeightPrior) -> None:
         prior.log_prob(torch.zeros(2, 3, k, k))  # a conv weight [out, in, k, k] must say which dims are batch
     d = prior.as_distribution(k=16, generator=_g(5))
     assert isinstance(d, torch.distributions.Distribution) and d.sample((4,)).shape == (4, 1, k, k)
+    means = prior.as_distribution(noise=False, generator=_g(5))  # its noise flag and generator are used
+    assert torch.equal(means.sample((4,)), prior.sample(4, generator=_g(5), noise=False))
+    assert torch.equal(prior.as_distribution(generator=_g(5)).sample((4,)), prior.sample(4, generator=_g(5)))
     x = d.sample((4,))
     assert torch.equal(d.log_prob(x, generator=_g(1)), d.log_prob(x, generator=_g(1)))  # reproducible estimate
     assert torch.equal(prior.iw_log_prob(x, k=16, generator=_g(1)), d.log_prob(x, generator=_g(1)))
@@ -177,6 +185,14 @@ def test_elbo_and_log_prob_shapes(prior: DeepWeightPrior) -> None:
     assert torch.equal(prior.log_prob(w, k=16, generator=_g(1)), prior.log_prob(w, k=16, generator=_g(1)))
     # More importance samples never make the estimate worse on average (up to noise).
     assert prior.log_prob(w, k=256, generator=_g()).mean() >= prior.elbo(w, generator=_g()).mean() - 1.0
+    # the estimate is the VAE's importance-weighted one (checked against quadrature in test_vae.py), and k is used
+    torch.testing.assert_close(prior.log_prob(w, k=64, generator=_g(2)),
+                               prior.vae.iw_log_prob(w, k=64, generator=_g(2)), rtol=0, atol=0)
+    assert not torch.equal(prior.log_prob(w, k=1, generator=_g(2)), prior.log_prob(w, k=256, generator=_g(2)))
+    # the prior's own samples are far likelier than large random kernels
+    samples = prior.sample(256, generator=_g())
+    junk = 5 * torch.randn(256, 1, k, k, generator=_g(1))
+    assert prior.log_prob(samples, k=256, generator=_g(2)).mean() > prior.log_prob(junk, k=256, generator=_g(2)).mean() + 50
     with pytest.raises(UnsupportedLayerError, match=f"{k}x{k}"):
         prior.elbo(torch.zeros(3, 1, k + 1, k + 1))
     for bad in ((2, 3, k, k), (k, k), (5, k, k)):  # no event dim (1, k, k): refused, never guessed
@@ -190,6 +206,8 @@ def test_encode_decode(prior: DeepWeightPrior) -> None:
     w = prior.sample(10, generator=_g())
     mean, var = prior.encode(w)
     assert mean.shape == var.shape == (10, prior.z_dim) and (var > 0).all()
+    assert not torch.allclose(mean, prior.encode(w.flip(0))[0])  # each kernel gets its own posterior
+    torch.testing.assert_close(prior.encode(w.flip(0))[0], mean.flip(0))
     rec, _ = prior.decode(mean)
     assert rec.shape == w.shape
 

@@ -128,9 +128,12 @@ def test_malformed_version(tiny_registry: Path, spec: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("spec", ["../tiny-7x7", "tiny-7x7/1.0.0", "Tiny-7x7", "/etc"])
-def test_bad_names(tiny_registry: Path, spec: str) -> None:
-    with pytest.raises(InvalidNameError):
+@pytest.mark.parametrize(("spec", "says"), [
+    ("../tiny-7x7", "path separators"), ("tiny-7x7/1.0.0", "path separators"), ("/etc", "path separators"),
+    ("Tiny-7x7", "lowercase"),
+])
+def test_bad_names(tiny_registry: Path, spec: str, says: str) -> None:
+    with pytest.raises(InvalidNameError, match=says):
         dwp_hub.load(spec)
 
 
