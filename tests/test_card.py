@@ -7,7 +7,6 @@ added to the embedded registry is checked without editing this file.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import math

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dwp_hub.errors import ConfigError, TrainingError
-from dwp_hub.inference import VIRecipe, data_term, fit_vi, kl_divergence, paper_net, to_bayesian
+from dwp_hub.inference import VIRecipe, data_term, fit_vi, paper_net, to_bayesian
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
