@@ -126,3 +126,16 @@ def test_source_recipe_names_the_same_augmentations() -> None:
     from dwp_hub.training import source
 
     assert source.AUGMENTATIONS is augment.AUGMENTATIONS
+
+
+def test_affine_draws_cover_the_documented_ranges() -> None:
+    """Rotation within ±10°, whole-pixel shifts within 10% of the side, scale 0.9-1.1, shear within ±5° along x only:
+    checked on the draws themselves (the batched and per-image paths share this draw, so comparing them cannot)."""
+    p = augment._draw(20_000, 28, 24, torch.Generator().manual_seed(0))
+    angle, shift, scale, shear = p["angle"], p["translate"], p["scale"], p["shear"]
+    assert angle.abs().max() <= 10 and angle.abs().max() > 9.9 and angle.mean().abs() < 0.2
+    assert torch.equal(shift, shift.round())
+    assert shift[:, 0].abs().max() == round(0.1 * 24) and shift[:, 1].abs().max() == round(0.1 * 28)  # x then y
+    assert scale.min() >= 0.9 and scale.max() <= 1.1 and scale.min() < 0.901 and scale.max() > 1.099
+    assert shear[:, 0].abs().max() <= 5 and shear[:, 0].abs().max() > 4.95
+    assert torch.equal(shear[:, 1], torch.zeros_like(shear[:, 1]))

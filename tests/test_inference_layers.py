@@ -90,6 +90,19 @@ def test_to_bayesian_fconv_by_kernel_size_and_name(tiny_registry: Path) -> None:
     assert set(terms) == {"0", "3"} and all(torch.isfinite(v) for v in terms.values())
     loss = neg_elbo(out, torch.tensor([0, 1, 2]), 50, kl_divergence(model))
     loss.backward()
+    # the batched terms are each layer's own KL (exact bound: no kernel subsets), and the total is their sum
+    full = to_bayesian(build_net(NetConfig("fconv", (4, 8))), {7: "tiny-7x7", 5: "tiny-5x5"}, bound="full")
+    with torch.no_grad():
+        torch.manual_seed(0)
+        batched = kl_terms(full)
+        torch.manual_seed(0)
+        alone = {n: m.kl() for n, m in bayesian_layers(full)}
+        torch.manual_seed(0)
+        total = kl_divergence(full)
+    assert batched.keys() == alone.keys() and all(torch.equal(batched[n], alone[n]) for n in alone)
+    torch.testing.assert_close(total, sum(alone.values()))
+    y = torch.tensor([0, 1, 2])
+    torch.testing.assert_close(neg_elbo(out, y, 50, total, kl_weight=0.5), 50 * F.cross_entropy(out, y) + 0.5 * total)
 
     net2 = build_net(NetConfig("fconv", (4, 8)))
     model2 = to_bayesian(net2, {"0": "log-uniform", "3": None})

@@ -62,8 +62,9 @@ def test_sparse_log_uniform_kl_formula_and_limits() -> None:
     assert abs(kls[-1]) < 1e-6 and kls[0] > 3.0
 
 
-def test_dwp_bound_pieces_match_monte_carlo(tiny_registry: Path) -> None:
-    prior = DeepWeightPriorKL(dwp_hub.load("tiny-5x5"), bound="full")
+@pytest.mark.parametrize("mc_samples", [1, 3])
+def test_dwp_bound_pieces_match_monte_carlo(tiny_registry: Path, mc_samples: int) -> None:
+    prior = DeepWeightPriorKL(dwp_hub.load("tiny-5x5"), bound="full", mc_samples=mc_samples)
     layer = bayes_layer(out=2, inp=2, k=5, log_s2=-3.0)
     # -H(q) in closed form vs MC
     with torch.no_grad():
@@ -98,7 +99,11 @@ def test_dwp_bound_is_above_the_importance_weighted_kl(tiny_registry: Path) -> N
     for g in gaps.values():
         assert math.isfinite(g.kl_bound) and math.isfinite(g.kl_iw)
         assert g.gap > -0.05 * g.kernels  # >= 0 up to Monte Carlo noise (a few hundredths of a nat per kernel)
+        assert g.gap_per_kernel < 0.5  # measured 0.05-0.13; a lost log(k) would add about 5.3 nats per kernel
         assert g.kernels_used == g.kernels
+    # with one importance sample the IW estimate is the bound itself, in expectation
+    for g in bound_gap(model, k=1, max_kernels=None, generator=torch.Generator().manual_seed(0)).values():
+        assert abs(g.gap_per_kernel) < 0.3
 
 
 def test_reverse_model_trains_decoder_stays_frozen(tiny_registry: Path) -> None:
@@ -118,3 +123,19 @@ def test_reverse_model_trains_decoder_stays_frozen(tiny_registry: Path) -> None:
     enc_moved = any(not torch.equal(x, y) for x, y in zip(prior.encoder.state_dict().values(),
                                                          p.vae.encoder.state_dict().values()))
     assert enc_moved
+
+
+def test_init_means_are_decoder_means_of_standard_normal_draws(tiny_registry: Path) -> None:
+    """The paper's dwp initialisation: each kernel a decoder mean of its own z ~ N(0, I), never a noisy sample;
+    the same draw as ``dwp_hub.init_`` with the same generator."""
+    hub_prior = dwp_hub.load("tiny-5x5")
+    prior = DeepWeightPriorKL(hub_prior)
+    conv = nn.Conv2d(3, 4, 5)
+    with torch.no_grad():
+        prior.init_means_(conv, torch.Generator().manual_seed(0))
+        z = torch.randn(12, prior.z_dim, generator=torch.Generator().manual_seed(0))
+        want = prior.decoder(z)[0].reshape(4, 3, 5, 5)
+    assert torch.equal(conv.weight.detach(), want)
+    other = nn.Conv2d(3, 4, 5)
+    dwp_hub.init_(other, hub_prior, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(conv.weight.detach(), other.weight.detach())
