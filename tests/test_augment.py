@@ -129,8 +129,9 @@ def test_source_recipe_names_the_same_augmentations() -> None:
 
 
 def test_affine_draws_cover_the_documented_ranges() -> None:
-    """Rotation within ±10°, whole-pixel shifts within 10% of the side, scale 0.9-1.1, shear within ±5° along x only:
-    checked on the draws themselves (the batched and per-image paths share this draw, so comparing them cannot)."""
+    """Rotation within ±10°, whole-pixel shifts within 10% of the side, scale 0.9-1.1, shear within ±5° along x
+    only: checked on the draws themselves (the batched and per-image paths share this draw, so comparing them
+    cannot)."""
     p = augment._draw(20_000, 28, 24, torch.Generator().manual_seed(0))
     angle, shift, scale, shear = p["angle"], p["translate"], p["scale"], p["shear"]
     assert angle.abs().max() <= 10 and angle.abs().max() > 9.9 and angle.mean().abs() < 0.2

@@ -147,7 +147,8 @@ def test_verify_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.mark.parametrize(("args", "says"), [
     (["info", "../etc/passwd"], "path separators"), (["info", "tiny-7x8"], "Did you mean tiny-7x7"),
-    (["info", "tiny-7x7@1.0"], "MAJOR.MINOR.PATCH"), (["info", "tiny-7x7@9.0.0"], "no version 9.0.0; available: 1.0.0, 1.1.0"),
+    (["info", "tiny-7x7@1.0"], "MAJOR.MINOR.PATCH"),
+    (["info", "tiny-7x7@9.0.0"], "no version 9.0.0; available: 1.0.0, 1.1.0"),
     (["sample", "nope", "--out", "x.png"], "'nope'"), (["verify", "Bad/Name"], "not a prior name"),
 ])
 def test_bad_input_exits_1_without_traceback(tiny_registry: Path, args: list[str], says: str) -> None:

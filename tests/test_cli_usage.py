@@ -87,7 +87,8 @@ def test_invalid_choices_are_usage_errors_listing_the_choices(args: list[str], l
 @pytest.mark.parametrize(("args", "flag"), [
     (["train-source", "--lr", "0"], "--lr"), (["fit", "k.safetensors", "--lr", "-1"], "--lr"),
     (["train-source", "--widths", "a,b"], "--widths"), (["train-source", "--l2", "-1"], "--l2"),
-    (["harvest", "x.th", "--layer", "0.weight", "-k", "7", "--min-norm", "1", "--top-fraction", "0.5"], "--top-fraction"),
+    (["harvest", "x.th", "--layer", "0.weight", "-k", "7", "--min-norm", "1", "--top-fraction", "0.5"],
+     "--top-fraction"),
 ])
 def test_bad_values_are_usage_errors(args: list[str], flag: str, tmp_path: Path) -> None:
     res = _run(*args)
