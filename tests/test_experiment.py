@@ -225,6 +225,22 @@ def test_fig2a_target_lines_say_when_a_size_ran_short_of_the_papers_budget(tmp_p
     assert "- N=200: deep weight prior 0.850 vs paper 0.915: MISSED (at 2000 epochs; the paper's 10,000)" in text
 
 
+def test_fig2a_effects_compare_arms_that_differ_in_the_named_factor_only() -> None:
+    """Each effect of the 2 x 2 is the difference of two arms (prior, initialisation) that differ in one factor: the
+    prior effects dwp against standard normal at equal means, the initialisation effects dwp against Xavier means."""
+    assert fig2a.ARMS["dwp"] == ("dwp", "dwp") and fig2a.ARMS["standard-normal"] == ("standard-normal", "xavier")
+    assert fig2a.ARMS["sn-dwp-init"] == ("standard-normal", "dwp")
+    assert fig2a.ARMS["dwp-xavier-init"] == ("dwp", "xavier")
+    assert fig2a.ARMS["log-uniform"] == ("log-uniform", "xavier")  # the paper's arms start from Xavier means
+    for label, a, b in fig2a.EFFECTS:
+        (prior_a, init_a), (prior_b, init_b) = fig2a.ARMS[a], fig2a.ARMS[b]
+        if label.startswith("the prior"):
+            assert (prior_a, prior_b) == ("dwp", "standard-normal") and init_a == init_b, label
+        else:
+            assert (init_a, init_b) == ("dwp", "xavier") and prior_a == prior_b, label
+    assert len({(a, b) for _, a, b in fig2a.EFFECTS}) == 4
+
+
 def test_fig2a_report_splits_the_dwp_effect_into_prior_and_initialisation(tmp_path: Path) -> None:
     spec = "7=notmnist-7x7@1.2.0,5=notmnist-5x5@1.1.0"
     acc = {"dwp": (0.60, 0.70), "sn-dwp-init": (0.80, 0.84), "dwp-xavier-init": (0.55, 0.61),

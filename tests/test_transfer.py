@@ -26,12 +26,28 @@ def test_result_pairs_seeds() -> None:
     assert "+0.015" in r.summary() and "mnist" in r.summary()
 
 
-def test_evaluate_transfer_runs_both_arms_on_the_target_domain(tiny_registry: Path, data_root: Path) -> None:
+def test_evaluate_transfer_runs_both_arms_on_the_target_domain(tiny_registry: Path, data_root: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import dwp_hub.inference as inference
+
+    trained: list[dict[str, str]] = []
+    real_fit = inference.fit_vi
+
+    def spy(model: object, *args: object, **kwargs: object) -> object:
+        layers = inference.bayesian_layers(model)
+        trained.append({n: f"{type(m.prior).__name__} {m.prior.describe()}" for n, m in layers})
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "fit_vi", spy)
     runs = []
     spec = TransferSpec(dataset="notmnist", protocol="validation", n_train=10, seeds=(0,), steps=2, batch_size=10,
                         n_eval=100)
     r = evaluate_transfer(dwp_hub.load("tiny-7x7"), 7, spec, on_run=lambda arm, s, a: runs.append((arm, s)))
     assert runs == [("prior", 0), ("standard-normal", 0)]
+    with_prior, baseline = trained  # the prior arm puts the prior on the 7x7 layer only; the baseline has none
+    assert with_prior["0"].startswith("DeepWeightPriorKL") and "tiny-7x7" in with_prior["0"]
+    assert with_prior["3"].startswith("StandardNormalKL")
+    assert all(v.startswith("StandardNormalKL") for v in baseline.values()) and baseline.keys() == with_prior.keys()
     assert len(r.acc_prior) == 1 and 0.0 <= r.acc_prior[0] <= 1.0
     assert "notMNIST-10k validation protocol" in r.split_protocol
     with pytest.raises(ConfigError, match="no 3x3 layer"):
