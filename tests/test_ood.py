@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tools_package  # noqa: F401 - registers the tools package
 import torch
+from torch import nn
 
 from tools import _experiment as E
 from tools import fig2a, ood
@@ -284,3 +286,32 @@ def test_ood_runs_as_file_and_module(how: str) -> None:
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "--config" in proc.stdout and "--posterior-dir" in proc.stdout and "--report-only" in proc.stdout
+
+
+def test_score_tells_out_of_distribution_inputs_by_their_entropy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model confident on the in-distribution images and uniform on the OOD ones scores AUROC 1 (entropy higher
+    out of distribution), and the OOD images come from the job's OOD dataset, the in-distribution from MNIST."""
+    n = 40
+    labels = torch.arange(n) % 10
+    x_in = torch.zeros(n, 1, 28, 28)
+    x_in.view(n, -1)[torch.arange(n), labels] = 1.0  # pixel `label` lit: the model reads the label off it
+    x_out = torch.zeros(n, 1, 28, 28)  # nothing lit: all logits 0, a uniform prediction
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10, bias=False))
+    with torch.no_grad():
+        net[1].weight.zero_()
+        net[1].weight[torch.arange(10), torch.arange(10)] = 20.0
+    asked: list[tuple[str, int]] = []
+
+    def fake_images(dataset: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        asked.append((dataset, count))
+        return (x_in, labels) if dataset == "mnist" else (x_out, torch.zeros(n, dtype=torch.long))
+
+    monkeypatch.setattr(ood, "rebuild", lambda *args: net)
+    monkeypatch.setattr(ood, "images", fake_images)
+    job = {"threads": 0, "fig2a_settings": {}, "prior": "deterministic", "seed": 0, "posterior": "p.safetensors",
+           "n_images": n, "ood_dataset": "notmnist", "mc_seed": 0, "samples": 4, "batch_size": 16, "ece_bins": 10,
+           "size": 50, "fig2a_config": "x", "dwp_priors": "", "fig2a_acc_mean": 1.0}
+    row = ood.score(job)
+    assert asked == [("mnist", n), ("notmnist", n)]
+    assert row["acc"] == 1.0 and row["auroc_entropy"] == 1.0 and row["auroc_mi"] == ""
+    assert row["entropy_ood"] == pytest.approx(math.log(10), abs=1e-3) and row["entropy_in"] < 0.01
