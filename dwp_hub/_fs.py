@@ -52,7 +52,7 @@ def open_regular(path: str | Path) -> BinaryIO:
         raise
     except OSError as err:  # ELOOP, ENAMETOOLONG, EACCES ...
         if err.errno == errno.ELOOP:
-            raise NotRegularFileError(errno.ELOOP, "symlink loop", str(path)) from err
+            raise NotRegularFileError(errno.ELOOP, "a symlink loop, not a regular file", str(path)) from err
         raise
     if not stat.S_ISREG(st.st_mode):
         raise NotRegularFileError(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file", str(path))

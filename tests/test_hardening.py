@@ -146,6 +146,13 @@ def test_info_refuses_non_regular_weights(tiny_registry: Path, kind: str) -> Non
     assert not hung, "info hung on a FIFO"
     assert res.exit_code == 1 and "Error:" in res.stderr and "model.safetensors" in res.stderr
     assert "Unexpected error" not in res.stderr
+    what = {"fifo": "is a FIFO (named pipe), not a regular file", "directory": "is a directory, not a regular file",
+            "loop": "is a symlink loop, not a regular file"}[kind]
+    assert f"model.safetensors {what}" in res.stderr
+    assert "'dwp-hub remove tiny-7x7@1.1.0 --yes'" in res.stderr  # what to do about it
+    hung, res = _in_thread(lambda: _cli("verify"))
+    assert not hung and res.exit_code == 1 and "FAIL tiny-7x7@1.1.0" in res.stderr
+    assert ("a symlink loop" if kind == "loop" else "is not a regular file") in res.stderr
 
 
 # -- item 4: one bad index key hides nothing else ----------------------------------------------------------
@@ -202,10 +209,15 @@ def test_orphan_is_reported_then_adopted(only_tiny: Path, monkeypatch: pytest.Mo
         _crash_before_index(m)
         with pytest.raises(_Crash):
             publish(src, "tiny-3x3", "2.0.0", only_tiny)
-    assert (only_tiny / "tiny-3x3" / "2.0.0").is_dir()  # orphaned
+    orphan = only_tiny / "tiny-3x3" / "2.0.0"
+    assert orphan.is_dir()  # orphaned
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in orphan.iterdir()}
     res = _cli("verify")
     assert res.exit_code == 1 and "tiny-3x3@2.0.0" in res.stderr and "not in the index" in res.stderr
     dest = publish(src, "tiny-3x3", "2.0.0", only_tiny).path  # the retry succeeds
+    # adopted in place: the very files the crashed publish left (same inodes, same bytes), not a fresh copy
+    assert {p.name: (p.stat().st_ino, p.read_bytes()) for p in dest.iterdir()} == before
+    assert "checksums.json" in before and "model.safetensors" in before
     assert dwp_hub.load("tiny-3x3@2.0.0").card.version == "2.0.0"
     assert dest == only_tiny / "tiny-3x3" / "2.0.0"
     assert _cli("verify").exit_code == 0

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -83,7 +84,7 @@ def _integrity(err: E.IntegrityError) -> str:
     if spec is None or "dwp-hub remove" in msg:
         return msg
     embedded = constants.embedded_registry().resolve()
-    if err.path is not None and embedded in err.path.resolve().parents:
+    if err.path is not None and embedded in Path(os.path.realpath(err.path)).parents:  # realpath: loops too
         return msg + " It is in the registry shipped with dwp-hub: reinstall it (pip install --force-reinstall dwp-hub)."
     return msg + (f" Remove the damaged local copy with 'dwp-hub remove {spec} --yes', then publish or pull it "
                   "again; 'dwp-hub verify' checks every local prior.")
