@@ -23,8 +23,38 @@ def snippets(path: Path) -> list[str]:
     return _BLOCK.findall(path.read_text("utf-8"))
 
 
+_PY_FENCE = re.compile(r"^\s*(```|~~~)\s*\{?\s*(py|python|python3|pycon|ipython)\b", re.M | re.I)
+
+
 def test_there_are_snippets_to_run() -> None:
-    assert len(snippets(ROOT / "README.md")) >= 2 and snippets(ROOT / "docs" / "hub.md")
+    assert len(snippets(ROOT / "README.md")) == 3 and len(snippets(ROOT / "docs" / "hub.md")) == 1
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_every_python_fence_is_a_snippet_that_runs(path: Path) -> None:
+    """A ```py, ```python3, indented or ~~~ fence would not run here: every Python fence is a plain ```python one."""
+    assert len(_PY_FENCE.findall(path.read_text("utf-8"))) == len(snippets(path))
+
+
+def _check_readme(ns: dict[str, object]) -> None:
+    prior, kernels, result = ns["prior"], ns["kernels"], ns["result"]
+    assert prior.card.name == "notmnist-7x7" and tuple(kernels.shape) == (64, 1, 7, 7)
+    assert torch.isfinite(kernels).all() and 0.0 <= result.metrics["acc_ensemble"] <= 1.0
+    assert [r for r in str(ns["report"]).splitlines() if "notmnist-7x7" in r]  # the init report names the prior
+    assert torch.isfinite(ns["loss"])
+
+
+def _check_hub(ns: dict[str, object]) -> None:
+    prior, pinned = ns["prior"], ns["pinned"]
+    assert prior.card.spec == "notmnist-7x7@1.0.0" and len(prior.commit) == 40
+    assert pinned.commit == prior.commit and pinned.card.weights_sha256 == prior.card.weights_sha256
+
+
+_CHECKS = {"README.md": _check_readme, "hub.md": _check_hub}
+
+
+def test_every_doc_with_snippets_has_its_results_checked() -> None:
+    assert {p.name for p in DOCS if snippets(p)} == set(_CHECKS)
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if snippets(p)], ids=lambda p: p.name)
@@ -42,3 +72,4 @@ def test_snippets_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             exec(compile(code, f"{path.name}[python block {i}]", "exec"), namespace)  # noqa: S102 - our own docs
         except Exception as err:  # pragma: no cover - the message names the block
             raise AssertionError(f"{path.name}: python block {i} failed: {type(err).__name__}: {err}") from err
+    _CHECKS[path.name](namespace)
