@@ -222,6 +222,7 @@ def test_cli_cuda_without_a_gpu_is_a_usage_error_naming_the_device(tmp_path: Pat
 def test_cli_bad_device_is_a_usage_error(tmp_path: Path, command: str) -> None:
     res = CliRunner().invoke(app, [*_commands(tmp_path)[command], "--device", "gpu0"])
     assert res.exit_code == 2 and "is not a device" in " ".join(res.output.split()), res.output
+    assert not any((tmp_path / d).exists() for d in ("src", "fit", "reg", "w"))  # refused before any work
 
 
 def test_cli_cpu_reaches_the_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
