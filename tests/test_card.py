@@ -224,17 +224,21 @@ def test_card_json_garbage(text: str) -> None:
         PriorCard.from_json(text)
 
 
-def test_weights_file_without_card(tmp_path: Path) -> None:
+def test_weights_file_without_card(tmp_path: Path, tiny_registry: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(CardError, match="no dwp-hub card"):
         card_from_weights_file(tmp_path / "plain.safetensors")
-    save_file({"x": torch.zeros(2)}, str(tmp_path / "future.safetensors"),
-              metadata={constants.CARD_METADATA_KEY: "{}", constants.SCHEMA_METADATA_KEY: "99"})
-    with pytest.raises(CardError, match="schema"):
-        card_from_weights_file(tmp_path / "future.safetensors")
+    with safe_open(str(tiny_registry / "tiny-7x7" / "1.1.0" / "model.safetensors"), "pt") as fh:
+        meta = dict(fh.metadata())  # a real, valid card: only the schema number is wrong
+    for schema in ("99", None):
+        future = {**meta, constants.SCHEMA_METADATA_KEY: schema} if schema else {
+            k: v for k, v in meta.items() if k != constants.SCHEMA_METADATA_KEY}
+        save_file({"x": torch.zeros(2)}, str(tmp_path / "future.safetensors"), metadata=future)
+        with pytest.raises(CardError, match=rf"card schema {schema!r}; this dwp-hub reads"):
+            card_from_weights_file(tmp_path / "future.safetensors")
 
 
 @pytest.mark.parametrize("content", [b"", b"\x01\x02", b"\xff" * 8 + b"{}", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}xxxxxx",

@@ -106,14 +106,16 @@ def test_flags_override_the_yaml(tmp_path: Path) -> None:
         Path("a.safetensors"), Path("b.safetensors"))
 
 
-def test_committed_configs_load_and_match_their_recorded_commands() -> None:
+def test_committed_configs_load_and_the_400_step_one_matches_its_recorded_command() -> None:
     yaml_cfg = fig2a.Fig2aConfig.from_yaml(REPO / "tools" / "configs" / "fig2a-400-steps.yaml")
     flags_cfg, _ = fig2a.Fig2aConfig.from_args(shlex.split("--seeds 0-4 --steps 400 --batch 50 --workers 2 --threads 1"))
     assert yaml_cfg == flags_cfg
-    for path in sorted((REPO / "tools" / "configs").glob("*.yaml")):
+    paths = sorted((REPO / "tools" / "configs").glob("*.yaml"))
+    assert len(paths) >= 8
+    for path in paths:  # every committed config loads (unknown keys and bad values are errors) into its class
         cls = {"fig2a": fig2a.Fig2aConfig, "fig3a": fig3a.Fig3aConfig, "fig4": fig4.Fig4Config,
                "ood": ood.OodConfig, "bf16": bf16_check.Bf16CheckConfig}[path.stem.split("-")[0]]
-        assert cls.from_yaml(path).sha256()
+        assert isinstance(cls.from_yaml(path), cls)
     study = source_study.SourceStudyConfig.from_yaml(source_study.SourceStudyConfig.DEFAULT_CONFIG)
     assert study.vi["seeds"] == [0, 1, 2] and 7 in study.harvest and study.notes
 
@@ -163,10 +165,35 @@ def test_result_file_records_provenance_and_resumes(tmp_path: Path) -> None:
     assert row["config_sha256"] == E.config_hash(settings) and json.loads(row["settings"]) == settings
     assert row["dwp_hub"] == E.package_version() and "_private" not in row
     assert row["commit"] == E.git_commit()
+    if (REPO / ".git").exists():  # the checkout's own commit, as git names it
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert row["commit"] in (head, head + "+dirty")
     assert again.commands() == ["python tools/t.py --seeds 0"]
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.commands.txt", "r.csv"]  # no temporary file left
     with pytest.raises(ValueError, match="key column"):
         again.add([{"arm": "b"}], settings)
+
+
+def test_result_file_write_killed_midway_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.csv"
+    res = E.ResultFile(path, ["arm", "seed", "acc"], ["arm", "seed"])
+    res.add([{"arm": "a", "seed": s, "acc": 0.5} for s in range(3)], {"steps": 3})
+    before = path.read_bytes()
+    real, calls = csv.DictWriter.writerow, []
+
+    def dies_after_two_rows(self, row):  # type: ignore[no-untyped-def]
+        calls.append(row)
+        if len(calls) > 3:  # the header, then two rows reach the file, then the process dies
+            raise KeyboardInterrupt
+        return real(self, row)
+
+    monkeypatch.setattr(csv.DictWriter, "writerow", dies_after_two_rows)
+    with pytest.raises(KeyboardInterrupt):
+        res.add([{"arm": "b", "seed": 0, "acc": 0.9}], {"steps": 3})
+    monkeypatch.undo()
+    assert path.read_bytes() == before  # the old file, whole
+    assert len(E.ResultFile(path, ["arm", "seed", "acc"], ["arm", "seed"]).rows) == 3
 
 
 def test_result_file_merges_partitions_by_key(tmp_path: Path) -> None:
@@ -348,9 +375,15 @@ def test_run_jobs_serially_here_or_in_spawned_workers() -> None:
     E.run_jobs([9, 1, 4], lambda j: (os.getpid(), j), lambda r: got.append(r[1]) if r[0] == os.getpid() else None, 1)
     assert got == [9, 1, 4]  # in this process (a lambda cannot go to a worker), in order
     for workers, in_process in ((2, True), (1, False)):  # a spawned pool; results as they complete
-        got = []
-        E.run_jobs([9, 1, 4], math.isqrt, got.append, workers, in_process=in_process)
-        assert sorted(got) == [1, 2, 3]
+        pooled: list[tuple[int, int]] = []
+        E.run_jobs([9, 1, 4], _pid_and_isqrt, pooled.append, workers, in_process=in_process)
+        assert sorted(r for _, r in pooled) == [1, 2, 3]
+        assert all(pid != os.getpid() for pid, _ in pooled)  # computed in other processes
+        assert len({pid for pid, _ in pooled}) <= workers
+
+
+def _pid_and_isqrt(j: int) -> tuple[int, int]:  # module level: a spawned worker imports it
+    return os.getpid(), math.isqrt(j)
 
 
 # -- random stand-in priors ---------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ Top-level imports stay free of torch: spawned worker processes import this modul
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import multiprocessing as mp
 import re
 import shutil
@@ -329,8 +331,12 @@ def test_concurrent_publish_is_refused_not_mixed(tiny_registry: Path, hub_server
 
 # -- bad input -----------------------------------------------------------------------------------
 def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_server: HubTestServer,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                      monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     import huggingface_hub
+    from typer.testing import CliRunner
+
+    from dwp_hub.cli import app
 
     import dwp_hub
 
@@ -345,14 +351,19 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
     assert not isinstance(info.value, RevisionNotFoundError)
 
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_valid_token_42")
+    caplog.set_level(logging.DEBUG)
     for call in (lambda: dwp_hub.load(f"{HUB}@v1.0.0"), lambda: _publish(tiny_registry, "tiny-7x7", "1.1.0")):
         with pytest.raises(AuthenticationError, match="refused the token") as info:
             call()
         assert "hf_not_a_valid_token_42" not in str(info.value)
+    res = CliRunner().invoke(app, ["info", f"{HUB}@v1.0.0"])
+    assert res.exit_code == 1 and "refused the token" in res.output and "hf_not_a_valid_token_42" not in res.output
     monkeypatch.setenv("HF_TOKEN", hub_server.read_token)
     with pytest.raises(AuthenticationError, match="HTTP 403") as info:
         _publish(tiny_registry, "tiny-7x7", "1.1.0")
     assert hub_server.read_token not in str(info.value)
+    printed = "".join(capfd.readouterr()) + caplog.text  # nothing printed or logged on the way shows a token
+    assert "hf_not_a_valid_token_42" not in printed and hub_server.read_token not in printed
     monkeypatch.delenv("HF_TOKEN")
     assert huggingface_hub.get_token() is None
     with pytest.raises(AuthenticationError, match="No Hugging Face token"):
@@ -401,4 +412,14 @@ def test_cli_push_list_info_pull_verify(tiny_registry: Path, hub_server: HubTest
     assert "already has version 1.0.0" in out
     out = run("pull", "tiny-7x7", code=1)
     assert "hf-hub:ORG/REPO" in out
+
+    # a commit the Hub serves happily but whose files contradict the prior's own checksums.json: verify fails
+    repo = hub_server.repos[REPO]
+    files = dict(repo["commits"][tags["v1.1.0"]]["files"])
+    sums = json.loads(hub_server._blob(REPO, files["checksums.json"]))
+    sums["README.md"] = "0" * 64
+    files["checksums.json"] = hub_server._store_blob(REPO, json.dumps(sums).encode())
+    repo["tags"]["v1.1.0"] = hub_server._new_commit(repo, tags["v1.1.0"], files, "tampered")
+    out = run("verify", f"{HUB}@v1.1.0", code=1)
+    assert "README.md" in out and "OK" not in out
 
