@@ -96,7 +96,11 @@ def test_a_tiny_check_runs_pairs_and_resumes(tmp_path: Path, capsys: pytest.Capt
                                                                   ("standard-normal", "bf16"),
                                                                   ("standard-normal", "fp32")]
     assert all(r["steps"] == "2" and "validation" in r["protocol"] and r["commit"] == E.git_commit() for r in rows)
+    for prior in ("dwp", "standard-normal"):  # the bf16 row really ran in bf16: same seed, different arithmetic
+        fp32, bf16 = (next(r for r in rows if (r["prior"], r["precision"]) == (prior, p)) for p in ("fp32", "bf16"))
+        assert fp32["final_data"] != bf16["final_data"], prior
     text = (tmp_path / "bf16_check.md").read_text()
     assert "| 50 | standard normal |" in text and "| 50 | deep weight prior |" in text
     assert bf16_check.main(argv) == 0
     assert "0 run(s) to do" in capsys.readouterr().out
+    assert len(E.ResultFile.read(tmp_path / "bf16_check.csv")) == 4

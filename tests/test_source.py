@@ -74,6 +74,23 @@ def test_a_recipe_whose_every_net_diverges_fails_with_what_to_do(tmp_path: Path,
 
 
 @pytest.mark.usefixtures("data_root")
+def test_a_kill_while_saving_leaves_no_checkpoint_under_the_final_name(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from dwp_hub.training import _ckpt
+
+    def dies_midway(tensors, filename, metadata=None):  # type: ignore[no-untyped-def]
+        Path(filename).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_ckpt, "save_file", dies_midway)
+    out = tmp_path / "nets"
+    with pytest.raises(KeyboardInterrupt):
+        source.train_sources(dataclasses.replace(RECIPE, n_nets=1), out, progress=False)
+    assert not list(out.glob("*.safetensors"))  # the partial bytes never reached a checkpoint's name
+    assert not [p for p in out.iterdir() if p.read_bytes() == b"partial"]  # and the temp file is gone
+
+
+@pytest.mark.usefixtures("data_root")
 def test_a_half_written_checkpoint_is_never_read_and_its_net_is_trained_again(tmp_path: Path) -> None:
     out = tmp_path / "nets"
     out.mkdir()
