@@ -4,12 +4,12 @@ and each step of the build's data flow names functions that its modules hold."""
 
 from __future__ import annotations
 
-import ast
 import importlib
 import re
 from pathlib import Path
 
 import dwp_hub
+from test_structure import _imports
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "architecture.md"
@@ -63,10 +63,9 @@ def test_the_stated_inference_import_order_holds() -> None:
     line = next(ln for ln in _section("Import order of `dwp_hub/inference`").splitlines() if "→" in ln)
     order = [m.strip(" `") for m in line.split("(")[0].split("→")]
     assert order == ["_protocols", "fast", "priors", "layers", "objective", "vi"]
-    for i, name in enumerate(order):
-        tree = ast.parse((PKG / "inference" / f"{name}.py").read_text("utf-8"))
-        imported = {n.module.rpartition(".")[2] for n in ast.walk(tree)
-                    if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("dwp_hub.inference.")}
+    for i, name in enumerate(order):  # every import, deferred ones too: absolute, relative, `from pkg import mod`
+        imported = {t.rpartition(".")[2] for t in _imports(PKG / "inference" / f"{name}.py", deferred=True)
+                    if t.startswith("dwp_hub.inference.")}
         assert not imported & set(order[i + 1:]), (name, imported & set(order[i + 1:]))
 
 

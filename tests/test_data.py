@@ -86,7 +86,7 @@ def test_mnist10k_protocol(data_root: Path, n_train: int) -> None:
     train = _hashes(s.x_train)
     assert len(set(train)) == n_train  # drawn without replacement
     assert set(train) <= set(_hashes(x[:5000])) and not set(train) & set(_hashes(x[5000:]))
-    assert "5000-9999" in s.protocol and f"{n_train}" in s.protocol and "seed 3" in s.protocol
+    assert "test 5000-9999" in s.protocol and f": {n_train} stratified from 0-4999 (seed 3)" in s.protocol
     same, other = mnist10k_protocol(n_train, seed=3, root=data_root), mnist10k_protocol(n_train, seed=4, root=data_root)
     assert np.array_equal(same.x_train, s.x_train) and not np.array_equal(other.x_train, s.x_train)
 
