@@ -252,6 +252,17 @@ def test_fig2a_target_lines_say_when_a_size_ran_short_of_the_papers_budget(tmp_p
     assert "- N=200: deep weight prior 0.850 vs paper 0.915: MISSED (at 2000 epochs; the paper's 10,000)" in text
 
 
+def test_fig2a_figure_title_states_each_budget_and_its_sizes() -> None:
+    def row(size: int, epochs: int, steps: int) -> dict[str, str]:
+        return {"size": str(size), "epochs": str(epochs), "steps": str(steps)}
+
+    assert fig2a.budget_title([row(50, 400, 400), row(1000, 400, 1600)]) == " (400 epochs)"
+    assert fig2a.budget_title([row(50, 10000, 10000), row(200, 2000, 10000)]) == " (10,000 steps per run)"
+    mixed = [row(50, 10000, 10000), row(100, 10000, 10000), row(200, 2000, 2000), row(500, 1000, 2000),
+             row(1000, 500, 2000), row(1000, 400, 1600)]  # a size's longest run names its budget
+    assert fig2a.budget_title(mixed) == "\n(10,000 steps at N = 50/100; 2,000 steps at N = 200/500/1000)"
+
+
 def test_fig2a_effects_compare_arms_that_differ_in_the_named_factor_only() -> None:
     """Each effect of the 2 x 2 is the difference of two arms (prior, initialisation) that differ in one factor: the
     prior effects dwp against standard normal at equal means, the initialisation effects dwp against Xavier means."""

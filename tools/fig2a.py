@@ -553,7 +553,9 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2 + 0.25 * len(arms) if multi else 4.2))
+    entries = sum(len(arms_of[p]) + (p in PAPER) for p in priors)
+    below = multi or entries > 6  # many entries: the legend goes below the axes, where it hides no point
+    fig, ax = plt.subplots(figsize=(6, 4.2 + (0.25 * len(arms) if multi else 0.13 * entries if below else 0)))
     colors = {"dwp": "C3", "log-uniform": "C0", "standard-normal": "C2", "deterministic": "C7", "sn-dwp-init": "C1",
               "dwp-xavier-init": "C4", "sparse-log-uniform": "C9"}
     dwp_colors = ("C3", "C1", "C4", "C5", "C6", "C8", "C9")
@@ -571,11 +573,10 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     ax.set_xticklabels([str(s) for s in SIZES])
     ax.set_xlabel("training examples")
     ax.set_ylabel("test accuracy (MC ensemble of 10)")
-    ax.set_title("MNIST, VI with different priors" + (f" ({epochs[0]} epochs)" if len(epochs) == 1 else
-                                                     f" ({max(int(r['steps']) for r in rows)} steps per run)"))
+    ax.set_title("MNIST, VI with different priors" + budget_title(rows), fontsize=10)
     ax.grid(alpha=0.3)
-    if multi:  # long spec labels: one column below the axes
-        ax.legend(fontsize=7, ncol=1, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    if below:  # long spec labels: one column; else two
+        ax.legend(fontsize=7, ncol=1 if multi else 2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     else:
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -583,6 +584,19 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     fig.savefig(png, dpi=130)
     plt.close(fig)
     return md, png
+
+
+def budget_title(rows: list[dict[str, Any]]) -> str:
+    """The figure title's budget: one epoch count, or the steps per run of each group of sizes."""
+    epochs = {int(r["epochs"]) for r in rows}
+    if len(epochs) == 1:
+        return f" ({epochs.pop()} epochs)"
+    steps: dict[int, list[int]] = {}
+    for n in sorted({int(r["size"]) for r in rows}):
+        steps.setdefault(max(int(r["steps"]) for r in rows if int(r["size"]) == n), []).append(n)
+    if len(steps) == 1:
+        return f" ({next(iter(steps)):,} steps per run)"
+    return "\n(" + "; ".join(f"{k:,} steps at N = {'/'.join(map(str, v))}" for k, v in steps.items()) + ")"
 
 
 def jobs(cfg: Fig2aConfig) -> list[dict[str, Any]]:
