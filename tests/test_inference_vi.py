@@ -16,11 +16,14 @@ from dwp_hub.inference import (
     evaluate,
     fit_deterministic,
     fit_vi,
+    kl_divergence,
     load_checkpoint,
     mean_weights,
     paper_net,
     save_checkpoint,
+    set_stochastic,
 )
+from dwp_hub.inference.vi import read_checkpoint
 from helpers import tiny_data
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -45,6 +48,68 @@ def test_fit_vi_learns_and_evaluates(tiny_registry: Path) -> None:
                             x_eval=x, y_eval=y, progress=False)
     assert det.objective == "deterministic" and "l2" in det.final
     assert det.metrics["acc_ensemble"] == det.metrics["acc_mean"]
+
+
+def test_fit_vi_objective_is_n_times_ce_plus_weighted_kl() -> None:
+    """One full-batch step of the means (no noise): data = N · mean CE of the batch, loss = data + kl_weight · KL."""
+    x, y = tiny_data(20)
+    model = set_stochastic(paper_net("standard-normal", widths=(2, 4)), False)
+    with torch.no_grad():
+        ce = float(nn.functional.cross_entropy(model(x), y))
+        kl = float(kl_divergence(model))
+    res = fit_vi(model, x, y, VIRecipe(epochs=1, lr=1e-2, kl_weight=0.5), progress=False)
+    assert res.final["data"] == pytest.approx(20 * ce, rel=1e-5)  # n_train = 20 scales the batch mean
+    assert res.final["kl"] == pytest.approx(kl, rel=1e-5)  # the closed-form KL before the step
+    assert res.final["loss"] == pytest.approx(res.final["data"] + 0.5 * res.final["kl"], rel=1e-5)
+    assert abs(res.final["loss"] - res.final["data"] - res.final["kl"]) > 1.0  # the weight 0.5 is used
+
+
+def test_fit_vi_learning_rate_decays_linearly_to_zero(tmp_path: Path) -> None:
+    """Step s (0-based) of T runs at lr · (1 − s/T); the checkpoint keeps the optimiser's last lr."""
+    x, y = tiny_data(20)  # N = 20 <= batch 256: one step per epoch, T = 3
+    ck, seen = tmp_path / "lr.safetensors", []
+
+    def read_lr(step: int, record: dict[str, float]) -> None:
+        if ck.exists():  # the checkpoint of the step before (records come before the checkpoint is written)
+            seen.append(read_checkpoint(ck)[1]["optimizer"]["param_groups"][0]["lr"])
+
+    recipe = VIRecipe(epochs=3, lr=1e-2, checkpoint_every=1)
+    fit_vi(paper_net("standard-normal", widths=(2, 4)), x, y, recipe, checkpoint=ck, progress=False,
+           callback=read_lr)
+    final_lr = read_checkpoint(ck)[1]["optimizer"]["param_groups"][0]["lr"]
+    assert seen == pytest.approx([1e-2, 1e-2 * 2 / 3])  # steps 0 and 1
+    assert final_lr == pytest.approx(1e-2 / 3)  # step 2 = T - 1
+
+
+def test_fit_deterministic_l2_term_regularises() -> None:
+    x, y = tiny_data(20)
+
+    def run(l2: float) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        res = fit_deterministic(paper_net("deterministic", widths=(2, 4)), x, y,
+                                VIRecipe(epochs=3, lr=1e-2, l2=l2, seed=1), progress=False)
+        return res.model.state_dict(), res.final
+
+    (plain, f0), (again, _), (reg, f1) = run(0.0), run(0.0), run(1.0)
+    assert all(torch.equal(plain[k], again[k]) for k in plain)  # same seed: the same run
+    assert f1["loss"] == pytest.approx(f1["data"] + 1.0 * f1["l2"], rel=1e-5) and f1["l2"] > 0.1
+    assert f0["loss"] == pytest.approx(f0["data"], rel=1e-6)
+    conv = [k for k in plain if k.endswith("weight") and plain[k].ndim == 4]
+    assert conv and all(not torch.allclose(plain[k], reg[k]) for k in conv)  # l2 > 0 changes the conv weights
+
+
+def test_set_stochastic_switches_between_sampling_and_the_means() -> None:
+    model = paper_net("standard-normal", widths=(2, 4))
+    x, _ = tiny_data(8)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))  # stochastic by default: each pass samples
+        assert set_stochastic(model, False) is model
+        out = model(x)
+        assert torch.equal(out, model(x))
+        with mean_weights(model):
+            assert torch.equal(out, model(x))
+        set_stochastic(model, True)
+        assert not torch.equal(model(x), model(x))
 
 
 def test_checkpoint_resume_reproduces_an_uninterrupted_run(tiny_registry: Path, tmp_path: Path) -> None:
