@@ -87,6 +87,21 @@ def test_augment_batch_matches_the_per_image_torchvision_path(kind: str) -> None
     assert (got - x).abs().max() > 0.1  # it did distort
 
 
+def test_elastic_step_distorts_beyond_the_affine_map_with_the_documented_strength() -> None:
+    """The same seed draws the same affine map first, so affine+elastic minus affine is the elastic step alone."""
+    assert augment.ELASTIC == {"alpha": 8.0, "sigma": 3.0}  # torchvision's ElasticTransform at alpha 8 px, sigma 3 px
+    x = _images(b=16)
+    affine = augment_batch(x, "affine", torch.Generator().manual_seed(5))
+    both = augment_batch(x, "affine+elastic", torch.Generator().manual_seed(5))
+    diff = both - affine
+    assert diff.abs().max() > 0.1
+    assert diff.norm() / affine.norm() > 0.1  # a visible distortion, not float noise
+    # uniform noise blurred by sigma = 3 px, times alpha = 8 px: about 0.2 px on average, about a pixel at most
+    disp = augment._displacement(16, 28, 28, torch.Generator().manual_seed(9), torch.device("cpu"), torch.float32)
+    px = disp * torch.tensor([28 / 2, 28 / 2])  # normalised units to pixels (measured: mean 0.21, max 1.10)
+    assert 0.15 < float(px.abs().mean()) < 0.3 and 0.5 < float(px.abs().max()) < 2.0
+
+
 @pytest.mark.parametrize("kind", ["affine", "affine+elastic", "blur", "affine+blur"])
 def test_augment_batch_is_seeded_clamped_and_draws_what_it_always_drew(kind: str) -> None:
     x = _images(b=8, c=3)

@@ -14,8 +14,11 @@ import dwp_hub.init as dwp_init
 from dwp_hub.errors import UnsupportedLayerError
 from dwp_hub.inference import (
     BayesConv2d,
+    Bound,
     DeepWeightPriorKL,
+    Family,
     LogUniformKL,
+    Sampler,
     StandardNormalKL,
     bayesian_layers,
     kl_divergence,
@@ -110,6 +113,23 @@ def test_to_bayesian_fconv_by_kernel_size_and_name(tiny_registry: Path) -> None:
     assert isinstance(model2[0].prior, LogUniformKL) and isinstance(model2[3], nn.Conv2d)
 
 
+def test_to_bayesian_pins_the_documented_defaults(tiny_registry: Path) -> None:
+    """README: the fast bound over 32 kernels per layer and step, one MC sample, log σ² initialised to −10 on the
+    gaussian family and logit α to −2 on the variational-dropout family."""
+    model = to_bayesian(build_net(NetConfig("fconv", (4, 8))), {7: "tiny-7x7", 5: "log-uniform"})
+    dwp_layer, vd_layer = model[0], model[3]
+    prior = dwp_layer.prior
+    assert isinstance(prior, DeepWeightPriorKL)
+    assert prior.bound is Bound.FAST and prior.kernels_per_step == 32 and prior.mc_samples == 1
+    assert prior.sampler is Sampler.CYCLE and prior.control_variate and prior.cv_decay == 0.5
+    assert prior.subset_size(dwp_layer.n_kernels) == 4  # 4 kernels < 32: the whole layer
+    assert prior.subset_size(100) == 32
+    assert torch.equal(dwp_layer.log_sigma2, torch.full_like(dwp_layer.weight, -10.0))
+    assert vd_layer.family is Family.VARIATIONAL_DROPOUT
+    assert torch.equal(vd_layer.logit_alpha, torch.full_like(vd_layer.weight, -2.0))
+    assert torch.equal(BayesConv2d(2, 3, 5).log_sigma2, torch.full((3, 2, 5, 5), -10.0))
+
+
 def test_to_bayesian_auto_uses_hub_priors_by_kernel_size_else_default(tiny_registry: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dwp_init, "AUTO_PRIORS", {7: "tiny-7x7", 5: "missing-5x5"})
@@ -132,6 +152,21 @@ def test_to_bayesian_torchvision_resnet(tiny_registry: Path) -> None:
     assert isinstance(layers["layer2.0.downsample.0"].prior, LogUniformKL)  # 1x1
     shared = {id(m.prior.decoder) for m in layers.values() if isinstance(m.prior, DeepWeightPriorKL)}
     assert len(shared) == 1  # one hub prior loaded once: all 3x3 layers share a decoder call
+    n_dwp = sum(isinstance(m.prior, DeepWeightPriorKL) for m in layers.values())
+    assert n_dwp > 1
+    decoder = next(m.prior.decoder for m in layers.values() if isinstance(m.prior, DeepWeightPriorKL))
+    calls: list[int] = []
+    handle = decoder.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    try:
+        with torch.no_grad():
+            kl_divergence(model)
+            assert len(calls) == 1  # every 3x3 layer's latents in one decoder call
+            kl_divergence(model)
+            assert len(calls) == 2  # one more per evaluation
+    finally:
+        handle.remove()
+    per_layer = [m.prior.subset_size(m.n_kernels) for m in layers.values() if isinstance(m.prior, DeepWeightPriorKL)]
+    assert calls[0] == sum(per_layer) == 16 * n_dwp  # kernels_per_step=16 latents of each layer, one MC sample
     model.eval()
     out = model(torch.rand(2, 3, 32, 32))
     assert out.shape == (2, 10)

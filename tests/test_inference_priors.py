@@ -11,14 +11,19 @@ from torch import nn
 
 import dwp_hub
 from dwp_hub.inference import (
+    BayesConv2d,
+    Bound,
     DeepWeightPriorKL,
+    Family,
+    LogUniformKL,
+    Sampler,
     SparseLogUniformKL,
     StandardNormalKL,
     bound_gap,
     kl_divergence,
     to_bayesian,
 )
-from dwp_hub.inference.priors import K1, K2, K3
+from dwp_hub.inference.priors import DEFAULT_KERNELS_PER_STEP, K1, K2, K3, make_prior
 from helpers import bayes_layer
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -104,6 +109,35 @@ def test_dwp_bound_is_above_the_importance_weighted_kl(tiny_registry: Path) -> N
     # with one importance sample the IW estimate is the bound itself, in expectation
     for g in bound_gap(model, k=1, max_kernels=None, generator=torch.Generator().manual_seed(0)).values():
         assert abs(g.gap_per_kernel) < 0.3
+
+
+def test_dwp_prior_pins_the_documented_defaults(tiny_registry: Path) -> None:
+    """README: the fast bound over 32 kernels per layer and step (cycle sampler, control variate), one MC sample;
+    a gaussian-family layer starts at log σ² = −10."""
+    for prior in (DeepWeightPriorKL(dwp_hub.load("tiny-5x5")), make_prior("tiny-5x5", nn.Conv2d(2, 3, 5))):
+        assert isinstance(prior, DeepWeightPriorKL)
+        assert prior.bound is Bound.FAST and prior.kernels_per_step == 32 and prior.mc_samples == 1
+        assert prior.sampler is Sampler.CYCLE and prior.control_variate and prior.cv_decay == 0.5
+        assert prior.subset_size(4096) == 32 and prior.subset_size(6) == 6
+        assert "fast bound, 32 kernels/step, control variate, 1 MC" in prior.describe()
+    assert DEFAULT_KERNELS_PER_STEP == 32
+    layer = BayesConv2d.from_conv(nn.Conv2d(2, 3, 5))
+    assert layer.family is Family.GAUSSIAN
+    assert torch.equal(layer.log_sigma2, torch.full((3, 2, 5, 5), -10.0))
+
+
+@pytest.mark.parametrize(("logit_alpha", "expected"), [
+    (40.0, -0.24570927),  # α = sigmoid(40) = 1 in float32, log α = 0: −(c1 + c2 + c3)
+    (0.0, 0.06807087),    # α = 1/2: 0.5·log 2 − c1/2 − c2/4 − c3/8
+])
+def test_log_uniform_kl_literal_values(logit_alpha: float, expected: float) -> None:
+    """Kingma et al. (2015): KL ≈ −0.5·log α − c1·α − c2·α² − c3·α³ with c1 = 1.16145124, c2 = −1.50204118,
+    c3 = 0.58629921 and no added constant, per weight; the layer's KL is the sum over its weights. The values are
+    worked out by hand (not from the module's constants)."""
+    layer = BayesConv2d(2, 3, 1, family="variational-dropout", logit_alpha_init=logit_alpha)
+    assert LogUniformKL().kl(layer).item() == pytest.approx(6 * expected, abs=1e-5)
+    one = BayesConv2d(1, 1, 1, family="variational-dropout", logit_alpha_init=logit_alpha)
+    assert LogUniformKL().kl(one).item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_reverse_model_trains_decoder_stays_frozen(tiny_registry: Path) -> None:

@@ -31,17 +31,20 @@ def test_evaluate_transfer_runs_both_arms_on_the_target_domain(tiny_registry: Pa
     import dwp_hub.inference as inference
 
     trained: list[dict[str, str]] = []
+    calls: list[tuple[object, int, float]] = []  # (recipe, eval images, acc_ensemble) per fit
     real_fit = inference.fit_vi
 
     def spy(model: object, *args: object, **kwargs: object) -> object:
         layers = inference.bayesian_layers(model)
         trained.append({n: f"{type(m.prior).__name__} {m.prior.describe()}" for n, m in layers})
-        return real_fit(model, *args, **kwargs)
+        res = real_fit(model, *args, **kwargs)
+        calls.append((args[2], len(kwargs["x_eval"]), res.metrics["acc_ensemble"]))
+        return res
 
     monkeypatch.setattr(inference, "fit_vi", spy)
     runs = []
     spec = TransferSpec(dataset="notmnist", protocol="validation", n_train=10, seeds=(0,), steps=2, batch_size=10,
-                        n_eval=100)
+                        n_eval=97)  # 97 images: accuracies k/97 have more than 4 decimals
     r = evaluate_transfer(dwp_hub.load("tiny-7x7"), 7, spec, on_run=lambda arm, s, a: runs.append((arm, s)))
     assert runs == [("prior", 0), ("standard-normal", 0)]
     with_prior, baseline = trained  # the prior arm puts the prior on the 7x7 layer only; the baseline has none
@@ -49,6 +52,16 @@ def test_evaluate_transfer_runs_both_arms_on_the_target_domain(tiny_registry: Pa
     assert with_prior["3"].startswith("StandardNormalKL")
     assert all(v.startswith("StandardNormalKL") for v in baseline.values()) and baseline.keys() == with_prior.keys()
     assert len(r.acc_prior) == 1 and 0.0 <= r.acc_prior[0] <= 1.0
+    # both arms get the same recipe: 2 steps of the whole 10-image set = 2 epochs, batch 10, the split's seed
+    for recipe, n_eval, _ in calls:
+        assert (recipe.epochs, recipe.batch_size, recipe.seed) == (2, 10, 0)
+        assert recipe == inference.VIRecipe(epochs=2, batch_size=10, seed=0)  # the paper's recipe otherwise
+        assert n_eval == 97  # scored on the first n_eval images
+    # the written row holds each arm's MC-ensemble accuracy rounded to 4 places
+    (_, _, acc_prior), (_, _, acc_sn) = calls
+    assert r.acc_prior != (acc_prior,)  # the raw accuracy is not already a 4-decimal number
+    assert r.acc_prior == (round(acc_prior, 4),) and r.acc_standard_normal == (round(acc_sn, 4),)
+    assert r.spec is spec and r.to_card().acc_prior == [round(acc_prior, 4)]
     assert "notMNIST-10k validation protocol" in r.split_protocol
     with pytest.raises(ConfigError, match="no 3x3 layer"):
         evaluate_transfer(dwp_hub.load("tiny-3x3"), 3, spec)

@@ -159,6 +159,29 @@ def test_paper_net_init_ablation_separates_init_from_prior(tiny_registry: object
         paper_net("dwp", dwp_priors=table, widths=(2, 4), init="kaiming")
 
 
+def test_paper_net_dwp_init_is_xavier_then_decoder_means_from_one_seeded_generator(tiny_registry: object) -> None:
+    """Rebuilt independently: one generator seeded with ``seed`` draws the Xavier weights, then the z ~ N(0, I) of
+    each conv in network order (7x7 first, then 5x5), whose decoder means become that conv's weights."""
+    import dwp_hub
+    from dwp_hub.inference import DeepWeightPriorKL
+    from dwp_hub.model.nets import xavier_init_
+
+    table = {7: "tiny-7x7", 5: "tiny-5x5"}
+    gen = torch.Generator().manual_seed(3)
+    ref = xavier_init_(build_net(NetConfig("fconv", (2, 4))), gen)
+    ref_convs = [m for m in ref.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.kernel_size[0] for c in ref_convs] == [7, 5]
+    for conv in ref_convs:
+        DeepWeightPriorKL(dwp_hub.load(table[conv.kernel_size[0]])).init_means_(conv, gen)
+    for init_prior in ("dwp", "standard-normal"):
+        model = paper_net(init_prior, dwp_priors=table, widths=(2, 4), seed=3, init="dwp")
+        layers = [m for _, m in bayesian_layers(model)]
+        assert len(layers) == 2
+        for layer, conv in zip(layers, ref_convs):
+            assert torch.equal(layer.weight.detach(), conv.weight.detach())
+            assert torch.equal(layer.bias.detach(), conv.bias.detach())  # zero biases from xavier_init_
+
+
 def test_paper_net_mixes_a_deep_weight_prior_with_gaussian_layers(tiny_registry: object) -> None:
     from dwp_hub.inference import DeepWeightPriorKL
 
