@@ -104,6 +104,10 @@ def test_sample_safetensors(tiny_registry: Path, tmp_path: Path) -> None:
     assert ka.shape == kb.shape == (10, 1, 7, 7) and not torch.equal(ka, kb)
     prior = dwp_hub.load("tiny-7x7@1.0.0")
     assert torch.equal(ka, prior.sample(10, generator=torch.Generator().manual_seed(4), noise=False))
+    from safetensors import safe_open
+
+    with safe_open(str(a), framework="pt") as fh:  # the file says where its kernels came from
+        assert fh.metadata() == {"prior": "tiny-7x7@1.0.0", "seed": "4"}
 
 
 def test_sample_bad_n(tiny_registry: Path, tmp_path: Path) -> None:
@@ -217,6 +221,20 @@ def test_sample_huge_seed_is_a_usage_error(tiny_registry: Path, tmp_path: Path) 
     res = runner.invoke(app, ["sample", "tiny-3x3", "--seed", str(2**70), "--out", str(tmp_path / "x.png")])
     assert res.exit_code == 2 and "Traceback" not in res.output and not (tmp_path / "x.png").exists()
     assert "--seed" in " ".join(res.output.split())
+
+
+def test_sample_seed_range_is_what_a_torch_generator_takes(tiny_registry: Path, tmp_path: Path) -> None:
+    """--seed takes 0 .. 2**63 - 1; one past either end is a usage error (exit 2) that writes nothing."""
+    from dwp_hub.cli._options import MAX_SEED
+
+    assert MAX_SEED == 2**63 - 1
+    for seed in (-1, 2**63):
+        out = tmp_path / f"bad{seed}.npy"
+        res = runner.invoke(app, ["sample", "tiny-3x3", "-n", "1", "--seed", str(seed), "--out", str(out)])
+        assert res.exit_code == 2 and "--seed" in " ".join(res.output.split()) and not out.exists(), seed
+    out = tmp_path / "edge.npy"
+    assert _run("sample", "tiny-3x3", "-n", "2", "--seed", str(2**63 - 1), "--out", str(out)).exit_code == 0
+    assert out.stat().st_size > 0
 
 
 def test_sample_large_n_is_chunked_and_the_picture_bounded(tiny_registry: Path, tmp_path: Path,

@@ -104,6 +104,9 @@ def test_debug_after_the_subcommand(tiny_registry: Path) -> None:
     assert res.exit_code == 1 and isinstance(res.exception, PriorNotFoundError)
     res = runner.invoke(app, ["info", "tiny-7x8"])  # and it does not stick
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit) and "Did you mean tiny-7x7" in res.stderr
+    for value, shown in (("0", False), ("false", False), ("", False), ("yes", True), ("ON", True)):
+        res = runner.invoke(app, ["info", "tiny-7x8"], env={"DWP_HUB_DEBUG": value})
+        assert res.exit_code == 1 and isinstance(res.exception, PriorNotFoundError) == shown, value
 
 
 def test_version_and_short_help() -> None:
@@ -157,6 +160,69 @@ def test_error_table_formats_from_fields_and_sets_exit_codes(tmp_path: Path, cap
     # a hint already in the message is not repeated
     report(E.PriorNotFoundError("Nope. Did you mean tiny-7x7?", name="x", candidates=["tiny-7x7"]))
     assert capsys.readouterr().err.count("Did you mean") == 1
+
+
+@pytest.mark.parametrize(("err", "hint", "not_hint"), [
+    ("AuthenticationError", "hf auth login", "Connect to the network"),
+    ("OfflineError", "Connect to the network", "hf auth login"),
+    ("RemoteNotFoundError", None, None),
+])
+def test_hub_errors_carry_their_own_hint(capsys: pytest.CaptureFixture, err: str, hint: str | None,
+                                         not_hint: str | None) -> None:
+    from dwp_hub import errors as E
+    from dwp_hub.cli._errors import report
+
+    assert report(getattr(E, err)("The Hub said no.")) == 1
+    out = " ".join(capsys.readouterr().err.split())
+    assert out.startswith("Error: The Hub said no.") and "--debug" not in out
+    if hint is None:
+        assert "hf auth login" not in out and "Connect to the network" not in out
+    else:
+        assert hint in out and not_hint not in out
+
+
+def test_damage_in_the_shipped_registry_says_reinstall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """A hash mismatch in the registry shipped with dwp-hub (reached directly or through a symlink) says
+    reinstall: 'dwp-hub remove' cannot change that registry."""
+    from dwp_hub import constants
+    from dwp_hub import errors as E
+    from dwp_hub.cli._errors import report
+
+    shipped = tmp_path / "site" / "priors"
+    (shipped / "tiny-7x7" / "1.0.0").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(shipped)
+    monkeypatch.setattr(constants, "embedded_registry", lambda: shipped)
+    for root in (shipped, tmp_path / "link"):
+        err = E.IntegrityError("Hash mismatch.", path=root / "tiny-7x7" / "1.0.0" / "model.safetensors")
+        assert report(err) == 1
+        out = " ".join(capsys.readouterr().err.split())
+        assert "pip install --force-reinstall dwp-hub" in out and "dwp-hub remove" not in out, (root, out)
+
+
+def test_a_formatter_that_fails_still_shows_the_error(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    from dwp_hub import errors as E
+    from dwp_hub.cli import _errors
+
+    def broken(err: BaseException) -> str:
+        raise AttributeError("formatter bug")
+
+    monkeypatch.setitem(_errors.ERROR_FORMATS, E.CardError, _errors.ErrorFormat("Error", broken, 1))
+    assert _errors.report(E.CardError("The card is damaged.")) == 1
+    out = capsys.readouterr().err
+    assert "Error: The card is damaged." in out and "formatter bug" not in out
+
+
+def test_an_interrupt_exits_130_without_a_traceback(tiny_registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dwp_hub._listing
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dwp_hub._listing, "list_priors", interrupted)
+    res = runner.invoke(app, ["list"])
+    assert res.exit_code == 130 and "Interrupted." in res.stderr and "Traceback" not in res.output
 
 
 def test_a_damaged_local_prior_names_the_way_out(tiny_registry: Path) -> None:
@@ -288,6 +354,22 @@ def test_remove_asks_for_yes_and_needs_a_version(tiny_registry: Path) -> None:
     assert _index(tiny_registry) == before and (tiny_registry / "tiny-7x7" / "1.0.0").is_dir()
 
 
+def test_remove_asks_which_registry_when_several_hold_the_version(tiny_registry: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(tiny_registry, twin)
+    monkeypatch.setenv("DWP_HUB_REGISTRY", os.pathsep.join([str(tiny_registry), str(twin)]))
+    res = _run("remove", "tiny-7x7@1.0.0", "--yes")
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "several registries" in text and "--registry" in text, res.output
+    assert (tiny_registry / "tiny-7x7" / "1.0.0").is_dir() and (twin / "tiny-7x7" / "1.0.0").is_dir()
+    assert _run("remove", "tiny-7x7@1.0.0", "--yes", "--registry", str(twin)).exit_code == 0
+    assert (tiny_registry / "tiny-7x7" / "1.0.0").is_dir() and not (twin / "tiny-7x7" / "1.0.0").exists()
+
+
 def test_remove_refuses_the_embedded_registry(tiny_registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dwp_hub import constants
 
@@ -325,6 +407,11 @@ def test_info_recipe_is_the_cards_recipe_and_loads_as_a_build_recipe(tmp_path: P
     _, card = prior_card("notmnist-7x7")
     assert (recipe.name, recipe.version) == (card.name, card.version)
     assert yaml.safe_load(res.stdout) == {k: v for k, v in card.recipe.items() if k != "rebuild"}
+
+
+def test_info_json_and_recipe_together_are_a_usage_error(tiny_registry: Path) -> None:
+    res = _run("info", "tiny-7x7", "--json", "--recipe")
+    assert res.exit_code == 2 and "--json or --recipe" in " ".join(res.output.split()) and not res.stdout
 
 
 def test_info_recipe_of_a_prior_without_one(tiny_registry: Path) -> None:

@@ -81,6 +81,94 @@ def test_defaults_are_the_recipes_and_given_options_reach_it(fits: list[dict[str
     assert _conv_widths(fits[-1]["model"]) == [4, 8] and fake_data[-1] == (20, 2, "notmnist")
 
 
+@pytest.fixture()
+def nets(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """``paper_net`` replaced by a recorder that builds the standard-normal net (no prior is loaded)."""
+    import dwp_hub.paper
+
+    real = dwp_hub.paper.paper_net
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def spy(prior: str, **kw: Any) -> torch.nn.Module:
+        calls.append((prior, kw))
+        return real("standard-normal", widths=kw["widths"], seed=kw["seed"])
+
+    monkeypatch.setattr(dwp_hub.paper, "paper_net", spy)
+    return calls
+
+
+def test_every_option_reaches_the_net_and_the_fit(fits: list[dict[str, Any]], nets: list[Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from dwp_hub.paper import PAPER_DWP
+
+    res = runner.invoke(app, ["vi", "--json"])
+    assert res.exit_code == 0, res.output
+    prior, kw = nets[-1]
+    assert prior == "dwp" and kw["dwp_priors"] == dict(PAPER_DWP) and kw["bound"] == "fast"
+    assert (kw["kernels_per_step"], kw["mc_samples"], kw["widths"], kw["seed"]) == (None, 1, (32, 128), 0)
+    assert fits[-1]["progress"] is True and fits[-1]["device"] is None
+    assert fits[-1]["metadata"] == {"protocol": "fake mnist protocol: 50 (seed 0)"}
+    out = json.loads(res.stdout)  # the whole record, every field
+    assert set(out) == {"prior", "n_train", "seed", "epochs", "precision", "steps", "resumed_from", "seconds",
+                        "total_seconds", "ms_per_step", "acc_ensemble", "acc_mean", "nll_ensemble", "final", "layers",
+                        "protocol"}
+    assert (out["prior"], out["seed"], out["protocol"]) == ("dwp", 0, "fake mnist protocol: 50 (seed 0)")
+    assert [row[:2] for row in out["layers"]] == [["0", [32, 1, 7, 7]], ["3", [128, 32, 5, 5]]]
+    assert out["acc_ensemble"] == 0.5
+    res = runner.invoke(app, ["vi", "--json", "--quiet", "--dwp", "5=tiny-5x5", "--dwp", " 3 = tiny-3x3 ",
+                              "--bound", "full", "--kernels-per-step", "4", "--mc-samples", "3", "--device", "cpu",
+                              "--seed", "6"])
+    assert res.exit_code == 0, res.output
+    prior, kw = nets[-1]
+    assert kw["dwp_priors"] == {**PAPER_DWP, 5: "tiny-5x5", 3: "tiny-3x3"} and kw["bound"] == "full"
+    assert (kw["kernels_per_step"], kw["mc_samples"], kw["seed"]) == (4, 3, 6)
+    assert fits[-1]["progress"] is False and fits[-1]["device"] == "cpu"
+    # the reverse direction (target notMNIST) uses the priors learned on MNIST
+    assert runner.invoke(app, ["vi", "--json", "--target-data", "notmnist"]).exit_code == 0
+    assert nets[-1][1]["dwp_priors"] == {k: v.replace("notmnist-", "mnist-", 1) for k, v in PAPER_DWP.items()}
+    assert all(spec.startswith("mnist-") for spec in nets[-1][1]["dwp_priors"].values())
+    for bad in ("5", "x=tiny-5x5", "5=", "=tiny-5x5"):
+        res = runner.invoke(app, ["vi", "--json", "--dwp", bad])
+        assert res.exit_code == 2 and "--dwp" in res.output, bad
+    # the deterministic baseline is fitted by fit_deterministic, not by variational inference
+    seen: list[int] = []
+    monkeypatch.setattr(vi_module, "fit_deterministic", lambda model, x, *a, **kw: seen.append(len(x)) or
+                        VIResult(model, "det", 1, 0, 0.01, 10.0, {"loss": 1.0}, {"acc_ensemble": 0.4, "acc_mean": 0.4}))
+    n_vi = len(fits)
+    res = runner.invoke(app, ["vi", "--prior", "deterministic", "--json", "--n-train", "20"])
+    assert res.exit_code == 0 and seen == [20] and len(fits) == n_vi, res.output
+    assert json.loads(res.stdout)["prior"] == "deterministic"
+
+
+def test_threads_sets_torch_threads(fits: list[Any]) -> None:
+    torch.set_num_threads(1)
+    assert runner.invoke(app, [*SN, "--threads", "2"]).exit_code == 0
+    assert torch.get_num_threads() == 2  # the one_thread fixture restores it
+    assert runner.invoke(app, SN).exit_code == 0 and torch.get_num_threads() == 2  # 0: left as it is
+
+
+def test_progress_is_silent_when_quiet_and_logs_lines_off_a_terminal(monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """What --quiet turns off (progress_bar(enabled=False)), and the log lines written when stderr is not a
+    terminal (nohup, CI): at most one per LOG_INTERVAL, and always the last one."""
+    from dwp_hub import _progress
+
+    with _progress.progress_bar(enabled=False) as bar:
+        task = bar.add_task("vi", total=3)
+        for _ in range(3):
+            bar.update(task, advance=1, acc="acc 0.5")
+    assert capsys.readouterr() == ("", "")
+    clock = iter([100.0, 100.0, 101.0, 131.0, 132.0, 133.0])
+    monkeypatch.setattr(_progress.time, "time", lambda: next(clock))
+    monkeypatch.setattr(_progress.sys.stderr, "isatty", lambda: False)
+    with _progress.progress_bar() as bar:
+        task = bar.add_task("vi", total=4)  # starts at t=100
+        for _ in range(4):  # updates at t=100 (first: logged), 101 (too soon), 131 (interval passed), 132 (done)
+            bar.update(task, advance=1, acc="acc 0.5")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["vi: 1/4 (0 s) acc 0.5", "vi: 3/4 (31 s) acc 0.5", "vi: 4/4 (32 s) acc 0.5"], lines
+
+
 @pytest.mark.parametrize(("args", "flag"), [(["--lr", "0"], "--lr"), (["--l2", "-1"], "--l2"),
                                             (["--widths", "4"], "--widths"), (["--widths", "0,8"], "--widths"),
                                             (["--target-data", "cifar10"], "--target-data"),

@@ -60,6 +60,20 @@ def test_init_conv_in_place(p3: DeepWeightPrior) -> None:
         assert torch.equal(conv.weight, want) and conv.weight.requires_grad, mode.__name__
 
 
+def test_init_non_contiguous_weights(p3: DeepWeightPrior) -> None:
+    """A channels_last conv (common in timm / AMP models) and a strided weight view get the same kernels as a
+    contiguous weight, slice for slice, and keep their memory layout."""
+    want = p3.sample_like(torch.empty(6, 4, 3, 3), generator=_g(1))
+    conv = nn.Conv2d(4, 6, 3).to(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    init_(conv, p3, generator=_g(1))
+    assert torch.equal(conv.weight, want) and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    base = torch.zeros(4, 6, 3, 3)
+    view = base.transpose(0, 1)  # [6, 4, 3, 3], not contiguous
+    assert init_(view, p3, generator=_g(1)) is view and torch.equal(view, want)
+    assert torch.equal(base, want.transpose(0, 1))  # written through the view
+
+
 def test_init_weight_tensor_and_transpose(p5: DeepWeightPrior) -> None:
     w = torch.zeros(3, 2, 5, 5)
     assert init_(w, p5, generator=_g()) is w and torch.equal(w, p5.sample_like(w, generator=_g()))
@@ -129,9 +143,20 @@ def test_scale_fan_in(p3: DeepWeightPrior, cin: int, cout: int, gain: float) -> 
     assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4, atol=0)
 
 
+def test_default_gain_is_kaiming_relu(p3: DeepWeightPrior) -> None:
+    """``scale="fan_in"`` without a gain gives Kaiming-normal's ReLU std, sqrt(2 / fan_in)."""
+    conv = nn.Conv2d(16, 8, 3)
+    init_(conv, p3, generator=_g(), scale="fan_in")
+    assert nn.init.calculate_gain("relu") == pytest.approx(math.sqrt(2.0))
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2.0 / (16 * 9)), rel=1e-4)
+
+
 def test_bad_scale(p3: DeepWeightPrior) -> None:
+    conv = nn.Conv2d(2, 2, 3)
+    before = conv.weight.detach().clone()
     with pytest.raises(ValueError, match="fan_in"):
-        init_(nn.Conv2d(1, 1, 3), p3, scale="kaiming")  # type: ignore[arg-type]
+        init_(conv, p3, scale="kaiming")  # type: ignore[arg-type]
+    assert torch.equal(conv.weight, before)  # refused before any weight is written
 
 
 # -- init_model ------------------------------------------------------------------------------------

@@ -218,6 +218,25 @@ def test_init_model_equals_layer_by_layer_init(priors: dict[int, DeepWeightPrior
     assert torch.equal(a[0].weight, b[0].weight) and torch.equal(a[3].weight, b[3].weight)
 
 
+@pytest.mark.parametrize("options", [{"noise": True}, {"scale": "fan_in", "gain": 0.5}, {"scale": "fan_in"},
+                                     {"noise": True, "scale": "fan_in", "gain": 3.0}])
+def test_init_model_passes_noise_scale_and_gain_to_each_layer(priors: dict[int, DeepWeightPrior],
+                                                              options: dict[str, object]) -> None:
+    """init_model's noise / scale / gain reach every layer: the same weights as init_ with those options."""
+    a, b = build_net(NetConfig("fconv", (4, 8))), build_net(NetConfig("fconv", (4, 8)))
+    init_model(a, [priors[7], priors[5]], generator=_g(5), **options)
+    g = _g(5)
+    init_(b[0], priors[7], generator=g, **options)
+    init_(b[3], priors[5], generator=g, **options)
+    assert torch.equal(a[0].weight, b[0].weight) and torch.equal(a[3].weight, b[3].weight)
+    plain = build_net(NetConfig("fconv", (4, 8)))
+    init_model(plain, [priors[7], priors[5]], generator=_g(5))
+    assert not torch.equal(a[3].weight, plain[3].weight)  # each option set changes the weights
+    if options.get("scale") == "fan_in":  # default gain: Kaiming-normal's sqrt(2) for ReLU nets
+        gain = options.get("gain", math.sqrt(2.0))
+        assert a[3].weight.std().item() == pytest.approx(gain / math.sqrt(4 * 25), rel=1e-4)
+
+
 # -- dtype and device ------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_model_dtype_differs_from_prior(priors: dict[int, DeepWeightPrior], dtype: torch.dtype) -> None:
@@ -324,3 +343,10 @@ def test_auto_skips_a_grayscale_input_prior_on_an_rgb_stem() -> None:
     assert "3 input channels" in str(to_bayesian_report(model))
     gray = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 7))
     assert [li.name for li in dwp_hub.init_model(gray, "auto").initialized] == ["0"]  # grayscale input: used
+    # An explicit choice is the user's to make: the same prior, named, initialises the RGB stem.
+    rgb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 7))
+    named = dwp_hub.load(dwp_hub.init.AUTO_PRIORS[7])
+    assert named.mismatch(rgb[0]) is not None
+    report = dwp_hub.init_model(rgb, named, generator=torch.Generator().manual_seed(0))
+    assert [li.name for li in report.initialized] == ["0"] and report.skipped == []
+    assert torch.equal(rgb[0].weight, named.sample_like(rgb[0].weight, generator=torch.Generator().manual_seed(0)))

@@ -78,6 +78,9 @@ def test_distribution_contract(prior: DeepWeightPrior) -> None:
     x = d.sample((4,))
     assert torch.equal(d.log_prob(x, generator=_g(1)), d.log_prob(x, generator=_g(1)))  # reproducible estimate
     assert torch.equal(prior.iw_log_prob(x, k=16, generator=_g(1)), d.log_prob(x, generator=_g(1)))
+    # without one, log_prob uses the distribution's own generator (as sample does): reproducible from its seed
+    seeded = prior.as_distribution(k=16, generator=_g(1))
+    assert torch.equal(seeded.log_prob(x), prior.log_prob(x, k=16, generator=_g(1)))
 
 
 def test_sample_like(prior: DeepWeightPrior) -> None:
@@ -228,3 +231,20 @@ def test_plot_kernels_is_public_and_picks_the_format(prior: DeepWeightPrior, tmp
     assert dwp_hub.plot_kernels(k, tmp_path / "g.pdf").read_bytes()[:4] == b"%PDF"
     with pytest.raises(ConfigError, match="picture format"):
         dwp_hub.plot_kernels(k, tmp_path / "g.npy")
+
+
+@pytest.mark.parametrize(("prior_acc", "verdict"), [((0.80, 0.82, 0.79), "On this measure the prior helps."),
+                                                    ((0.70, 0.72, 0.71), "On this measure the prior hurts."),
+                                                    ((0.76, 0.77, 0.76), "On this measure the prior is level")])
+def test_model_card_verdict_follows_the_paired_benefit(_tiny_registry_master: Path, prior_acc: tuple[float, ...],
+                                                       verdict: str) -> None:
+    """The README's transfer verdict: helps / hurts beyond one paired seed std, else level."""
+    import dataclasses
+
+    from dwp_hub._render import render_readme
+    from dwp_hub.training.transfer import TransferResult, TransferSpec
+
+    card = load_folder(_tiny_registry_master / "tiny-5x5" / "1.0.0").card
+    r = TransferResult(TransferSpec(seeds=(0, 1, 2)), prior_acc, (0.75, 0.78, 0.76), split_protocol="x")
+    text = render_readme(dataclasses.replace(card, transfer=r.to_card()))
+    assert verdict in text and sum(w in text for w in ("prior helps", "prior hurts", "prior is level")) == 1
