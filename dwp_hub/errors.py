@@ -172,7 +172,16 @@ class OutputPathError(DwpHubError, ValueError):
 
 
 class HubError(DwpHubError, OSError):
-    """A Hugging Face Hub operation failed."""
+    """A Hugging Face Hub operation failed.
+
+    Attributes:
+        repo_id: the Hub repository (``ORG/REPO``) of the operation, when it had one.
+        revision: the revision it asked for (a ``v<version>`` tag, branch or commit), when it asked for one.
+    """
+
+    def __init__(self, *args: Any, repo_id: str | None = None, revision: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.repo_id, self.revision = repo_id, revision
 
 
 class RemoteNotFoundError(HubError, LookupError):

@@ -181,6 +181,23 @@ def test_hub_errors_carry_their_own_hint(capsys: pytest.CaptureFixture, err: str
         assert hint in out and not_hint not in out
 
 
+def test_hub_errors_name_their_repository_and_revision(capsys: pytest.CaptureFixture) -> None:
+    """A Hub error whose message does not name its repository is prefixed with it (and the revision asked for);
+    one that names it is left alone."""
+    from dwp_hub import errors as E
+    from dwp_hub.cli._errors import report
+
+    err = E.RevisionNotFoundError("The Hub said no.", repo_id="org/notmnist-7x7", revision="v9.9.9")
+    assert (err.repo_id, err.revision) == ("org/notmnist-7x7", "v9.9.9") and isinstance(err, LookupError)
+    assert report(err) == 1
+    assert " ".join(capsys.readouterr().err.split()).startswith("Error: org/notmnist-7x7@v9.9.9: The Hub said no.")
+    assert report(E.HubError("The Hub said no.", repo_id="org/r")) == 1
+    assert " ".join(capsys.readouterr().err.split()).startswith("Error: org/r: The Hub said no.")
+    assert report(E.HubError("No Hub repository 'org/r'.", repo_id="org/r", revision="v1.0.0")) == 1
+    assert " ".join(capsys.readouterr().err.split()).startswith("Error: No Hub repository 'org/r'.")
+    assert (E.OfflineError("x").repo_id, E.OfflineError("x").revision) == (None, None)
+
+
 def test_damage_in_the_shipped_registry_says_reinstall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
     """A hash mismatch in the registry shipped with dwp-hub (reached directly or through a symlink) says

@@ -200,6 +200,8 @@ def _translate(err: Exception, what: str, *, repo_id: str, action: str, offline:
 def _reraise(err: Exception, what: str, **kwargs: Any) -> None:
     mapped = _translate(err, what, **kwargs)
     if mapped is not None:
+        if isinstance(mapped, HubError):  # the fields a caller inspects (huggingface_hub's errors carry them too)
+            mapped.repo_id, mapped.revision = kwargs["repo_id"], kwargs.get("revision")
         raise mapped from err
 
 
@@ -340,7 +342,7 @@ def list_hub_versions(repo: str) -> list[dict[str, str]]:
         cached = _cached_version_tags(ref.repo_id)
         raise OfflineError(
             f"Listing the versions of {ref} needs the Hub, and dwp-hub is offline (HF_HUB_OFFLINE or "
-            f"DWP_HUB_OFFLINE). Versions in the local cache: {', '.join(cached) or 'none'}."
+            f"DWP_HUB_OFFLINE). Versions in the local cache: {', '.join(cached) or 'none'}.", repo_id=ref.repo_id
         )
     try:
         refs = HfApi(**_LIBRARY).list_repo_refs(ref.repo_id)
@@ -402,14 +404,17 @@ def publish_to_hub(path: Path, card: PriorCard, tensors: dict[str, torch.Tensor]
     ref = _hub_ref(to, allow_revision=False)
     what = f"{card.spec} to {ref}"
     if constants.offline():
-        raise OfflineError(f"Cannot publish {what}: dwp-hub is offline (HF_HUB_OFFLINE or DWP_HUB_OFFLINE is set).")
+        raise OfflineError(f"Cannot publish {what}: dwp-hub is offline (HF_HUB_OFFLINE or DWP_HUB_OFFLINE is set).",
+                           repo_id=ref.repo_id)
     try:
         if huggingface_hub.get_token() is None:
-            raise AuthenticationError(f"No Hugging Face token found for publishing {what}. {_LOGIN_HINT}")
+            raise AuthenticationError(f"No Hugging Face token found for publishing {what}. {_LOGIN_HINT}",
+                                      repo_id=ref.repo_id)
     except DwpHubError:
         raise
     except Exception as err:
-        raise AuthenticationError(f"Could not obtain a Hugging Face token ({type(err).__name__}). {_LOGIN_HINT}") from err
+        raise AuthenticationError(f"Could not obtain a Hugging Face token ({type(err).__name__}). {_LOGIN_HINT}",
+                                  repo_id=ref.repo_id) from err
     tag = f"v{card.version}"
     api = HfApi(**_LIBRARY)
     with tempfile.TemporaryDirectory(prefix="dwp-hub-publish-") as tmp:
