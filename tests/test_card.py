@@ -200,11 +200,14 @@ _DELETE = object()
     ("arch.z_dim", 2.5, "card.arch.z_dim"),
     ("arch.activation", "swish", "Unknown activation"),
     ("metrics.reference_elbo", "x", "reference_elbo"),
+    ("recipe", {"fit": {"seed": 2**64}}, "card.recipe holds an integer out of range"),
+    ("source.checkpoints", [{"size": -2**63 - 1}], "card.source.checkpoints holds an integer out of range"),
 ])
 def test_malformed_card_rejected(card_dict: dict[str, Any], path: str, value: Any, match: str) -> None:
     _set(card_dict, path, value)
-    with pytest.raises(CardError, match=match):
+    with pytest.raises(CardError, match=match) as info:
         PriorCard.from_dict(card_dict)
+    assert isinstance(info.value, ValueError)  # what a caller validating input naturally catches
 
 
 def test_optional_fields_and_defaults(card_dict: dict[str, Any]) -> None:
@@ -246,7 +249,8 @@ def test_weights_file_without_card(tmp_path: Path, tiny_registry: Path) -> None:
 def test_header_garbage_is_integrity_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "model.safetensors"
     path.write_bytes(content)
-    with pytest.raises(IntegrityError, match="model.safetensors"):
+    with pytest.raises(IntegrityError, match="model.safetensors") as info:
         read_safetensors_header(path)
+    assert isinstance(info.value, OSError) and info.value.path == path
     with pytest.raises(IntegrityError, match="missing"):
         read_safetensors_header(tmp_path / "absent.safetensors")

@@ -139,6 +139,18 @@ def test_publish_tag_download_and_pin(tiny_registry: Path, hub_server: HubTestSe
     _cache_is_clean(hub_server.cache)
 
 
+def test_hub_versions_are_version_tags_newest_first(tiny_registry: Path, hub_server: HubTestServer) -> None:
+    _publish(tiny_registry, "tiny-7x7", "1.0.0")
+    tags = hub_server.repos[REPO]["tags"]
+    commit = tags["v1.0.0"]
+    for tag in ("v1.9.0", "v1.10.0", "v1.2.0", "v1.0.0-rc1", "v01.0.0", "v2.0", "release", "1.5.0"):
+        tags[tag] = commit  # listing reads tags only; what they hold is checked on download
+    rows = list_hub_versions(HUB)
+    assert [(r["version"], r["tag"]) for r in rows] == [("1.10.0", "v1.10.0"), ("1.9.0", "v1.9.0"),
+                                                         ("1.2.0", "v1.2.0"), ("1.0.0", "v1.0.0")]
+    assert {r["commit"] for r in rows} == {commit}
+
+
 def test_publish_refuses_existing_version_and_foreign_name(tiny_registry: Path, hub_server: HubTestServer) -> None:
     _publish(tiny_registry, "tiny-7x7", "1.0.0")
     with pytest.raises(PriorExistsError, match="already has version 1.0.0"):
@@ -194,8 +206,10 @@ def test_offline_loads_cached_tags_without_network(tiny_registry: Path, hub_serv
     with pytest.raises(OfflineError, match="offline") as info:
         dwp_hub.load(f"{HUB}@v1.1.0")  # the tag was never resolved here
     assert "HF_HUB_OFFLINE" in str(info.value)
-    with pytest.raises(OfflineError, match="needs the Hub"):
+    with pytest.raises(OfflineError, match="needs the Hub") as info:
         list_hub_versions(HUB)
+    assert "Versions in the local cache: v1.0.0." in str(info.value)  # main is a branch, not a version
+    assert isinstance(info.value, ConnectionError)
 
     # Fresh processes that import huggingface_hub with the offline variable already set.
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -223,20 +237,22 @@ def test_tampered_cache_is_refused_not_redownloaded(tiny_registry: Path, hub_ser
         last = fh.read(1)
         fh.seek(-1, 2)
         fh.write(bytes([last[0] ^ 0xFF]))
+    published = json.loads((folder / "checksums.json").read_text())["model.safetensors"]
+    tampered = hashlib.sha256(weights.read_bytes()).hexdigest()
     gets = hub_server.count("GET", "/resolve/")
     for _ in range(2):  # same verdict every time: no silent re-download loop
         with pytest.raises(IntegrityError) as info:
             dwp_hub.load(f"{HUB}@v1.0.0")
         message = str(info.value)
         assert "model.safetensors" in message and len(set(_HEX.findall(message)) - {folder.name}) >= 2
+        # caught by the first layer: the LFS file's sha256 against the ETag the Hub named its blob with
+        assert f"is modified: sha256 {tampered}, expected {published} (the Hub's ETag)" in message
     assert hub_server.count("GET", "/resolve/") == gets
     # The checksum and card layers catch it too (used for every local and Hub load).
     with pytest.raises(IntegrityError, match=r"model\.safetensors is modified: sha256 [0-9a-f]{64}, expected [0-9a-f]{64}"):
         load_folder(folder)
 
     # Editing a file *and* checksums.json consistently still contradicts the Hub's record.
-    import json
-
     from dwp_hub._fs import sha256_file
 
     _publish(tiny_registry, "tiny-7x7", "1.1.0")
@@ -256,7 +272,8 @@ def test_tampered_cache_is_refused_not_redownloaded(tiny_registry: Path, hub_ser
     sums = json.loads(sums_path.read_text())
     sums["README.md"] = sha256_file(readme)
     sums_path.write_text(json.dumps(sums))
-    with pytest.raises(IntegrityError, match="README.md|checksums.json"):
+    with pytest.raises(IntegrityError, match=r"README\.md .* is modified: git sha1 [0-9a-f]{40}, expected [0-9a-f]{40} "
+                                             r"\(the Hub's ETag\)"):  # the regular file's git blob sha1
         download_prior(parse_ref(f"{HUB}@v1.1.0"))
 
 
@@ -343,7 +360,7 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
     _publish(tiny_registry, "tiny-7x7", "1.0.0")
     with pytest.raises(RemoteNotFoundError, match="No Hub repository 'dwp/missing'") as info:
         dwp_hub.load("hf-hub:dwp/missing")
-    assert not isinstance(info.value, RevisionNotFoundError)
+    assert not isinstance(info.value, RevisionNotFoundError) and isinstance(info.value, LookupError)
     with pytest.raises(RevisionNotFoundError, match="no revision 'v9.9.9'"):
         dwp_hub.load(f"{HUB}@v9.9.9")
     with pytest.raises(RemoteNotFoundError, match="No Hub repository 'dwp/missing'") as info:
@@ -356,10 +373,11 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
         with pytest.raises(AuthenticationError, match="refused the token") as info:
             call()
         assert "hf_not_a_valid_token_42" not in str(info.value)
+        assert isinstance(info.value, PermissionError) and isinstance(info.value, HubError)
     res = CliRunner().invoke(app, ["info", f"{HUB}@v1.0.0"])
     assert res.exit_code == 1 and "refused the token" in res.output and "hf_not_a_valid_token_42" not in res.output
     monkeypatch.setenv("HF_TOKEN", hub_server.read_token)
-    with pytest.raises(AuthenticationError, match="HTTP 403") as info:
+    with pytest.raises(AuthenticationError, match="HTTP 403: You don't have the rights to write") as info:
         _publish(tiny_registry, "tiny-7x7", "1.1.0")
     assert hub_server.read_token not in str(info.value)
     printed = "".join(capfd.readouterr()) + caplog.text  # nothing printed or logged on the way shows a token
@@ -370,6 +388,32 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
         _publish(tiny_registry, "tiny-7x7", "1.1.0")
     assert [t for t in hub_server.repos[REPO]["tags"]] == ["v1.0.0"]
     assert issubclass(DownloadInterruptedError, HubError) and issubclass(OfflineError, HubError)
+    assert issubclass(DownloadInterruptedError, ConnectionError) and issubclass(OfflineError, ConnectionError)
+    assert issubclass(HubError, OSError) and issubclass(RevisionNotFoundError, LookupError)
+
+
+def test_pull_never_replaces_a_local_version_with_other_files(tiny_registry: Path, hub_server: HubTestServer,
+                                                              tmp_path: Path) -> None:
+    from dwp_hub.registry._hf import pull_prior
+
+    _publish(tiny_registry, "tiny-7x7", "1.0.0")  # re-stamped on publish: other bytes than the local 1.0.0
+    _publish(tiny_registry, "tiny-7x7", "1.1.0")
+    folder = tiny_registry / "tiny-7x7" / "1.0.0"
+    local = {f.name: f.read_bytes() for f in folder.iterdir()}
+    index = (tiny_registry / "index.json").read_bytes()
+    snapshot, _ = download_prior(parse_ref(f"{HUB}@v1.0.0"))
+    assert (snapshot / "checksums.json").read_bytes() != local["checksums.json"]
+    with pytest.raises(PriorExistsError, match="different files") as info:
+        pull_prior(f"{HUB}@v1.0.0", tiny_registry)
+    assert isinstance(info.value, FileExistsError)
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == local
+    assert (tiny_registry / "index.json").read_bytes() == index
+    mirror = tmp_path / "mirror"
+    first, again = pull_prior(f"{HUB}@v1.0.0", mirror), pull_prior(f"{HUB}@v1.0.0", mirror)
+    assert [(r.spec, r.added) for r in first + again] == [("tiny-7x7@1.0.0", True), ("tiny-7x7@1.0.0", False)]
+    assert (mirror / "tiny-7x7" / "1.0.0" / "checksums.json").read_bytes() == (snapshot / "checksums.json").read_bytes()
+    every = pull_prior(HUB, tmp_path / "all", all_versions=True)  # every version tag, oldest first
+    assert [(r.spec, r.added) for r in every] == [("tiny-7x7@1.0.0", True), ("tiny-7x7@1.1.0", True)]
 
 
 # -- CLI: list, info, pull, push, verify ---------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,8 @@ import pytest
 import dwp_hub
 from dwp_hub import constants
 from dwp_hub.errors import (
+    CardError,
+    DwpHubError,
     IntegrityError,
     InvalidNameError,
     InvalidVersionError,
@@ -43,11 +46,24 @@ def test_name_resolves_to_newest_and_pins(tiny_registry: Path) -> None:
     assert resolve("tiny-7x7").registry.root == tiny_registry
 
 
+def test_load_casts_to_the_dtype_asked_for_alone(tiny_registry: Path) -> None:
+    import torch
+
+    prior = dwp_hub.load("tiny-3x3@1.0.0", dtype=torch.float64)  # no device given: stays on the CPU
+    params = list(prior.vae.parameters())
+    assert params and all(p.dtype == torch.float64 and p.device.type == "cpu" for p in params)
+    assert all(p.dtype == torch.float32 for p in dwp_hub.load("tiny-3x3@1.0.0").vae.parameters())
+
+
 def test_version_order_is_numeric_not_lexicographic(tiny_registry: Path) -> None:
     for v in ("1.9.0", "1.10.0", "1.2.0"):
         _publish_copy(tiny_registry, tiny_registry, v)
     assert str(resolve("tiny-3x3").version) == "1.10.0"
     assert [str(v) for v in LocalRegistry(tiny_registry).versions("tiny-3x3")] == ["1.0.0", "1.2.0", "1.9.0", "1.10.0"]
+    # The listing orders versions the same way (newest first) and marks 1.10.0 as the newest.
+    rows = [(i.version, i.latest) for i in dwp_hub.list_priors(all_versions=True) if i.name == "tiny-3x3"]
+    assert rows == [("1.10.0", True), ("1.9.0", False), ("1.2.0", False), ("1.0.0", False)]
+    assert [i.version for i in dwp_hub.list_priors() if i.name == "tiny-3x3"] == ["1.10.0"]
 
 
 def test_search_order_env_then_user_then_embedded(tiny_registry: Path, tmp_path: Path,
@@ -60,6 +76,9 @@ def test_search_order_env_then_user_then_embedded(tiny_registry: Path, tmp_path:
     monkeypatch.setenv("DWP_HUB_REGISTRY", os.pathsep.join([str(tiny_registry), str(second)]))
     labels = [r.label for r in registries()]
     assert labels == [f"DWP_HUB_REGISTRY:{tiny_registry}", f"DWP_HUB_REGISTRY:{second}", "user", "embedded"]
+    # The listing shows a version held by several registries once, from the registry that resolves it.
+    rows = [i for i in dwp_hub.list_priors(all_versions=True) if i.name == "tiny-3x3"]
+    assert [(i.version, i.registry) for i in rows] == [("1.0.0", f"DWP_HUB_REGISTRY:{tiny_registry}")]
 
     # The same version everywhere: the earliest registry wins.
     assert resolve("tiny-3x3@1.0.0").registry.root == tiny_registry
@@ -85,6 +104,13 @@ def test_list_priors(tiny_registry: Path, tmp_path: Path, monkeypatch: pytest.Mo
     assert [(i.name, i.version) for i in infos] == [("tiny-3x3", "1.0.0"), ("tiny-5x5", "1.0.0"), ("tiny-7x7", "1.1.0")]
     assert all(i.latest for i in infos)
     assert {i.kernel_size for i in infos} == {3, 5, 7}
+    reg = LocalRegistry(tiny_registry)
+    for i in infos:  # every column comes from that version's own card
+        card = reg.card(i.name, Version.parse(i.version))
+        assert (i.kernel_size, i.source, i.heldout_elbo, i.description) == (
+            card.kernel_size, card.source.domain, card.metrics.heldout_elbo, card.description)
+        assert i.registry == f"DWP_HUB_REGISTRY:{tiny_registry}"
+    assert len({i.description for i in infos}) == len(infos)  # descriptions are not all alike
     every = dwp_hub.list_priors(all_versions=True)
     assert [(i.spec, i.latest) for i in every if i.name == "tiny-7x7"] == [("tiny-7x7@1.1.0", True), ("tiny-7x7@1.0.0", False)]
     assert all_names() == ["tiny-3x3", "tiny-5x5", "tiny-7x7"]
@@ -107,6 +133,7 @@ def test_unknown_name_lists_closest(tiny_registry: Path, typo: str, closest: str
         dwp_hub.load(typo)
     assert isinstance(info.value, LookupError) and not isinstance(info.value, VersionNotFoundError)
     assert "dwp-hub list" in str(info.value)
+    assert info.value.name == typo and closest in info.value.candidates  # for front ends that offer a choice
 
 
 def test_unknown_name_without_close_match(tiny_registry: Path) -> None:
@@ -119,6 +146,8 @@ def test_version_not_found(tiny_registry: Path) -> None:
     with pytest.raises(VersionNotFoundError, match=r"no version 9\.9\.9; available: 1\.0\.0, 1\.1\.0") as info:
         dwp_hub.load("tiny-7x7@9.9.9")
     assert isinstance(info.value, PriorNotFoundError)
+    assert info.value.name == "tiny-7x7"
+    assert info.value.candidates == ("tiny-7x7@1.0.0", "tiny-7x7@1.1.0")  # each one loads as it is
 
 
 @pytest.mark.parametrize("spec", ["tiny-7x7@1.0", "tiny-7x7@v1.0.0", "tiny-7x7@", "tiny-7x7@01.0.0", "tiny-7x7@1.0.0-beta"])
@@ -149,6 +178,62 @@ def test_malformed_index(tiny_registry: Path) -> None:
     (tiny_registry / "index.json").write_text("{not json")
     with pytest.raises(IntegrityError, match="not valid JSON"):
         dwp_hub.list_priors()
+
+
+def test_flipped_byte_is_refused_naming_both_hashes(tiny_registry: Path) -> None:
+    weights = tiny_registry / "tiny-7x7" / "1.0.0" / "model.safetensors"
+    recorded = LocalRegistry(tiny_registry).entry("tiny-7x7", Version(1, 0, 0))["files"]["model.safetensors"]
+    assert recorded == hashlib.sha256(weights.read_bytes()).hexdigest()
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0x01  # one bit of the last tensor
+    weights.write_bytes(bytes(raw))
+    actual = hashlib.sha256(bytes(raw)).hexdigest()
+    for call in (lambda: dwp_hub.load("tiny-7x7@1.0.0"), lambda: LocalRegistry(tiny_registry).verify("tiny-7x7",
+                                                                                                     Version(1, 0, 0))):
+        with pytest.raises(IntegrityError) as info:
+            call()
+        err = info.value
+        assert isinstance(err, OSError)
+        assert (err.path, err.expected, err.actual) == (weights, recorded, actual)
+        assert f"{weights} is modified: sha256 {actual}, expected {recorded} (index)" in str(err)
+    assert dwp_hub.load("tiny-7x7").card.version == "1.1.0"  # other versions still load
+
+
+def test_malformed_entry_is_an_integrity_error_not_a_missing_version(tiny_registry: Path) -> None:
+    index = json.loads((tiny_registry / "index.json").read_text())
+    index["priors"]["tiny-7x7"]["1.0.0"] = "not an entry"
+    (tiny_registry / "index.json").write_text(json.dumps(index))
+    reg = LocalRegistry(tiny_registry)
+    assert reg.versions("tiny-7x7") == [Version(1, 1, 0)]  # hidden from listing ...
+    assert [(p.name, p.version) for p in reg.index_problems()] == [("tiny-7x7", "1.0.0")]
+    for call in (lambda: reg.entry("tiny-7x7", Version(1, 0, 0)), lambda: reg.verify("tiny-7x7", Version(1, 0, 0))):
+        with pytest.raises(IntegrityError, match=r"index\.json: the entry of 'tiny-7x7@1\.0\.0' is malformed"):
+            call()  # ... but asking for it names the broken index, never "no such version"
+    with pytest.raises(PriorNotFoundError, match="not in"):
+        reg.entry("tiny-7x7", Version(3, 0, 0))
+    reg.verify("tiny-7x7", Version(1, 1, 0))
+
+
+def test_publish_refuses_a_version_whose_index_entry_is_malformed(tiny_registry: Path) -> None:
+    index = json.loads((tiny_registry / "index.json").read_text())
+    index["priors"]["tiny-7x7"]["1.0.0"]["files"] = {}
+    (tiny_registry / "index.json").write_text(json.dumps(index))
+    before = (tiny_registry / "index.json").read_bytes()
+    with pytest.raises(IntegrityError, match=r"Cannot publish tiny-7x7@1\.0\.0: .*index\.json: the entry of 'tiny-7x7"):
+        publish(tiny_registry / "tiny-7x7" / "1.1.0", "tiny-7x7", "1.0.0", tiny_registry)
+    assert (tiny_registry / "index.json").read_bytes() == before  # a person must look at it; nothing is papered over
+    publish(tiny_registry / "tiny-7x7" / "1.1.0", "tiny-7x7", "2.0.0", tiny_registry)  # other versions publish ...
+    after = json.loads((tiny_registry / "index.json").read_text())["priors"]["tiny-7x7"]
+    assert sorted(after) == ["1.0.0", "1.1.0", "2.0.0"] and after["1.0.0"]["files"] == {}  # ... and keep the bad entry
+
+
+@pytest.mark.parametrize(("error", "builtin"), [
+    (PriorNotFoundError, LookupError), (VersionNotFoundError, LookupError), (VersionNotFoundError, PriorNotFoundError),
+    (InvalidNameError, ValueError), (InvalidVersionError, ValueError), (IntegrityError, OSError),
+    (CardError, ValueError), (PriorExistsError, FileExistsError),
+])
+def test_errors_are_also_the_builtin_a_caller_catches(error: type[Exception], builtin: type[Exception]) -> None:
+    assert issubclass(error, builtin) and issubclass(error, DwpHubError)
 
 
 # -- publishing ----------------------------------------------------------------------------------
@@ -188,6 +273,30 @@ def test_published_versions_are_immutable(tiny_registry: Path) -> None:
     shutil.copytree(folder, tiny_registry / "tiny-3x3" / "5.0.0")
     with pytest.raises(PriorExistsError):
         _publish_copy(tiny_registry, tiny_registry, "5.0.0")
+
+
+def test_index_write_is_atomic(tiny_registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publish that dies while replacing index.json leaves the old index byte for byte (never a half-written
+    one), no temp file, and a folder the next publish adopts."""
+    index = tiny_registry / "index.json"
+    before = index.read_bytes()
+    real_replace = os.replace
+
+    def crash_on_index(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst).name == "index.json":
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", crash_on_index)
+        with pytest.raises(OSError, match="No space left"):
+            _publish_copy(tiny_registry, tiny_registry, "3.0.0")
+    assert index.read_bytes() == before
+    assert not list(tiny_registry.glob(".index.json.*"))
+    assert [str(v) for v in LocalRegistry(tiny_registry).versions("tiny-3x3")] == ["1.0.0"]
+    assert [o.version for o in LocalRegistry(tiny_registry).orphans()] == ["3.0.0"]
+    assert str(_publish_copy(tiny_registry, tiny_registry, "3.0.0")) == str(tiny_registry / "tiny-3x3" / "3.0.0")
+    assert str(resolve("tiny-3x3").version) == "3.0.0" and LocalRegistry(tiny_registry).orphans() == []
 
 
 @pytest.mark.parametrize(("name", "version", "error"), [("../evil", "1.0.0", InvalidNameError), ("ok", "1.0", InvalidVersionError),
