@@ -361,11 +361,13 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
     with pytest.raises(RemoteNotFoundError, match="No Hub repository 'dwp/missing'") as info:
         dwp_hub.load("hf-hub:dwp/missing")
     assert not isinstance(info.value, RevisionNotFoundError) and isinstance(info.value, LookupError)
-    with pytest.raises(RevisionNotFoundError, match="no revision 'v9.9.9'"):
+    assert (info.value.repo_id, info.value.revision) == ("dwp/missing", None)  # the fields a caller inspects
+    with pytest.raises(RevisionNotFoundError, match="no revision 'v9.9.9'") as info:
         dwp_hub.load(f"{HUB}@v9.9.9")
+    assert (info.value.repo_id, info.value.revision) == (REPO, "v9.9.9")
     with pytest.raises(RemoteNotFoundError, match="No Hub repository 'dwp/missing'") as info:
         list_hub_versions("hf-hub:dwp/missing")
-    assert not isinstance(info.value, RevisionNotFoundError)
+    assert not isinstance(info.value, RevisionNotFoundError) and info.value.repo_id == "dwp/missing"
 
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_valid_token_42")
     caplog.set_level(logging.DEBUG)
@@ -374,6 +376,7 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
             call()
         assert "hf_not_a_valid_token_42" not in str(info.value)
         assert isinstance(info.value, PermissionError) and isinstance(info.value, HubError)
+        assert info.value.repo_id == REPO
     res = CliRunner().invoke(app, ["info", f"{HUB}@v1.0.0"])
     assert res.exit_code == 1 and "refused the token" in res.output and "hf_not_a_valid_token_42" not in res.output
     monkeypatch.setenv("HF_TOKEN", hub_server.read_token)
@@ -384,8 +387,9 @@ def test_errors_are_distinct_and_never_show_the_token(tiny_registry: Path, hub_s
     assert "hf_not_a_valid_token_42" not in printed and hub_server.read_token not in printed
     monkeypatch.delenv("HF_TOKEN")
     assert huggingface_hub.get_token() is None
-    with pytest.raises(AuthenticationError, match="No Hugging Face token"):
+    with pytest.raises(AuthenticationError, match="No Hugging Face token") as info:
         _publish(tiny_registry, "tiny-7x7", "1.1.0")
+    assert (info.value.repo_id, info.value.revision) == (REPO, None)
     assert [t for t in hub_server.repos[REPO]["tags"]] == ["v1.0.0"]
     assert issubclass(DownloadInterruptedError, HubError) and issubclass(OfflineError, HubError)
     assert issubclass(DownloadInterruptedError, ConnectionError) and issubclass(OfflineError, ConnectionError)
