@@ -18,7 +18,6 @@ from dwp_hub.inference import (
     Sampler,
     StandardNormalKL,
     VIRecipe,
-    bayesian_layers,
     fit_vi,
     paper_net,
 )

@@ -460,7 +460,6 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     arms = [a for p in priors for a in arms_of[p]]
     label = {a: f"{LABELS[a[0]]} [{a[1] or '?'}]" if multi and uses_dwp(a[0]) else LABELS[a[0]] for a in arms}
     st = _stats(rows, sizes, arms)
-    epochs = sorted({int(r["epochs"]) for r in rows})
     per_size = {n: sorted({(int(r["epochs"]), int(r.get("batch") or 256), int(r["steps"])) for r in rows
                            if int(r["size"]) == n}) for n in sizes}
     budget = "; ".join(f"N={n}: " + ", ".join(f"{e} epochs x batch {min(b, n)} = {st} steps" for e, b, st in v)
