@@ -125,14 +125,30 @@ def test_truncated_file_is_an_integrity_error(cifar_root: Path) -> None:
         load_cifar("cifar10")
 
 
-def test_label_out_of_range_is_an_integrity_error(cifar_root: Path) -> None:
+@pytest.mark.parametrize("label", [10, 12, 255])
+def test_label_out_of_range_is_an_integrity_error(cifar_root: Path, label: int) -> None:
     write_stand_in(cifar_root, "cifar10")
     f = cifar_root / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin"
     raw = bytearray(f.read_bytes())
-    raw[0] = 12
+    raw[0] = 9
     f.write_bytes(bytes(raw))
-    with pytest.raises(DataIntegrityError, match="10 classes"):
+    assert load_cifar("cifar10", "test")[1][0] == 9  # the last class is fine
+    raw[0] = label
+    f.write_bytes(bytes(raw))
+    with pytest.raises(DataIntegrityError, match=f"has label {label}, but CIFAR-10 has 10 classes"):
         load_cifar("cifar10", "test")
+
+
+def test_empty_record_file_is_an_integrity_error(tmp_path: Path) -> None:
+    (tmp_path / "test_batch.bin").write_bytes(b"")
+    with pytest.raises(DataIntegrityError, match="holds 0 bytes"):
+        read_cifar_binary(tmp_path / "test_batch.bin", label_bytes=1)
+
+
+def test_unknown_split_is_refused(cifar_root: Path) -> None:
+    write_stand_in(cifar_root, "cifar10")
+    with pytest.raises(ConfigError, match="split must be 'train' or 'test', got 'val'"):
+        load_cifar("cifar10", "val")
 
 
 def test_dataset_sha256_covers_cifar(cifar_root: Path) -> None:
@@ -197,6 +213,52 @@ def test_hand_placed_archive_is_verified_and_extracted(cifar_root: Path, monkeyp
     assert sorted(p.name for p in folder.iterdir()) == [spec.base_dir, spec.archive]
 
 
+def _archive(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _place_archive(cifar_root: Path, monkeypatch: pytest.MonkeyPatch, blob: bytes) -> Path:
+    """Put ``blob`` where the cifar10 archive goes, with the spec's md5 set to match it; return the folder."""
+    import dataclasses
+
+    spec = dataclasses.replace(CIFAR_DATASETS["cifar10"], md5=hashlib.md5(blob).hexdigest())
+    monkeypatch.setitem(CIFAR_DATASETS, "cifar10", spec)
+    folder = cifar_root / "cifar10"
+    folder.mkdir()
+    (folder / spec.archive).write_bytes(blob)
+    return folder
+
+
+def test_archive_of_the_python_version_is_refused(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blobs = _stand_in_files("cifar10")[0]
+    python_layout = _archive({f"cifar-10-batches-py/{f}": b for f, b in blobs.items()})
+    folder = _place_archive(cifar_root, monkeypatch, python_layout)
+    with pytest.raises(DataIntegrityError, match="did not contain cifar-10-batches-bin/; is it the binary version"):
+        load_cifar("cifar10")
+    assert [p.name for p in folder.iterdir()] == ["cifar-10-binary.tar.gz"]  # the temp folder is removed
+
+
+def test_archive_that_cannot_be_extracted(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _place_archive(cifar_root, monkeypatch, _stand_in_archive("cifar10")[:-200])
+    with pytest.raises(DataIntegrityError, match="Cannot extract"):
+        load_cifar("cifar10")
+    assert [p.name for p in folder.iterdir()] == ["cifar-10-binary.tar.gz"]
+
+
+def test_archive_missing_a_record_file(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blobs = _stand_in_files("cifar10")[0]
+    del blobs["test_batch.bin"]
+    _place_archive(cifar_root, monkeypatch, _archive({f"cifar-10-batches-bin/{f}": b for f, b in blobs.items()}))
+    with pytest.raises(DataIntegrityError, match="did not provide test_batch.bin in"):
+        load_cifar("cifar10")
+
+
 def test_download_uses_the_binary_archive_and_md5(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torchvision.datasets.utils as tv_utils
 
@@ -252,7 +314,13 @@ def test_source_split_cifar10_protocol_at_full_size(cifar_root: Path) -> None:
     write_stand_in(cifar_root, "cifar10")  # 5 batches x 40 = 200 records
     split = source_split("cifar10", seed=0)
     assert (len(split.x_train), len(split.x_eval)) == (180, 20)
-    assert split.protocol.startswith("CIFAR-10 train set: 180 train / 20 val")
+    assert split.protocol == "CIFAR-10 train set: 180 train / 20 val, permutation seed 0"
+    x, y = load_cifar("cifar10")  # validation is the first 10% of default_rng(seed).permutation, train the rest
+    perm = np.random.default_rng(0).permutation(200)
+    np.testing.assert_array_equal(split.x_eval, x[perm[:20]])
+    np.testing.assert_array_equal(split.y_eval, y[perm[:20]])
+    np.testing.assert_array_equal(split.x_train, x[perm[20:]])
+    np.testing.assert_array_equal(split.y_train, y[perm[20:]])
 
 
 # --- Table 2 net -----------------------------------------------------------------------------------
