@@ -104,3 +104,26 @@ def test_a_half_written_checkpoint_is_never_read_and_its_net_is_trained_again(tm
     state, meta = read_checkpoint(paths[0])
     assert meta["index"] == 0 and all(torch.isfinite(v).all() for v in state.values())
     assert os.path.getsize(paths[0]) > 100
+
+
+@pytest.mark.parametrize("change", [{"dataset": "mnist"}, {"net": NetConfig("fconv", (2, 5))}, {"n_nets": 4},
+                                    {"seed": 11}, {"epochs": 2}, {"lr": 2e-3}, {"batch_size": 256}, {"l2": 0.0},
+                                    {"split_seed": 1}, {"augment": "affine"}])
+def test_every_recipe_field_keys_the_source_cache(tmp_path: Path, change: dict) -> None:
+    """Nets trained under another recipe are never reused: each field of the recipe changes its folder."""
+    assert source.source_dir(dataclasses.replace(RECIPE, **change), tmp_path) != source.source_dir(RECIPE, tmp_path)
+    assert source.source_dir(dataclasses.replace(RECIPE), tmp_path) == source.source_dir(RECIPE, tmp_path)
+
+
+@pytest.mark.usefixtures("data_root")
+def test_the_l2_term_shrinks_the_conv_weights_and_the_seed_is_recorded(tmp_path: Path) -> None:
+    from dwp_hub.training.harvest import read_checkpoint
+
+    def conv_l2(recipe: source.SourceRecipe, name: str) -> float:
+        state, meta = read_checkpoint(source.train_one(recipe, 1, tmp_path / name))
+        assert meta["seed"] == recipe.seed + 1 and meta["index"] == 1 and meta["recipe"] == recipe.to_dict()
+        return sum(float((state[k] ** 2).sum()) for k in ("0.weight", "0.bias", "3.weight", "3.bias"))
+
+    free = conv_l2(dataclasses.replace(RECIPE, l2=0.0, lr=1e-2), "free")
+    penalised = conv_l2(dataclasses.replace(RECIPE, l2=1.0, lr=1e-2), "l2")
+    assert penalised < 0.5 * free, (penalised, free)

@@ -504,3 +504,155 @@ def test_build_refuses_an_existing_version_before_any_work(tmp_path: Path, monke
     monkeypatch.setattr(fit_module, "fit_vae", no_fitting)
     with pytest.raises(PriorExistsError, match="already exists.*Raise the recipe's version"):
         build(recipe, tmp_path / "reg", tmp_path / "work", progress=False)
+
+
+# -- the fit objective, schedule, metrics and NaN guard, checked against what the recipe says -------------
+def test_fit_history_is_the_mean_training_elbo_per_kernel_of_each_epoch_from_the_seeded_start() -> None:
+    """One batch per epoch: epoch 0's history entry is the ELBO of the seeded initial VAE on the seeded batch
+    order and noise, averaged per kernel (the loss is summed over the batch); one entry per epoch."""
+    from dwp_hub.model.vae import KernelVAE
+
+    data = synthetic_kernels(3, n=40, n_held=8)
+    arch, recipe = ArchConfig("mlp", 3, 2, 8), FitRecipe(epochs=3, batch_size=64, seed=5, iw_k=2, iw_max_kernels=2)
+    result = fit_vae(data, arch, recipe, progress=False)
+    assert len(result.history) == recipe.epochs
+    torch.manual_seed(recipe.seed)
+    vae = KernelVAE(arch)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    perm = torch.randperm(len(data.train), generator=gen)
+    with torch.no_grad():
+        want = float(vae.elbo(data.train[perm], generator=gen).sum()) / len(data.train)
+    assert result.history[0] == pytest.approx(want, rel=1e-5)
+    other = fit_vae(data, arch, dataclasses.replace(recipe, seed=6), progress=False)
+    assert other.history[0] != pytest.approx(want, rel=1e-3)  # the seed is used, not a fixed one
+
+
+def test_fit_learning_rate_decays_linearly_to_zero_over_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs: list[float] = []
+    real_step = torch.optim.Adam.step
+
+    def step(self: torch.optim.Adam, *a: Any, **k: Any) -> Any:
+        lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    recipe = FitRecipe(epochs=3, lr=0.01, batch_size=16, iw_k=2, iw_max_kernels=2)
+    fit_vae(synthetic_kernels(3, n=40, n_held=8), ArchConfig("mlp", 3, 2, 8), recipe, progress=False)
+    steps = 3 * 3  # 3 epochs of ceil(40 / 16) batches
+    assert lrs == pytest.approx([0.01 * (1 - s / steps) for s in range(steps)])
+
+
+def test_fit_metrics_are_measured_on_the_held_out_kernels_and_stats_on_the_training_ones() -> None:
+    """Held-out kernels far from the training ones: the held-out ELBO / IW figures are those of the held-out
+    kernels alone (not the training set, not both), the train ELBO that of the training kernels."""
+    from dwp_hub.training.fit import evaluate
+
+    data = synthetic_kernels(3, n=96, n_held=24)
+    data.held_out.mul_(6.0)
+    recipe = FitRecipe(epochs=5, batch_size=32, seed=2, iw_k=8, iw_max_kernels=16)
+    result = fit_vae(data, ArchConfig("mlp", 3, 2, 8), recipe, progress=False)
+    m = result.metrics
+    held_elbo, held_iw, n_iw = evaluate(result.vae, data.held_out, recipe)
+    assert (m.heldout_elbo, m.heldout_iw_log_likelihood) == (round(held_elbo, 4), round(held_iw, 4))
+    assert m.n_heldout_kernels == 24 and m.n_iw_kernels == n_iw == 16
+    train_elbo = evaluate(result.vae, data.train, FitRecipe(iw_k=1, iw_max_kernels=1, seed=recipe.seed))[0]
+    assert m.train_elbo == round(train_elbo, 4)
+    assert m.heldout_elbo < m.train_elbo - 1  # the scaled-up held-out kernels fit worse
+    assert result.stats.mean == pytest.approx(float(data.train.mean()))
+    assert result.stats.std == pytest.approx(float(data.train.std()))
+
+
+def test_fit_nan_guard_returns_the_weights_of_the_last_finished_epoch() -> None:
+    """A NaN in the second batch of epoch 0: the last good state is the seeded initial VAE, not the weights after
+    the first step of the epoch that failed."""
+    from dwp_hub.model.vae import KernelVAE
+
+    data = synthetic_kernels(3, n=64, n_held=8)
+    arch, recipe = ArchConfig("mlp", 3, 2, 8), FitRecipe(epochs=2, batch_size=32, seed=4)
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(recipe.seed))
+    data.train[perm[40], 0, 0, 0] = float("nan")  # in the second batch
+    with pytest.raises(NonFiniteLossError, match="epoch 0, step 1") as info:
+        fit_vae(data, arch, recipe, progress=False)
+    torch.manual_seed(recipe.seed)
+    initial = KernelVAE(arch).state_dict()
+    assert info.value.last_good_state.keys() == initial.keys()
+    assert all(torch.equal(info.value.last_good_state[k], v) for k, v in initial.items())
+
+
+# -- harvest: the rule's boundaries, the seeded cap, the size filter, the recorded hashes -------------------
+def test_harvest_min_norm_keeps_kernels_at_exactly_the_threshold(tmp_path: Path) -> None:
+    paths = _fake_sources(tmp_path)
+    zero = harvest(paths, HarvestSpec("0.weight", 7, PruneRule("min_norm", 0.0), held_out=(3,)))
+    assert zero.meta["kernels_kept"] == 24  # "norm >= 0": the dead kernels are kept too
+    norms = read_checkpoint(paths[0])[0]["0.weight"].flatten(1).norm(dim=1)
+    value = float(norms[2:].min())
+    data = harvest(paths[:1], HarvestSpec("0.weight", 7, PruneRule("min_norm", value)))
+    assert len(data.train) == int((norms >= value).sum()) and float(data.train.flatten(1).norm(dim=1).min()) == value
+
+
+def test_harvest_top_fraction_keeps_the_largest_kernels(tmp_path: Path) -> None:
+    paths = _fake_sources(tmp_path)
+    data = harvest(paths, HarvestSpec("3.weight", 5, PruneRule("top_fraction", 0.25)))
+    all_norms = torch.cat([read_checkpoint(p)[0]["3.weight"].reshape(-1, 25).norm(dim=1) for p in paths])
+    assert len(all_norms) == 192 and len(data.train) == 48  # the top quarter
+    kept = data.train.flatten(1).norm(dim=1)
+    assert torch.equal(kept.sort().values, all_norms.sort().values[-48:])
+
+
+def test_harvest_cap_is_a_seeded_random_subset(tmp_path: Path) -> None:
+    paths = _fake_sources(tmp_path)
+
+    def take(seed: int) -> torch.Tensor:
+        return harvest(paths, HarvestSpec("3.weight", 5, PruneRule("none"), max_kernels_per_net=10, seed=seed)).train
+
+    a, b = take(0), take(1)
+    assert a.shape == (40, 1, 5, 5) and torch.equal(a, take(0))
+    assert not torch.equal(a, b)  # the harvest seed picks the subset
+    first = torch.cat([read_checkpoint(p)[0]["3.weight"].reshape(-1, 1, 5, 5)[:10] for p in paths])
+    assert not torch.equal(a, first) and not torch.equal(b, first)  # not just the first kernels of each net
+
+
+def test_harvest_takes_only_layers_of_the_named_kernel_size(tmp_path: Path) -> None:
+    """``*.weight`` matches both convolutions; only the 5x5 one is harvested for kernel size 5, even when the 7x7
+    layer's weights could be reshaped into 5x5 kernels (25 x 49 numbers)."""
+    paths = _fake_sources(tmp_path, n=2, widths=(25, 8))
+    data = harvest(paths, HarvestSpec("*.weight", 5, PruneRule("none"), held_out=(1,)))
+    assert data.meta["layers"] == ["3.weight"] and data.meta["kernels_total"] == 2 * 8 * 25
+    assert torch.equal(data.held_out, read_checkpoint(paths[1])[0]["3.weight"].reshape(-1, 1, 5, 5))
+
+
+def test_harvest_records_each_checkpoints_own_sha256(tmp_path: Path) -> None:
+    import hashlib
+
+    paths = _fake_sources(tmp_path)
+    data = harvest(paths, HarvestSpec("0.weight", 7, held_out=(3,)))
+    assert [s["sha256"] for s in data.meta["sources"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+# -- build: the card records the recipe and provenance, and its recipe rebuilds the same prior --------------
+def test_build_card_records_the_recipe_and_provenance_and_its_recipe_rebuilds_the_same_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from dwp_hub.training import harvest as harvest_module
+
+    paths = _fake_sources(tmp_path)
+    shas = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    third_party = {"dataset": "some nets", "license": "BSD-2-Clause", "source_url": "https://example.org/nets"}
+    monkeypatch.setitem(harvest_module.KNOWN_CHECKPOINTS, shas[1], third_party)
+    raw = yaml.safe_load(_tiny_recipe(tmp_path, paths).read_text())
+    raw["source"]["domain"] = "mnist"
+    raw["fit"].update({"lr": 0.002, "batch_size": 8})
+    card = card_from_weights_file(build(parse_recipe(raw), tmp_path / "ra", tmp_path / "wa", progress=False)
+                                  / "model.safetensors")
+    assert {k: v for k, v in card.recipe.items() if k != "rebuild"} == raw
+    t = card.training
+    assert (t.epochs, t.lr, t.batch_size, t.seed) == (2, 0.002, 8, 3)
+    assert [c["sha256"] for c in card.source.checkpoints] == shas
+    assert [c["file"] for c in card.source.checkpoints] == [p.name for p in paths]
+    assert [d.dataset for d in card.data_licenses] == ["mnist", "some nets"]
+    assert card.data_licenses[1].license == "BSD-2-Clause"
+    again = parse_recipe({k: v for k, v in card.recipe.items() if k != "rebuild"})
+    card2 = card_from_weights_file(build(again, tmp_path / "rb", tmp_path / "wb", progress=False)
+                                   / "model.safetensors")
+    assert card2.weights_sha256 == card.weights_sha256 and card2.metrics == card.metrics

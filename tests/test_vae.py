@@ -175,3 +175,21 @@ def test_fast_elu_matches_torch_elu_in_value_and_gradient() -> None:
     with torch.no_grad():
         z = x.detach().clone()
         assert elu_fast_(z) is z and torch.allclose(z, y_ref.detach(), atol=2e-7)
+
+
+def test_elbo_is_one_reparameterised_sample_of_the_reconstruction_minus_the_kl_to_a_standard_normal() -> None:
+    """The per-kernel ELBO, written out with torch.distributions from the same noise: the KL enters with sign -1
+    and weight 1, z = mean + sqrt(var) * eps, and the reconstruction sums over every kernel entry."""
+    torch.manual_seed(0)
+    vae = KernelVAE(ArchConfig("mlp", 3, 4, 16)).eval()
+    w = torch.randn(5, 1, 3, 3, generator=torch.Generator().manual_seed(1)) * 0.2
+    with torch.no_grad():
+        got = vae.elbo(w, generator=torch.Generator().manual_seed(7))
+        mu, var = vae.encoder(w)
+        z = mu + var.sqrt() * torch.randn(mu.shape, generator=torch.Generator().manual_seed(7))
+        w_mu, w_var = vae.decoder(z)
+        rec = torch.distributions.Normal(w_mu, w_var.sqrt()).log_prob(w).sum((1, 2, 3))
+        kl = torch.distributions.kl_divergence(torch.distributions.Normal(mu, var.sqrt()),
+                                               torch.distributions.Normal(0.0, 1.0)).sum(1)
+    assert (kl > 1e-3).all()  # the KL term is not negligible here, so its weight and sign show
+    torch.testing.assert_close(got, rec - kl)
