@@ -574,10 +574,8 @@ def write_report(rows: list[dict[str, str]], out_dir: Path, command: str, stem: 
     ax.set_ylabel("test accuracy (MC ensemble of 10)")
     ax.set_title("MNIST, VI with different priors" + budget_title(rows), fontsize=10)
     ax.grid(alpha=0.3)
-    if below:  # long spec labels: one column; else two
-        ax.legend(fontsize=7, ncol=1 if multi else 2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
-    else:
-        ax.legend(fontsize=7, ncol=2)
+    place = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.15)} if below else {}
+    ax.legend(fontsize=7, ncol=1 if multi else 2, **place)  # long spec labels: one column
     fig.tight_layout()
     png = out_dir / f"{stem}.png"
     fig.savefig(png, dpi=130)
